@@ -1,0 +1,1 @@
+"""Sample business services written only with the `pipelines` SDK."""

@@ -1,0 +1,50 @@
+"""The orders service's public contracts."""
+
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import Field
+
+from pipelines import Command, Event, Model
+
+
+class OrderLine(Model):
+    sku: Annotated[str, Field(min_length=1, max_length=64)]
+    quantity: Annotated[int, Field(gt=0, le=10_000)]
+    unit_price: Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
+
+
+class PlaceOrder(Command, permissions=["orders:place"]):
+    """Place an order for a customer."""
+
+    customer_id: Annotated[str, Field(min_length=1, max_length=128)]
+    items: Annotated[list[OrderLine], Field(min_length=1, max_length=500)]
+
+
+class PlaceOrderResult(Model):
+    order_id: str
+
+
+class CancelOrder(Command, permissions=["orders:cancel"]):
+    """Cancel an order: only its customer or a holder of orders:admin may."""
+
+    order_id: Annotated[str, Field(min_length=1)]
+    reason: str | None = None
+
+
+class CancelOrderResult(Model):
+    order_id: str
+    status: str
+
+
+class OrderPlaced(Event, service="orders"):
+    order_id: str
+    customer_id: str
+    items: list[OrderLine]
+    total: Decimal
+
+
+class OrderCancelled(Event, service="orders"):
+    order_id: str
+    customer_id: str
+    reason: str | None = None

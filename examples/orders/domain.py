@@ -1,0 +1,21 @@
+"""The order aggregate: its state is a fold of its own events."""
+
+from typing import Literal
+
+from pipelines import Aggregate, applies
+
+from examples.orders.contracts import OrderCancelled, OrderPlaced
+
+
+class Order(Aggregate):
+    customer_id: str = ""
+    status: Literal["new", "placed", "cancelled"] = "new"
+
+    @applies(OrderPlaced)
+    def _placed(self, event: OrderPlaced) -> None:
+        self.customer_id = event.customer_id
+        self.status = "placed"
+
+    @applies(OrderCancelled)
+    def _cancelled(self, event: OrderCancelled) -> None:
+        self.status = "cancelled"

@@ -1,0 +1,87 @@
+"""Aggregates: state rebuilt from their own events; new events recorded, then appended.
+
+    class Order(Aggregate):
+        status: str = "none"
+
+        @applies(OrderPlaced)
+        def placed(self, event: OrderPlaced) -> None:
+            self.status = "placed"
+
+A handler changes an aggregate only with `order.record(SomeEvent(...))`, which applies the
+event at once and queues it for the append that follows the handler.
+"""
+
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import BaseModel, ConfigDict, PrivateAttr
+
+from pipelines.contracts import Event
+
+E = TypeVar("E", bound=Event)
+Applier = Callable[[Any, Any], None]
+
+
+def applies(event: type[E]) -> Callable[[Callable[[Any, E], None]], Callable[[Any, E], None]]:
+    def mark(fn: Callable[[Any, E], None]) -> Callable[[Any, E], None]:
+        fn.__applies__ = event  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+class Aggregate(BaseModel):
+    """Base of event-sourced state; `snapshot_every` > 0 snapshots every that many events."""
+
+    model_config = ConfigDict(validate_assignment=False)
+
+    aggregate_type: ClassVar[str]
+    snapshot_every: ClassVar[int] = 50
+    appliers: ClassVar[dict[str, tuple[type[Event], Applier]]]
+
+    id: str
+    version: int = 0
+    _pending: list[Event] = PrivateAttr(default_factory=list)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if "aggregate_type" not in cls.__dict__:
+            cls.aggregate_type = cls.__name__
+        cls.appliers = {
+            fn.__applies__.message_type(): (fn.__applies__, fn)
+            for klass in reversed(cls.__mro__)
+            for fn in vars(klass).values()
+            if callable(fn) and hasattr(fn, "__applies__")
+        }
+
+    @property
+    def exists(self) -> bool:
+        return self.version > 0
+
+    def record(self, event: Event) -> None:
+        """Apply a new event now; the platform appends it after the handler returns."""
+        self._apply(event)
+        self._pending.append(event)
+
+    def replay(self, event_type: str, data: dict[str, Any]) -> None:
+        """Apply an event read from the log."""
+        entry = self.appliers.get(event_type)
+        if entry is not None:
+            entry[1](self, entry[0].model_validate(data))
+        self.version += 1
+
+    def _apply(self, event: Event) -> None:
+        entry = self.appliers.get(event.message_type())
+        if entry is None:
+            raise TypeError(f"{type(self).__name__} has no @applies({event.message_type()})")
+        entry[1](self, event)
+        self.version += 1
+
+    def take_pending(self) -> list[Event]:
+        pending, self._pending = self._pending, []
+        return pending
+
+    @property
+    def pending(self) -> list[Event]:
+        return list(self._pending)

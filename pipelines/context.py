@@ -1,0 +1,84 @@
+"""What a handler sees besides its message: the verified caller, ids, and its aggregates."""
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pipelines.aggregate import Aggregate
+from pipelines.eventstore import EventStore, NewEvent, RecordedEvent
+from pipelines.identity import Caller
+
+A = TypeVar("A", bound=Aggregate)
+
+
+@dataclass(slots=True)
+class Context:
+    service: str
+    message_type: str
+    message_id: str
+    correlation_id: str
+    caller: Caller | None
+    store: EventStore
+    causation_id: str | None = None
+    traceparent: str | None = None
+    event: RecordedEvent | None = None  # set for event subscribers: the event being handled
+    _aggregates: dict[tuple[str, str], Aggregate] = field(default_factory=dict)
+    _snapshots_due: list[Aggregate] = field(default_factory=list)
+
+    async def load(self, cls: type[A], aggregate_id: str) -> A:
+        """The aggregate as of its last event (an empty one, version 0, if it has none)."""
+        key = (cls.aggregate_type, aggregate_id)
+        if key in self._aggregates:
+            return self._aggregates[key]  # type: ignore[return-value]
+        snapshot = await self.store.load_snapshot(cls.aggregate_type, aggregate_id)
+        aggregate = cls.model_validate(snapshot[1]) if snapshot else cls(id=aggregate_id)
+        for event in await self.store.read_stream(
+            cls.aggregate_type, aggregate_id, aggregate.version
+        ):
+            aggregate.replay(event.event_type, event.data)
+        self._aggregates[key] = aggregate
+        return aggregate
+
+    def create(self, cls: type[A], aggregate_id: str) -> A:
+        """A new aggregate, without reading the log: appending fails if the id is taken."""
+        aggregate = cls(id=aggregate_id)
+        self._aggregates[(cls.aggregate_type, aggregate_id)] = aggregate
+        return aggregate
+
+    def new_events(self) -> list[NewEvent]:
+        """Take the events the handler recorded, ready to append."""
+        metadata = self._metadata()
+        out: list[NewEvent] = []
+        for aggregate in self._aggregates.values():
+            pending = aggregate.take_pending()
+            first = aggregate.version - len(pending) + 1
+            every = aggregate.snapshot_every
+            if pending and every and (first - 1) // every < aggregate.version // every:
+                self._snapshots_due.append(aggregate)
+            out.extend(
+                NewEvent(
+                    aggregate.aggregate_type, aggregate.id, first + i,
+                    event.message_type(), event.model_dump_json(), metadata,
+                )
+                for i, event in enumerate(pending)
+            )
+        return out
+
+    def snapshots_due(self) -> list[Aggregate]:
+        """Aggregates whose new events crossed a multiple of their `snapshot_every`."""
+        return self._snapshots_due
+
+    def _metadata(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {"service": self.service, "messageType": self.message_type}
+        if self.caller is not None:
+            meta["userId"] = self.caller.user_id
+        if self.traceparent:
+            meta["traceparent"] = self.traceparent
+        return meta
+
+
+def dump_result(result: Any) -> str:
+    """A handler's return value as JSON text (contracts and models by their wire aliases)."""
+    if hasattr(result, "model_dump_json"):
+        return str(result.model_dump_json(by_alias=True))
+    return json.dumps(result, default=str, separators=(",", ":"))

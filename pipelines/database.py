@@ -1,0 +1,86 @@
+"""PostgreSQL connections and the versioned migrations the platform applies on start."""
+
+import json
+import logging
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from pipelines.settings import Settings
+
+log = logging.getLogger("banyan.database")
+
+Pool = asyncpg.Pool
+
+
+def _encode_json(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for name in ("jsonb", "json"):
+        await conn.set_type_codec(
+            name, encoder=_encode_json, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+def connect_kwargs(settings: Settings) -> dict[str, Any]:
+    return {
+        "dsn": settings.database_url,
+        "server_settings": {"search_path": settings.database_schema},
+        "init": _init_connection,
+    }
+
+
+async def create_pool(settings: Settings, size: int | None = None) -> Pool:
+    size = size or settings.database_pool_size
+    return await asyncpg.create_pool(min_size=min(2, size), max_size=size, **connect_kwargs(settings))
+
+
+async def connect(settings: Settings) -> asyncpg.Connection:
+    kwargs = connect_kwargs(settings)
+    conn = await asyncpg.connect(kwargs["dsn"], server_settings=kwargs["server_settings"])
+    await _init_connection(conn)
+    return conn
+
+
+def migration_files(extra: list[Path] | None = None) -> list[tuple[str, str]]:
+    """(version, sql) of every migration, the platform's first, then any `extra` folders."""
+    found: list[tuple[str, str]] = []
+    platform = resources.files("pipelines") / "migrations"
+    for item in sorted(platform.iterdir(), key=lambda p: p.name):
+        if item.name.endswith(".sql"):
+            found.append((item.name.removesuffix(".sql"), item.read_text()))
+    for folder in extra or []:
+        for path in sorted(folder.glob("*.sql")):
+            found.append((path.stem, path.read_text()))
+    return found
+
+
+async def migrate(settings: Settings, extra: list[Path] | None = None) -> list[str]:
+    """Apply the migrations not yet applied, under a lock so concurrent starts are safe."""
+    conn = await asyncpg.connect(settings.database_url)
+    schema = settings.database_schema
+    try:
+        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        await conn.execute(f'SET search_path TO "{schema}"')
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"{schema}.migrate")
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            applied = []
+            for version, sql in migration_files(extra):
+                if version in done:
+                    continue
+                await conn.execute(sql)
+                await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+                applied.append(version)
+                log.info("applied migration %s", version)
+            return applied
+    finally:
+        await conn.close()

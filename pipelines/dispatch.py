@@ -1,0 +1,242 @@
+"""How one message is processed: decode, verify the caller, policies, handler, append, reply.
+
+Commands and queries are answered on their `reply_to`; events are recorded as processed per
+subscriber. A message is acknowledged only after its effects are committed. Failures:
+- platform errors (validation, permissions, policy, not found, conflict) are answered, not retried;
+- anything else is retried with backoff, then dead-lettered (and the request answered);
+- a lost database or broker connection is retried and then requeued, never dead-lettered.
+"""
+
+import asyncio
+import inspect
+import json
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from aio_pika.abc import AbstractIncomingMessage
+from faststream.rabbit import RabbitMessage
+
+from pipelines import headers as h
+from pipelines.contracts import Contract
+from pipelines.context import Context, dump_result
+from pipelines.errors import (
+    ConcurrencyError, Forbidden, HandlerFailed, PlatformError, PolicyViolation, ValidationError,
+)
+from pipelines.eventstore import CommandRecord, DuplicateCommand, RecordedEvent
+from pipelines.identity import Caller
+from pipelines.messages import Incoming, Reply, decode
+from pipelines.retry import INFRASTRUCTURE_ERRORS, backoff_delay
+from pipelines.runtime import Runtime
+
+HandlerFn = Callable[[Any, Context], Awaitable[Any]]
+Policy = Callable[[Any, Context], Awaitable[bool | None] | bool | None]
+
+
+@dataclass(frozen=True)
+class Handler:
+    contract: type[Contract]
+    fn: HandlerFn
+    policies: tuple[Policy, ...] = ()
+    result: type[Any] | None = None
+    subscriber: str | None = None  # event handlers: the name of their queue
+
+
+class Exhausted(Exception):
+    def __init__(self, cause: BaseException, attempts: int) -> None:
+        super().__init__(str(cause))
+        self.cause, self.attempts = cause, attempts
+
+
+async def run_policies(policies: Sequence[Policy], message: Any, ctx: Context) -> None:
+    for policy in policies:
+        verdict = policy(message, ctx)
+        if inspect.isawaitable(verdict):
+            verdict = await verdict
+        if verdict is False:
+            name = getattr(policy, "__name__", "policy")
+            raise PolicyViolation(f"{ctx.message_type} refused by policy {name}")
+
+
+def check_permissions(contract: type[Contract], caller: Caller | None) -> None:
+    if contract.permissions and (caller is None or not caller.has_all(contract.permissions)):
+        missing = sorted(set(contract.permissions) - (caller.permissions if caller else set()))
+        raise Forbidden(
+            f"{contract.message_type()} requires {', '.join(contract.permissions)}",
+            {"required": list(contract.permissions), "missing": missing},
+        )
+
+
+class Processor:
+    """Runs one handler for each delivery of its queue, with retries and dead-lettering."""
+
+    def __init__(self, runtime: Runtime, handler: Handler, queue: str) -> None:
+        self.rt = runtime
+        self.handler = handler
+        self.queue = queue
+        self.message_type = handler.contract.message_type()
+
+    async def __call__(self, message: RabbitMessage) -> None:
+        raw: AbstractIncomingMessage = message.raw_message
+        incoming = Incoming.from_raw(raw)
+        try:
+            outcome = await self._with_retries(incoming)
+        except Exhausted as exc:
+            if isinstance(exc.cause, INFRASTRUCTURE_ERRORS):
+                await raw.nack(requeue=True)
+                return
+            await self.rt.dead_letter(raw, self.queue, exc.cause, exc.attempts)
+            outcome = Reply.error(
+                HandlerFailed(f"{self.message_type} failed: {exc.cause}"), incoming.correlation_id
+            )
+        await self.finish(incoming, outcome)
+        await raw.ack()
+
+    async def _with_retries(self, incoming: Incoming) -> Reply:
+        attempts = max(1, self.rt.settings.retry_attempts)
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self.process(incoming)
+            except PlatformError as exc:
+                return await self.refuse(incoming, exc)
+            except Exception as exc:
+                if attempt == attempts:
+                    raise Exhausted(exc, attempt) from exc
+                self.rt.log.warning(
+                    "%s attempt %d/%d failed: %r", self.message_type, attempt, attempts, exc,
+                    extra={"correlationId": incoming.correlation_id},
+                )
+                await asyncio.sleep(backoff_delay(self.rt.settings, attempt))
+        raise AssertionError("unreachable")
+
+    def context(self, incoming: Incoming, caller: Caller | None) -> Context:
+        assert self.rt.store is not None
+        return Context(
+            service=self.rt.service, message_type=self.message_type,
+            message_id=incoming.message_id or incoming.correlation_id,
+            correlation_id=incoming.correlation_id, caller=caller, store=self.rt.store,
+            causation_id=incoming.causation_id, traceparent=incoming.header(h.TRACEPARENT),
+        )
+
+    async def process(self, incoming: Incoming) -> Reply:
+        raise NotImplementedError
+
+    async def refuse(self, incoming: Incoming, exc: PlatformError) -> Reply:
+        return Reply.error(exc, incoming.correlation_id)
+
+    async def finish(self, incoming: Incoming, outcome: Reply) -> None:
+        await self.rt.reply(incoming, outcome)
+
+
+class QueryProcessor(Processor):
+    async def process(self, incoming: Incoming) -> Reply:
+        query = decode(self.handler.contract, incoming.body)
+        caller = self.rt.identify(incoming)
+        check_permissions(self.handler.contract, caller)
+        ctx = self.context(incoming, caller)
+        await run_policies(self.handler.policies, query, ctx)
+        result = await self.handler.fn(query, ctx)
+        return Reply(dump_result(result).encode())
+
+
+class CommandProcessor(Processor):
+    async def process(self, incoming: Incoming) -> Reply:
+        assert self.rt.store is not None
+        if incoming.message_id and (done := await self.rt.store.command_result(incoming.message_id)):
+            return Reply(json.dumps(done.result).encode(), position=done.position)
+        command = decode(self.handler.contract, incoming.body)
+        caller = self.rt.identify(incoming)
+        check_permissions(self.handler.contract, caller)
+        retries = self.rt.settings.concurrency_retries
+        for attempt in range(retries + 1):
+            try:
+                return await self._decide(incoming, command, caller)
+            except ConcurrencyError:
+                if attempt == retries:
+                    raise
+            except DuplicateCommand:
+                done = await self.rt.store.command_result(incoming.message_id or "")
+                assert done is not None
+                return Reply(json.dumps(done.result).encode(), position=done.position)
+        raise AssertionError("unreachable")
+
+    async def _decide(self, incoming: Incoming, command: Contract, caller: Caller | None) -> Reply:
+        """Run policies and handler on fresh state, then append what it recorded."""
+        assert self.rt.store is not None
+        ctx = self.context(incoming, caller)
+        await run_policies(self.handler.policies, command, ctx)
+        result = dump_result(await self.handler.fn(command, ctx))
+        record = (
+            CommandRecord(incoming.message_id, self.message_type, result)
+            if incoming.message_id else None
+        )
+        position = await self.rt.store.append(
+            ctx.new_events(), correlation_id=incoming.correlation_id,
+            causation_id=incoming.message_id, command=record,
+        )
+        for aggregate in ctx.snapshots_due():
+            self.rt.spawn(self.rt.store.save_snapshot(
+                aggregate.aggregate_type, aggregate.id, aggregate.version,
+                aggregate.model_dump_json(),
+            ))
+        return Reply(result.encode(), position=position)
+
+
+class EventProcessor(Processor):
+    """Delivers an event to one subscriber at most once, however often the bus redelivers it."""
+
+    async def process(self, incoming: Incoming) -> Reply:
+        assert self.rt.store is not None and self.rt.pool is not None
+        subscriber = self.handler.subscriber
+        event_id = incoming.header(h.EVENT_ID)
+        if event_id is None:
+            raise ValidationError("event without an x-event-id header")
+        if await self.rt.pool.fetchval(
+            "SELECT 1 FROM processed_events WHERE subscriber = $1 AND event_id = $2::uuid",
+            subscriber, event_id,
+        ):
+            return Reply(b"")
+        event = decode(self.handler.contract, incoming.body)
+        ctx = self.context(incoming, None)
+        ctx.causation_id = event_id
+        ctx.event = recorded_from_headers(incoming, event)
+        await self.handler.fn(event, ctx)
+        new_events = ctx.new_events()
+        async with self.rt.pool.acquire() as conn, conn.transaction():
+            if new_events:
+                await self.rt.store.append(
+                    new_events, correlation_id=incoming.correlation_id,
+                    causation_id=event_id, conn=conn,
+                )
+            await conn.execute(
+                "INSERT INTO processed_events (subscriber, event_id) VALUES ($1, $2::uuid) "
+                "ON CONFLICT DO NOTHING",
+                subscriber, event_id,
+            )
+        return Reply(b"")
+
+    async def refuse(self, incoming: Incoming, exc: PlatformError) -> Reply:
+        """An event that fails its contract or the handler's rules cannot succeed later."""
+        raise Exhausted(exc, 1) from exc
+
+    async def finish(self, incoming: Incoming, outcome: Reply) -> None:
+        return None
+
+
+def recorded_from_headers(incoming: Incoming, event: Contract) -> RecordedEvent:
+    occurred = incoming.header(h.OCCURRED_AT)
+    return RecordedEvent(
+        position=int(incoming.header(h.GLOBAL_POSITION) or 0),
+        event_id=uuid.UUID(incoming.header(h.EVENT_ID)),
+        aggregate_type=incoming.header(h.AGGREGATE_TYPE) or "",
+        aggregate_id=incoming.header(h.AGGREGATE_ID) or "",
+        version=int(incoming.header(h.EVENT_VERSION) or 0),
+        event_type=event.message_type(),
+        data=event.model_dump(by_alias=True),
+        metadata={"service": incoming.header(h.SERVICE_NAME)},
+        occurred_at=datetime.fromisoformat(occurred) if occurred else datetime.min,
+        correlation_id=incoming.correlation_id,
+        causation_id=incoming.causation_id,
+    )

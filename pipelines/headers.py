@@ -1,0 +1,29 @@
+"""Names of the AMQP headers every platform message carries."""
+
+CORRELATION_ID = "x-correlation-id"
+CAUSATION_ID = "x-causation-id"
+SERVICE_NAME = "x-service-name"
+MESSAGE_TYPE = "x-message-type"
+RETRY_COUNT = "x-retry-count"
+USER_TOKEN = "x-user-token"
+TRACEPARENT = "traceparent"
+TRACESTATE = "tracestate"
+MIN_POSITION = "x-min-position"
+
+# replies
+STATUS = "x-status"
+EVENT_POSITION = "x-event-position"
+
+# events
+EVENT_ID = "x-event-id"
+AGGREGATE_TYPE = "x-aggregate-type"
+AGGREGATE_ID = "x-aggregate-id"
+EVENT_VERSION = "x-event-version"
+GLOBAL_POSITION = "x-global-position"
+OCCURRED_AT = "x-occurred-at"
+
+# dead letters
+ERROR_TYPE = "x-error-type"
+ERROR_MESSAGE = "x-error-message"
+ORIGINAL_QUEUE = "x-original-queue"
+FAILED_AT = "x-failed-at"

@@ -1,0 +1,145 @@
+"""A running service: broker subscribers for its handlers, its database pool and its relay."""
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+import aiormq
+from faststream import AckPolicy, FastStream
+from faststream.rabbit import Channel, RabbitBroker
+from faststream.rabbit.annotations import RabbitMessage
+from yarl import URL
+
+from pipelines.database import create_pool, migrate
+from pipelines.dispatch import CommandProcessor, EventProcessor, Handler, Processor, QueryProcessor
+from pipelines.relay import EventRelay
+from pipelines.retry import INFRASTRUCTURE_ERRORS, backoff_delay
+from pipelines.runtime import CONFIRM_CHANNEL, Runtime
+from pipelines.settings import Settings
+from pipelines.topology import (
+    DEAD_LETTER_EXCHANGE, dead_letter_exchange, dead_letter_queue, event_binding_key,
+    event_queue_name, events_exchange, request_queue_name, work_queue,
+)
+
+if TYPE_CHECKING:
+    from pipelines.service import Service
+
+CONNECT_MAX_DELAY = 30.0
+
+
+def _consumer(processor: Processor) -> Any:
+    async def consume(message: RabbitMessage) -> None:
+        await processor(message)
+
+    consume.__name__ = f"{processor.queue}"
+    return consume
+
+
+class ServiceInstance:
+    def __init__(self, service: "Service", settings: Settings) -> None:
+        self.service = service
+        self.settings = settings
+        self.log = logging.getLogger(f"banyan.{service.name}")
+        self.broker = RabbitBroker(
+            settings.rabbitmq_url, graceful_timeout=settings.graceful_timeout,
+            log_level=logging.DEBUG, logger=logging.getLogger(f"banyan.{service.name}.broker"),
+        )
+        self.runtime = Runtime(service.name, settings, self.broker)
+        self.queues: list[str] = []
+        self.relay: EventRelay | None = None
+        self._relay_task: asyncio.Task[None] | None = None
+        self._register()
+        self.app = FastStream(
+            self.broker, on_startup=[self._setup], after_startup=[self._start_relay],
+            on_shutdown=[self._stop_relay], after_shutdown=[self._teardown],
+        )
+
+    def _register(self) -> None:
+        requests = Channel(prefetch_count=self.settings.prefetch_count)
+        events = Channel(prefetch_count=self.settings.event_prefetch_count)
+        for handler in self.service.requests.values():
+            name = request_queue_name(self.service.name, handler.contract)
+            kind = CommandProcessor if handler.contract.kind == "command" else QueryProcessor
+            self._subscribe(kind(self.runtime, handler, name), work_queue(self.settings, name),
+                            None, requests)
+        for handler in self.service.subscriptions.values():
+            assert handler.subscriber is not None
+            name = event_queue_name(handler.subscriber, handler.contract)  # type: ignore[arg-type]
+            queue = work_queue(self.settings, name, event_binding_key(handler.contract))  # type: ignore[arg-type]
+            self._subscribe(EventProcessor(self.runtime, handler, name), queue, events_exchange,
+                            events)
+
+    def _subscribe(self, processor: Processor, queue: Any, exchange: Any, channel: Channel) -> None:
+        self.queues.append(queue.name)
+        self.broker.subscriber(
+            queue, exchange, channel=channel, ack_policy=AckPolicy.MANUAL, no_reply=True,
+        )(_consumer(processor))
+
+    async def start(self) -> None:
+        """Start without the FastStream runner (tests, embedding)."""
+        await self._setup()
+        await self.broker.start()
+        await self._start_relay()
+
+    async def stop(self) -> None:
+        """Finish in-flight messages, then close everything."""
+        await self._stop_relay()
+        await self.broker.stop()
+        await self._teardown()
+
+    async def _setup(self) -> None:
+        await self._retrying("RabbitMQ", _safe_url(self.settings.rabbitmq_url), self.broker.connect)
+        pool = await self._retrying(
+            "PostgreSQL", _safe_url(self.settings.database_url), self._open_database
+        )
+        self.runtime.attach(pool)
+        await self._declare_dead_letters()
+        await self.broker.declare_exchange(events_exchange)
+
+    async def _open_database(self) -> Any:
+        await migrate(self.settings)
+        return await create_pool(self.settings)
+
+    async def _declare_dead_letters(self) -> None:
+        await self.broker.declare_exchange(dead_letter_exchange)
+        for name in self.queues:
+            dlq = await self.broker.declare_queue(dead_letter_queue(self.settings, name))
+            await dlq.bind(DEAD_LETTER_EXCHANGE, routing_key=dlq.name)
+
+    async def _retrying(self, what: str, where: str, connect: Any) -> Any:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await connect()
+            except (*INFRASTRUCTURE_ERRORS, aiormq.exceptions.AMQPConnectionError) as exc:
+                delay = min(CONNECT_MAX_DELAY, backoff_delay(self.settings, attempt))
+                self.log.warning(
+                    "%s unreachable at %s (%s); retrying in %.1fs (attempt %d)",
+                    what, where, exc, delay, attempt,
+                )
+                await asyncio.sleep(delay)
+
+    async def _start_relay(self) -> None:
+        if not self.settings.relay_enabled or self.runtime.pool is None:
+            return
+        channel = await self.runtime.channel(CONFIRM_CHANNEL)
+        self.relay = EventRelay(self.settings, self.runtime.pool, channel)
+        self._relay_task = asyncio.create_task(self.relay.run(), name="banyan-relay")
+
+    async def _stop_relay(self) -> None:
+        if self._relay_task is not None:
+            self._relay_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._relay_task
+            self._relay_task = None
+
+    async def _teardown(self) -> None:
+        if self.runtime.pool is not None:
+            await self.runtime.pool.close()
+            self.runtime.pool = None
+
+
+def _safe_url(url: str) -> str:
+    return str(URL(url).with_password("***")) if URL(url).password else url

@@ -1,0 +1,77 @@
+"""Reading platform headers off an incoming message, and the shape of a reply."""
+
+import gzip
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from aio_pika.abc import AbstractIncomingMessage
+from pydantic import ValidationError as PydanticValidationError
+
+from pipelines import headers as h
+from pipelines.contracts import Contract
+from pipelines.errors import PlatformError, ValidationError
+
+
+@dataclass(slots=True, frozen=True)
+class Incoming:
+    message_id: str | None
+    correlation_id: str
+    causation_id: str | None
+    reply_to: str | None
+    reply_correlation: str | None
+    headers: dict[str, Any]
+    body: bytes
+
+    @classmethod
+    def from_raw(cls, raw: AbstractIncomingMessage) -> "Incoming":
+        headers = dict(raw.headers or {})
+        body = raw.body
+        if raw.content_encoding == "gzip" or headers.get("x-compression") == "gzip":
+            body = gzip.decompress(body)
+        correlation = headers.get(h.CORRELATION_ID) or raw.correlation_id or raw.message_id
+        return cls(
+            message_id=raw.message_id,
+            correlation_id=str(correlation or uuid.uuid4()),
+            causation_id=_text(headers.get(h.CAUSATION_ID)),
+            reply_to=raw.reply_to,
+            reply_correlation=raw.correlation_id,
+            headers=headers,
+            body=body,
+        )
+
+    def header(self, name: str) -> str | None:
+        return _text(self.headers.get(name))
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def decode(contract: type[Contract], body: bytes) -> Contract:
+    """The message as its contract, or a VALIDATION_ERROR naming each bad field."""
+    try:
+        return contract.model_validate_json(body)
+    except PydanticValidationError as exc:
+        details = [
+            {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"],
+             "type": e["type"]}
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+        raise ValidationError(f"invalid {contract.message_type()}", details) from exc
+
+
+@dataclass(slots=True, frozen=True)
+class Reply:
+    body: bytes
+    ok: bool = True
+    position: int | None = None
+
+    @classmethod
+    def error(cls, exc: PlatformError, correlation_id: str) -> "Reply":
+        body = exc.to_body()
+        body["error"]["correlationId"] = correlation_id
+        return cls(json.dumps(body, default=str).encode(), ok=False)

@@ -1,0 +1,127 @@
+"""The event relay: publishes the log to `exchange.platform.events`, in order, at least once.
+
+One relay per database leads (an advisory lock), wherever it runs: inside every service process
+by default, or alone with `banyan relay`. It wakes on the NOTIFY an append sends at commit and
+polls as a fallback; its checkpoint moves only after the broker confirmed the batch, so a crash
+republishes at most one batch, which subscribers drop by event id.
+"""
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import aio_pika
+import asyncpg
+
+from pipelines import headers as h
+from pipelines.database import Pool, connect
+from pipelines.eventstore import VISIBLE
+from pipelines.retry import INFRASTRUCTURE_ERRORS
+from pipelines.settings import Settings
+from pipelines.topology import EVENTS_EXCHANGE, event_routing_key
+
+log = logging.getLogger("banyan.relay")
+
+READ_BATCH = (
+    "SELECT position, event_id, aggregate_type, aggregate_id, version, event_type, data::text, "
+    "metadata, occurred_at, correlation_id, causation_id FROM events "
+    f"WHERE position > $1 AND {VISIBLE} ORDER BY position LIMIT $2"
+)
+
+
+def event_message(row: asyncpg.Record) -> tuple[str, aio_pika.Message]:
+    meta: dict[str, Any] = row["metadata"] or {}
+    service = meta.get("service", "unknown")
+    headers: dict[str, Any] = {
+        h.EVENT_ID: str(row["event_id"]),
+        h.MESSAGE_TYPE: row["event_type"],
+        h.SERVICE_NAME: service,
+        h.AGGREGATE_TYPE: row["aggregate_type"],
+        h.AGGREGATE_ID: row["aggregate_id"],
+        h.EVENT_VERSION: row["version"],
+        h.GLOBAL_POSITION: row["position"],
+        h.OCCURRED_AT: row["occurred_at"].isoformat(),
+        h.CORRELATION_ID: row["correlation_id"] or "",
+        h.CAUSATION_ID: row["causation_id"] or "",
+        h.RETRY_COUNT: 0,
+    }
+    if "traceparent" in meta:
+        headers[h.TRACEPARENT] = meta["traceparent"]
+    message = aio_pika.Message(
+        row["data"].encode(), headers=headers, message_id=str(row["event_id"]),
+        correlation_id=row["correlation_id"], content_type="application/json",
+        type=row["event_type"], delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    )
+    return event_routing_key(service, row["event_type"]), message
+
+
+class EventRelay:
+    def __init__(
+        self, settings: Settings, pool: Pool, channel: aio_pika.abc.AbstractChannel,
+        name: str = "relay",
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.channel = channel
+        self.name = name
+        self.position = 0
+        self._wake = asyncio.Event()
+        self.is_leader = asyncio.Event()
+
+    async def run(self) -> None:
+        """Lead when the lock is free, publish until cancelled; survive lost connections."""
+        while True:
+            try:
+                await self._lead()
+            except INFRASTRUCTURE_ERRORS as exc:
+                self.is_leader.clear()
+                log.warning("relay lost its connection (%s); retrying", exc)
+                await asyncio.sleep(self.settings.relay_poll_interval)
+
+    async def _lead(self) -> None:
+        conn = await connect(self.settings)
+        try:
+            key = f"{self.settings.database_schema}.{self.name}"
+            while not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", key):
+                await asyncio.sleep(self.settings.relay_poll_interval)
+            channel = f"{self.settings.database_schema}.events"
+            await conn.add_listener(channel, lambda *_: self._wake.set())
+            self.position = await self._checkpoint()
+            exchange = await self.channel.get_exchange(EVENTS_EXCHANGE, ensure=False)
+            self.is_leader.set()
+            log.info("relay leading from position %d", self.position)
+            while True:
+                if not await self.publish_batch(exchange):
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self.settings.relay_poll_interval)
+                    self._wake.clear()
+        finally:
+            self.is_leader.clear()
+            with contextlib.suppress(Exception):
+                await asyncio.shield(conn.close())
+
+    async def _checkpoint(self) -> int:
+        position = await self.pool.fetchval(
+            "INSERT INTO relay_positions (name) VALUES ($1) ON CONFLICT (name) "
+            "DO UPDATE SET name = excluded.name RETURNING position",
+            self.name,
+        )
+        return int(position)
+
+    async def publish_batch(self, exchange: aio_pika.abc.AbstractExchange) -> int:
+        rows = await self.pool.fetch(READ_BATCH, self.position, self.settings.relay_batch_size)
+        if not rows:
+            return 0
+        await asyncio.gather(*(
+            exchange.publish(message, routing_key=key)
+            for key, message in map(event_message, rows)
+        ))
+        last = rows[-1]["position"]
+        await self.pool.execute(
+            "UPDATE relay_positions SET position = $2, updated_at = now() WHERE name = $1",
+            self.name, last,
+        )
+        self.position = last
+        return len(rows)
+

@@ -1,0 +1,22 @@
+"""Retry timing and which failures are worth retrying."""
+
+import random
+
+import asyncpg
+
+from pipelines.settings import Settings
+
+# The database or broker went away: the message is not at fault, so it is never dead-lettered.
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.OperatorInterventionError,
+)
+
+
+def backoff_delay(settings: Settings, attempt: int) -> float:
+    """Exponential backoff with jitter: attempt 1 waits about the initial delay."""
+    base = min(settings.retry_max_delay, settings.retry_initial_delay * 2 ** (attempt - 1))
+    return base * random.uniform(0.75, 1.25)  # noqa: S311 - jitter, not cryptography

@@ -1,0 +1,100 @@
+"""Resources one service process shares between its handlers: database, broker channels, keys."""
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+from faststream.rabbit import Channel, RabbitBroker
+
+from pipelines import headers as h
+from pipelines.database import Pool
+from pipelines.eventstore import EventStore
+from pipelines.identity import Caller, TokenCodec
+from pipelines.messages import Incoming, Reply
+from pipelines.settings import Settings
+from pipelines.topology import DEAD_LETTER_EXCHANGE, dead_letter_queue_name
+
+# Replies need no confirmation: a lost reply is answered again on redelivery (idempotency).
+REPLY_CHANNEL = Channel(publisher_confirms=False)
+# Dead letters and relayed events must be confirmed before the original is acknowledged.
+CONFIRM_CHANNEL = Channel(publisher_confirms=True)
+
+
+class Runtime:
+    def __init__(self, service: str, settings: Settings, broker: RabbitBroker) -> None:
+        self.service = service
+        self.settings = settings
+        self.broker = broker
+        self.tokens = TokenCodec(settings)
+        self.log = logging.getLogger(f"banyan.{service}")
+        self.pool: Pool | None = None
+        self.store: EventStore | None = None
+
+    def attach(self, pool: Pool) -> None:
+        self.pool = pool
+        self.store = EventStore(pool)
+
+    def identify(self, incoming: Incoming) -> Caller | None:
+        token = incoming.header(h.USER_TOKEN)
+        return self.tokens.verify(token) if token else None
+
+    async def channel(self, kind: Channel) -> aio_pika.abc.AbstractRobustChannel:
+        return await self.broker.config.channel_manager.get_channel(kind)
+
+    async def reply(self, incoming: Incoming, reply: Reply) -> None:
+        if not incoming.reply_to:
+            return
+        headers: dict[str, Any] = {
+            h.STATUS: "ok" if reply.ok else "error",
+            h.CORRELATION_ID: incoming.correlation_id,
+        }
+        if reply.position is not None:
+            headers[h.EVENT_POSITION] = reply.position
+        channel = await self.channel(REPLY_CHANNEL)
+        await channel.default_exchange.publish(
+            aio_pika.Message(
+                reply.body, headers=headers, correlation_id=incoming.reply_correlation,
+                content_type="application/json",
+            ),
+            routing_key=incoming.reply_to, mandatory=False,
+        )
+
+    async def dead_letter(
+        self, raw: aio_pika.abc.AbstractIncomingMessage, queue: str, error: BaseException,
+        attempts: int,
+    ) -> None:
+        """Park a message that kept failing in `dlq.{queue}` with the error in its headers."""
+        headers = dict(raw.headers or {})
+        headers.update({
+            h.ERROR_TYPE: type(error).__name__,
+            h.ERROR_MESSAGE: str(error)[:2000],
+            h.RETRY_COUNT: attempts,
+            h.ORIGINAL_QUEUE: queue,
+            h.FAILED_AT: datetime.now(UTC).isoformat(),
+        })
+        channel = await self.channel(CONFIRM_CHANNEL)
+        exchange = await channel.get_exchange(DEAD_LETTER_EXCHANGE, ensure=False)
+        await exchange.publish(
+            aio_pika.Message(
+                raw.body, headers=headers, message_id=raw.message_id,
+                correlation_id=raw.correlation_id, content_type=raw.content_type,
+                content_encoding=raw.content_encoding,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
+            routing_key=dead_letter_queue_name(queue),
+        )
+        self.log.error(
+            "dead-lettered %s after %d attempts: %s", queue, attempts, error,
+            extra={"correlationId": headers.get(h.CORRELATION_ID)},
+        )
+
+    def spawn(self, coro: Any) -> None:
+        """Run follow-up work (snapshots) without delaying the reply; failures are logged."""
+        task = asyncio.ensure_future(coro)
+        task.add_done_callback(self._report)
+
+    def _report(self, task: "asyncio.Future[Any]") -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.log.warning("background task failed: %s", task.exception())

@@ -1,0 +1,94 @@
+"""`Service`: where business logic is declared. The platform does the rest.
+
+    service = Service("orders", version="1.2.0")
+
+    @service.command(PlaceOrder)
+    async def place_order(command: PlaceOrder, ctx: Context) -> PlaceOrderResult: ...
+
+    @service.on(OrderPlaced)
+    async def notify(event: OrderPlaced, ctx: Context) -> None: ...
+
+    app = service.app      # faststream run examples.orders:app [--workers N]
+"""
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from faststream import FastStream
+
+from pipelines.contracts import Command, Contract, Event, InvalidContract, Query, check_contract
+from pipelines.dispatch import Handler, HandlerFn, Policy
+from pipelines.instance import ServiceInstance
+from pipelines.settings import Settings, get_settings
+
+F = TypeVar("F", bound=HandlerFn)
+
+
+class Service:
+    def __init__(self, name: str, *, version: str = "1.0.0", description: str = "") -> None:
+        self.name = name
+        self.version = version
+        self.description = description
+        self.requests: dict[str, Handler] = {}
+        self.subscriptions: dict[tuple[str, str], Handler] = {}
+        self._app: FastStream | None = None
+
+    def command(
+        self, contract: type[Command], *, policies: Sequence[Policy] = (),
+        result: type[Any] | None = None,
+    ) -> Callable[[F], F]:
+        """Handle a command: the handler records events on aggregates and returns a result."""
+        return self._request(contract, policies, result, Command)
+
+    def query(
+        self, contract: type[Query], *, policies: Sequence[Policy] = (),
+        result: type[Any] | None = None,
+    ) -> Callable[[F], F]:
+        """Answer a query: the handler reads and returns, it never records events."""
+        return self._request(contract, policies, result, Query)
+
+    def on(self, event: type[Event], *, subscriber: str | None = None) -> Callable[[F], F]:
+        """Receive every `event` once (its own queue, `subscriber` defaults to the service)."""
+        check_contract(event)
+        name = subscriber or self.name
+
+        def register(fn: F) -> F:
+            key = (name, event.message_type())
+            if key in self.subscriptions:
+                raise InvalidContract(
+                    f"{name} already subscribes to {key[1]}; pass subscriber= to add another"
+                )
+            self.subscriptions[key] = Handler(event, fn, subscriber=name)
+            return fn
+
+        return register
+
+    def _request(
+        self, contract: type[Contract], policies: Sequence[Policy], result: type[Any] | None,
+        kind: type[Contract],
+    ) -> Callable[[F], F]:
+        check_contract(contract)
+        if not issubclass(contract, kind):
+            raise InvalidContract(f"{contract.__name__} is not a {kind.__name__}")
+
+        def register(fn: F) -> F:
+            if contract.message_type() in self.requests:
+                raise InvalidContract(f"{contract.message_type()} already has a handler")
+            self.requests[contract.message_type()] = Handler(contract, fn, tuple(policies), result)
+            return fn
+
+        return register
+
+    def contracts(self) -> list[type[Contract]]:
+        return [h.contract for h in self.requests.values()]
+
+    def instance(self, settings: Settings | None = None) -> ServiceInstance:
+        """A runnable copy of this service: its broker, database pool and relay."""
+        return ServiceInstance(self, settings or get_settings())
+
+    @property
+    def app(self) -> FastStream:
+        if self._app is None:
+            self._app = self.instance().app
+        return self._app
+

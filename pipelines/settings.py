@@ -1,0 +1,41 @@
+"""Platform settings, read from environment variables (and `.env`)."""
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    database_schema: str = "public"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    jaeger_endpoint: str = ""
+    elasticsearch_url: str = ""
+    jwt_secret: str = "dev-secret-key-change-in-production"
+    jwt_expiration: int = 300
+    jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
+    jwt_private_key: str = ""
+    jwt_public_key: str = ""
+    log_level: str = "INFO"
+
+    rabbitmq_queue_type: Literal["classic", "quorum"] = "classic"
+    prefetch_count: int = 10
+    event_prefetch_count: int = 5
+    retry_attempts: int = 3
+    retry_initial_delay: float = 1.0
+    retry_max_delay: float = 30.0
+    concurrency_retries: int = 3
+    relay_enabled: bool = True
+    relay_batch_size: int = 500
+    relay_poll_interval: float = 0.5
+    database_pool_size: int = 10
+    graceful_timeout: float = 15.0
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,56 @@
+"""RabbitMQ names (fixed by the platform design) and the arguments of its queues."""
+
+from typing import Any
+
+from faststream.rabbit import ExchangeType, QueueType, RabbitExchange, RabbitQueue
+
+from pipelines.contracts import Contract, Event
+from pipelines.settings import Settings
+
+EVENTS_EXCHANGE = "exchange.platform.events"
+DEAD_LETTER_EXCHANGE = "dlx.platform"
+REPLY_TO = "amq.rabbitmq.reply-to"
+
+events_exchange = RabbitExchange(EVENTS_EXCHANGE, type=ExchangeType.TOPIC, durable=True)
+dead_letter_exchange = RabbitExchange(DEAD_LETTER_EXCHANGE, type=ExchangeType.DIRECT, durable=True)
+
+
+def request_queue_name(service: str, contract: type[Contract]) -> str:
+    plural = "commands" if contract.kind == "command" else "queries"
+    return f"service.{service}.{plural}.{contract.message_type()}"
+
+
+def event_routing_key(service: str, event_type: str) -> str:
+    return f"{service}.{event_type.lower()}"
+
+
+def event_binding_key(event: type[Event]) -> str:
+    return event_routing_key(event.owner or "*", event.message_type())
+
+
+def event_queue_name(subscriber: str, event: type[Event]) -> str:
+    return f"{EVENTS_EXCHANGE}.{subscriber}.{event.message_type().lower()}"
+
+
+def dead_letter_queue_name(queue: str) -> str:
+    return f"dlq.{queue}"
+
+
+def queue_arguments(queue: str) -> dict[str, Any]:
+    return {
+        "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+        "x-dead-letter-routing-key": dead_letter_queue_name(queue),
+    }
+
+
+def work_queue(settings: Settings, name: str, routing_key: str | None = None) -> RabbitQueue:
+    """A durable queue whose rejected messages go to `dlq.{name}`."""
+    return RabbitQueue(
+        name, QueueType(settings.rabbitmq_queue_type), durable=True,
+        routing_key=routing_key or name, arguments=queue_arguments(name),  # type: ignore[arg-type]
+    )
+
+
+def dead_letter_queue(settings: Settings, queue: str) -> RabbitQueue:
+    name = dead_letter_queue_name(queue)
+    return RabbitQueue(name, QueueType(settings.rabbitmq_queue_type), durable=True, routing_key=name)

@@ -1,0 +1,73 @@
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from tests.isolation import create_isolated_env, drop_isolated_env
+
+# Before any platform module reads settings: this run's own vhost and schema, fast retries.
+_ENV = create_isolated_env()
+os.environ.update(_ENV)
+os.environ.update({
+    "RETRY_INITIAL_DELAY": "0.05", "RETRY_MAX_DELAY": "0.2", "RELAY_POLL_INTERVAL": "0.2",
+    "GRACEFUL_TIMEOUT": "5",
+})
+
+from pipelines import Caller  # noqa: E402
+from pipelines.identity import TokenCodec  # noqa: E402
+from pipelines.instance import ServiceInstance  # noqa: E402
+from pipelines.rpc import RpcClient  # noqa: E402
+from pipelines.settings import Settings  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings()
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def isolated_run() -> AsyncIterator[None]:
+    yield
+    await drop_isolated_env(_ENV)
+
+
+@pytest.fixture(scope="session")
+async def rpc(settings: Settings) -> AsyncIterator[RpcClient]:
+    async with RpcClient(settings.rabbitmq_url, service_name="tests") as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def token(settings: Settings) -> Callable[..., str]:
+    codec = TokenCodec(settings)
+
+    def make(user_id: str = "user-1", *permissions: str, ttl: int | None = None) -> str:
+        return codec.issue(Caller(user_id, f"{user_id}@example.com", user_id,
+                                  frozenset(permissions)), ttl=ttl)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+async def orders(settings: Settings) -> AsyncIterator[ServiceInstance]:
+    from examples.orders import service
+
+    instance = service.instance(settings)
+    await instance.start()
+    yield instance
+    await instance.stop()
+
+
+async def eventually(check: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
+    """Wait (bounded) for a condition that no event announces."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or check}")
+        await asyncio.sleep(0.02)
