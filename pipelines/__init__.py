@@ -4,7 +4,12 @@ from pipelines.aggregate import Aggregate, applies
 from pipelines.context import Context
 from pipelines.contracts import Command, Contract, Event, Model, Query, Sensitive
 from pipelines.errors import (
-    ConcurrencyError, Conflict, Forbidden, NotFound, PlatformError, PolicyViolation,
+    ConcurrencyError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    PlatformError,
+    PolicyViolation,
     ValidationError,
 )
 from pipelines.identity import Caller
@@ -12,7 +17,24 @@ from pipelines.service import Service
 from pipelines.settings import Settings, get_settings
 
 __all__ = [
-    "Aggregate", "Caller", "Command", "ConcurrencyError", "Conflict", "Context", "Contract",
-    "Event", "Forbidden", "Model", "NotFound", "PlatformError", "PolicyViolation", "Query",
-    "Sensitive", "Service", "Settings", "ValidationError", "applies", "get_settings",
+    "Aggregate",
+    "Caller",
+    "Command",
+    "ConcurrencyError",
+    "Conflict",
+    "Context",
+    "Contract",
+    "Event",
+    "Forbidden",
+    "Model",
+    "NotFound",
+    "PlatformError",
+    "PolicyViolation",
+    "Query",
+    "Sensitive",
+    "Service",
+    "Settings",
+    "ValidationError",
+    "applies",
+    "get_settings",
 ]

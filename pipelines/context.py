@@ -57,8 +57,12 @@ class Context:
                 self._snapshots_due.append(aggregate)
             out.extend(
                 NewEvent(
-                    aggregate.aggregate_type, aggregate.id, first + i,
-                    event.message_type(), event.model_dump_json(), metadata,
+                    aggregate.aggregate_type,
+                    aggregate.id,
+                    first + i,
+                    event.message_type(),
+                    event.model_dump_json(),
+                    metadata,
                 )
                 for i, event in enumerate(pending)
             )

@@ -4,7 +4,7 @@ import json
 import logging
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias, cast
 
 import asyncpg
 
@@ -12,7 +12,7 @@ from pipelines.settings import Settings
 
 log = logging.getLogger("banyan.database")
 
-Pool = asyncpg.Pool
+Pool: TypeAlias = asyncpg.Pool
 
 
 def _encode_json(value: Any) -> str:
@@ -36,7 +36,10 @@ def connect_kwargs(settings: Settings) -> dict[str, Any]:
 
 async def create_pool(settings: Settings, size: int | None = None) -> Pool:
     size = size or settings.database_pool_size
-    return await asyncpg.create_pool(min_size=min(2, size), max_size=size, **connect_kwargs(settings))
+    pool = await asyncpg.create_pool(
+        min_size=min(2, size), max_size=size, **connect_kwargs(settings)
+    )
+    return cast(Pool, pool)
 
 
 async def connect(settings: Settings) -> asyncpg.Connection:

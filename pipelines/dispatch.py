@@ -20,10 +20,15 @@ from aio_pika.abc import AbstractIncomingMessage
 from faststream.rabbit import RabbitMessage
 
 from pipelines import headers as h
-from pipelines.contracts import Contract
 from pipelines.context import Context, dump_result
+from pipelines.contracts import Contract
 from pipelines.errors import (
-    ConcurrencyError, Forbidden, HandlerFailed, PlatformError, PolicyViolation, ValidationError,
+    ConcurrencyError,
+    Forbidden,
+    HandlerFailed,
+    PlatformError,
+    PolicyViolation,
+    ValidationError,
 )
 from pipelines.eventstore import CommandRecord, DuplicateCommand, RecordedEvent
 from pipelines.identity import Caller
@@ -80,6 +85,15 @@ class Processor:
 
     async def __call__(self, message: RabbitMessage) -> None:
         raw: AbstractIncomingMessage = message.raw_message
+        try:
+            await self._handle(raw)
+        except Exception:
+            # A fault outside the handler (a broken message, a platform bug): never leave the
+            # message unacknowledged, park it in its dead-letter queue for inspection.
+            self.rt.log.exception("cannot process a message from %s", self.queue)
+            await raw.reject(requeue=False)
+
+    async def _handle(self, raw: AbstractIncomingMessage) -> None:
         incoming = Incoming.from_raw(raw)
         try:
             outcome = await self._with_retries(incoming)
@@ -105,7 +119,11 @@ class Processor:
                 if attempt == attempts:
                     raise Exhausted(exc, attempt) from exc
                 self.rt.log.warning(
-                    "%s attempt %d/%d failed: %r", self.message_type, attempt, attempts, exc,
+                    "%s attempt %d/%d failed: %r",
+                    self.message_type,
+                    attempt,
+                    attempts,
+                    exc,
                     extra={"correlationId": incoming.correlation_id},
                 )
                 await asyncio.sleep(backoff_delay(self.rt.settings, attempt))
@@ -114,10 +132,14 @@ class Processor:
     def context(self, incoming: Incoming, caller: Caller | None) -> Context:
         assert self.rt.store is not None
         return Context(
-            service=self.rt.service, message_type=self.message_type,
+            service=self.rt.service,
+            message_type=self.message_type,
             message_id=incoming.message_id or incoming.correlation_id,
-            correlation_id=incoming.correlation_id, caller=caller, store=self.rt.store,
-            causation_id=incoming.causation_id, traceparent=incoming.header(h.TRACEPARENT),
+            correlation_id=incoming.correlation_id,
+            caller=caller,
+            store=self.rt.store,
+            causation_id=incoming.causation_id,
+            traceparent=incoming.header(h.TRACEPARENT),
         )
 
     async def process(self, incoming: Incoming) -> Reply:
@@ -144,7 +166,9 @@ class QueryProcessor(Processor):
 class CommandProcessor(Processor):
     async def process(self, incoming: Incoming) -> Reply:
         assert self.rt.store is not None
-        if incoming.message_id and (done := await self.rt.store.command_result(incoming.message_id)):
+        if incoming.message_id and (
+            done := await self.rt.store.command_result(incoming.message_id)
+        ):
             return Reply(json.dumps(done.result).encode(), position=done.position)
         command = decode(self.handler.contract, incoming.body)
         caller = self.rt.identify(incoming)
@@ -170,17 +194,24 @@ class CommandProcessor(Processor):
         result = dump_result(await self.handler.fn(command, ctx))
         record = (
             CommandRecord(incoming.message_id, self.message_type, result)
-            if incoming.message_id else None
+            if incoming.message_id
+            else None
         )
         position = await self.rt.store.append(
-            ctx.new_events(), correlation_id=incoming.correlation_id,
-            causation_id=incoming.message_id, command=record,
+            ctx.new_events(),
+            correlation_id=incoming.correlation_id,
+            causation_id=incoming.message_id,
+            command=record,
         )
         for aggregate in ctx.snapshots_due():
-            self.rt.spawn(self.rt.store.save_snapshot(
-                aggregate.aggregate_type, aggregate.id, aggregate.version,
-                aggregate.model_dump_json(),
-            ))
+            self.rt.spawn(
+                self.rt.store.save_snapshot(
+                    aggregate.aggregate_type,
+                    aggregate.id,
+                    aggregate.version,
+                    aggregate.model_dump_json(),
+                )
+            )
         return Reply(result.encode(), position=position)
 
 
@@ -195,7 +226,8 @@ class EventProcessor(Processor):
             raise ValidationError("event without an x-event-id header")
         if await self.rt.pool.fetchval(
             "SELECT 1 FROM processed_events WHERE subscriber = $1 AND event_id = $2::uuid",
-            subscriber, event_id,
+            subscriber,
+            event_id,
         ):
             return Reply(b"")
         event = decode(self.handler.contract, incoming.body)
@@ -207,13 +239,16 @@ class EventProcessor(Processor):
         async with self.rt.pool.acquire() as conn, conn.transaction():
             if new_events:
                 await self.rt.store.append(
-                    new_events, correlation_id=incoming.correlation_id,
-                    causation_id=event_id, conn=conn,
+                    new_events,
+                    correlation_id=incoming.correlation_id,
+                    causation_id=event_id,
+                    conn=conn,
                 )
             await conn.execute(
                 "INSERT INTO processed_events (subscriber, event_id) VALUES ($1, $2::uuid) "
                 "ON CONFLICT DO NOTHING",
-                subscriber, event_id,
+                subscriber,
+                event_id,
             )
         return Reply(b"")
 

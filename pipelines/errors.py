@@ -69,8 +69,15 @@ class HandlerFailed(PlatformError):
 _BY_CODE: dict[str, type[PlatformError]] = {
     cls.code: cls
     for cls in (
-        ValidationError, Unauthorized, Forbidden, PolicyViolation, NotFound, Conflict,
-        Timeout, ServiceUnavailable, HandlerFailed,
+        ValidationError,
+        Unauthorized,
+        Forbidden,
+        PolicyViolation,
+        NotFound,
+        Conflict,
+        Timeout,
+        ServiceUnavailable,
+        HandlerFailed,
     )
 }
 

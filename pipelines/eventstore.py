@@ -15,6 +15,7 @@ EVENT_COLUMNS = (
     "position, event_id, aggregate_type, aggregate_id, version, event_type, data, metadata, "
     "occurred_at, correlation_id, causation_id"
 )
+DUPLICATE_COMMAND_STATE = "BNY01"  # raised by append_events()
 VISIBLE = "transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
 
 
@@ -87,10 +88,15 @@ class EventStore:
         must be its first write.
         """
         args = (
-            [e.event_id for e in events], [e.aggregate_type for e in events],
-            [e.aggregate_id for e in events], [e.version for e in events],
-            [e.event_type for e in events], [e.data for e in events],
-            [e.metadata for e in events], correlation_id, causation_id,
+            [e.event_id for e in events],
+            [e.aggregate_type for e in events],
+            [e.aggregate_id for e in events],
+            [e.version for e in events],
+            [e.event_type for e in events],
+            [e.data for e in events],
+            [e.metadata for e in events],
+            correlation_id,
+            causation_id,
             command.command_id if command else None,
             command.message_type if command else None,
             command.result if command else None,
@@ -104,8 +110,8 @@ class EventStore:
             if exc.constraint_name != "events_aggregate_version":
                 raise
             raise await self._concurrency_error(events) from exc
-        except asyncpg.RaiseError as exc:
-            if exc.sqlstate == "BNY01":
+        except asyncpg.PostgresError as exc:
+            if exc.sqlstate == DUPLICATE_COMMAND_STATE:
                 raise DuplicateCommand(command.command_id if command else "") from exc
             raise
 
@@ -119,7 +125,8 @@ class EventStore:
     async def stream_version(self, aggregate_type: str, aggregate_id: str) -> int:
         version = await self.pool.fetchval(
             "SELECT max(version) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2",
-            aggregate_type, aggregate_id,
+            aggregate_type,
+            aggregate_id,
         )
         return int(version or 0)
 
@@ -129,7 +136,9 @@ class EventStore:
         rows = await self.pool.fetch(
             f"SELECT {EVENT_COLUMNS} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 "
             "AND version > $3 ORDER BY version",
-            aggregate_type, aggregate_id, after_version,
+            aggregate_type,
+            aggregate_id,
+            after_version,
         )
         return [RecordedEvent.from_row(r) for r in rows]
 
@@ -150,13 +159,16 @@ class EventStore:
             rows = await runner.fetch(
                 f"SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 AND {VISIBLE} "
                 "ORDER BY position LIMIT $2",
-                after_position, limit,
+                after_position,
+                limit,
             )
         else:
             rows = await runner.fetch(
                 f"SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 AND {VISIBLE} "
                 "AND event_type = ANY($3::text[]) ORDER BY position LIMIT $2",
-                after_position, limit, list(event_types),
+                after_position,
+                limit,
+                list(event_types),
             )
         return [RecordedEvent.from_row(r) for r in rows]
 
@@ -178,7 +190,8 @@ class EventStore:
     ) -> tuple[int, dict[str, Any]] | None:
         row = await self.pool.fetchrow(
             "SELECT version, state FROM snapshots WHERE aggregate_type = $1 AND aggregate_id = $2",
-            aggregate_type, aggregate_id,
+            aggregate_type,
+            aggregate_id,
         )
         return (row["version"], row["state"]) if row else None
 
@@ -190,5 +203,8 @@ class EventStore:
             "VALUES ($1, $2, $3, $4) ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE "
             "SET version = excluded.version, state = excluded.state, created_at = now() "
             "WHERE snapshots.version < excluded.version",
-            aggregate_type, aggregate_id, version, state,
+            aggregate_type,
+            aggregate_id,
+            version,
+            state,
         )

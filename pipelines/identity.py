@@ -71,7 +71,9 @@ class TokenCodec:
     def verify(self, token: str) -> Caller:
         try:
             claims = jwt.decode(
-                token, self._verifying_key, algorithms=[self.algorithm],
+                token,
+                self._verifying_key,
+                algorithms=[self.algorithm],
                 options={"require": ["sub", "exp"]},
             )
         except jwt.ExpiredSignatureError as exc:

@@ -12,20 +12,35 @@ from faststream.rabbit.annotations import RabbitMessage
 from yarl import URL
 
 from pipelines.database import create_pool, migrate
-from pipelines.dispatch import CommandProcessor, EventProcessor, Handler, Processor, QueryProcessor
+from pipelines.dispatch import CommandProcessor, EventProcessor, Processor, QueryProcessor
 from pipelines.relay import EventRelay
 from pipelines.retry import INFRASTRUCTURE_ERRORS, backoff_delay
 from pipelines.runtime import CONFIRM_CHANNEL, Runtime
 from pipelines.settings import Settings
 from pipelines.topology import (
-    DEAD_LETTER_EXCHANGE, dead_letter_exchange, dead_letter_queue, event_binding_key,
-    event_queue_name, events_exchange, request_queue_name, work_queue,
+    DEAD_LETTER_EXCHANGE,
+    dead_letter_exchange,
+    dead_letter_queue,
+    event_binding_key,
+    event_queue_name,
+    events_exchange,
+    request_queue_name,
+    work_queue,
 )
 
 if TYPE_CHECKING:
     from pipelines.service import Service
 
 CONNECT_MAX_DELAY = 30.0
+CONNECT_ERRORS: tuple[type[BaseException], ...] = (
+    *INFRASTRUCTURE_ERRORS,
+    aiormq.exceptions.AMQPConnectionError,
+)
+
+
+async def _raw_body(message: Any) -> bytes:
+    """Leave decoding to the processor: it validates against the contract and answers errors."""
+    return bytes(message.body)
 
 
 def _consumer(processor: Processor) -> Any:
@@ -42,8 +57,10 @@ class ServiceInstance:
         self.settings = settings
         self.log = logging.getLogger(f"banyan.{service.name}")
         self.broker = RabbitBroker(
-            settings.rabbitmq_url, graceful_timeout=settings.graceful_timeout,
-            log_level=logging.DEBUG, logger=logging.getLogger(f"banyan.{service.name}.broker"),
+            settings.rabbitmq_url,
+            graceful_timeout=settings.graceful_timeout,
+            log_level=logging.DEBUG,
+            logger=logging.getLogger(f"banyan.{service.name}.broker"),
         )
         self.runtime = Runtime(service.name, settings, self.broker)
         self.queues: list[str] = []
@@ -51,8 +68,11 @@ class ServiceInstance:
         self._relay_task: asyncio.Task[None] | None = None
         self._register()
         self.app = FastStream(
-            self.broker, on_startup=[self._setup], after_startup=[self._start_relay],
-            on_shutdown=[self._stop_relay], after_shutdown=[self._teardown],
+            self.broker,
+            on_startup=[self._setup],
+            after_startup=[self._start_relay],
+            on_shutdown=[self._stop_relay],
+            after_shutdown=[self._teardown],
         )
 
     def _register(self) -> None:
@@ -61,19 +81,26 @@ class ServiceInstance:
         for handler in self.service.requests.values():
             name = request_queue_name(self.service.name, handler.contract)
             kind = CommandProcessor if handler.contract.kind == "command" else QueryProcessor
-            self._subscribe(kind(self.runtime, handler, name), work_queue(self.settings, name),
-                            None, requests)
+            self._subscribe(
+                kind(self.runtime, handler, name), work_queue(self.settings, name), None, requests
+            )
         for handler in self.service.subscriptions.values():
             assert handler.subscriber is not None
             name = event_queue_name(handler.subscriber, handler.contract)  # type: ignore[arg-type]
             queue = work_queue(self.settings, name, event_binding_key(handler.contract))  # type: ignore[arg-type]
-            self._subscribe(EventProcessor(self.runtime, handler, name), queue, events_exchange,
-                            events)
+            self._subscribe(
+                EventProcessor(self.runtime, handler, name), queue, events_exchange, events
+            )
 
     def _subscribe(self, processor: Processor, queue: Any, exchange: Any, channel: Channel) -> None:
         self.queues.append(queue.name)
         self.broker.subscriber(
-            queue, exchange, channel=channel, ack_policy=AckPolicy.MANUAL, no_reply=True,
+            queue,
+            exchange,
+            channel=channel,
+            ack_policy=AckPolicy.MANUAL,
+            no_reply=True,
+            decoder=_raw_body,
         )(_consumer(processor))
 
     async def start(self) -> None:
@@ -113,11 +140,15 @@ class ServiceInstance:
             attempt += 1
             try:
                 return await connect()
-            except (*INFRASTRUCTURE_ERRORS, aiormq.exceptions.AMQPConnectionError) as exc:
+            except CONNECT_ERRORS as exc:
                 delay = min(CONNECT_MAX_DELAY, backoff_delay(self.settings, attempt))
                 self.log.warning(
                     "%s unreachable at %s (%s); retrying in %.1fs (attempt %d)",
-                    what, where, exc, delay, attempt,
+                    what,
+                    where,
+                    exc,
+                    delay,
+                    attempt,
                 )
                 await asyncio.sleep(delay)
 

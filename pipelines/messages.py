@@ -57,8 +57,11 @@ def decode(contract: type[Contract], body: bytes) -> Contract:
         return contract.model_validate_json(body)
     except PydanticValidationError as exc:
         details = [
-            {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"],
-             "type": e["type"]}
+            {
+                "field": ".".join(str(p) for p in e["loc"]) or "(body)",
+                "message": e["msg"],
+                "type": e["type"],
+            }
             for e in exc.errors(include_url=False, include_input=False)
         ]
         raise ValidationError(f"invalid {contract.message_type()}", details) from exc

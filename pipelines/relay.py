@@ -49,16 +49,23 @@ def event_message(row: asyncpg.Record) -> tuple[str, aio_pika.Message]:
     if "traceparent" in meta:
         headers[h.TRACEPARENT] = meta["traceparent"]
     message = aio_pika.Message(
-        row["data"].encode(), headers=headers, message_id=str(row["event_id"]),
-        correlation_id=row["correlation_id"], content_type="application/json",
-        type=row["event_type"], delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        row["data"].encode(),
+        headers=headers,
+        message_id=str(row["event_id"]),
+        correlation_id=row["correlation_id"],
+        content_type="application/json",
+        type=row["event_type"],
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
     )
     return event_routing_key(service, row["event_type"]), message
 
 
 class EventRelay:
     def __init__(
-        self, settings: Settings, pool: Pool, channel: aio_pika.abc.AbstractChannel,
+        self,
+        settings: Settings,
+        pool: Pool,
+        channel: aio_pika.abc.AbstractChannel,
         name: str = "relay",
     ) -> None:
         self.settings = settings
@@ -113,15 +120,17 @@ class EventRelay:
         rows = await self.pool.fetch(READ_BATCH, self.position, self.settings.relay_batch_size)
         if not rows:
             return 0
-        await asyncio.gather(*(
-            exchange.publish(message, routing_key=key)
-            for key, message in map(event_message, rows)
-        ))
+        await asyncio.gather(
+            *(
+                exchange.publish(message, routing_key=key, mandatory=False)
+                for key, message in map(event_message, rows)
+            )
+        )
         last = rows[-1]["position"]
         await self.pool.execute(
             "UPDATE relay_positions SET position = $2, updated_at = now() WHERE name = $1",
-            self.name, last,
+            self.name,
+            last,
         )
         self.position = last
         return len(rows)
-

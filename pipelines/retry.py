@@ -19,4 +19,4 @@ INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
 def backoff_delay(settings: Settings, attempt: int) -> float:
     """Exponential backoff with jitter: attempt 1 waits about the initial delay."""
     base = min(settings.retry_max_delay, settings.retry_initial_delay * 2 ** (attempt - 1))
-    return base * random.uniform(0.75, 1.25)  # noqa: S311 - jitter, not cryptography
+    return float(base) * random.uniform(0.75, 1.25)

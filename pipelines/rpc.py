@@ -77,30 +77,45 @@ class RpcClient:
             return  # a late reply: its caller already timed out
         headers = dict(message.headers or {})
         position = headers.get(h.EVENT_POSITION)
-        future.set_result(Response(
-            message.body, headers.get(h.STATUS, "ok") == "ok",
-            int(position) if position is not None else None, headers,
-        ))
+        future.set_result(
+            Response(
+                message.body,
+                headers.get(h.STATUS, "ok") == "ok",
+                int(str(position)) if position is not None else None,
+                headers,
+            )
+        )
 
     async def request(
-        self, queue: str, body: bytes, *, timeout: float = 30.0,
-        headers: dict[str, Any] | None = None, message_id: str | None = None,
+        self,
+        queue: str,
+        body: bytes,
+        *,
+        timeout: float = 30.0,
+        headers: dict[str, Any] | None = None,
+        message_id: str | None = None,
         correlation_id: str | None = None,
     ) -> Response:
         assert self._channel is not None, "connect() first"
         key = uuid.uuid4().hex
         correlation_id = correlation_id or key
         all_headers = {
-            h.CORRELATION_ID: correlation_id, h.SERVICE_NAME: self.service_name,
-            h.RETRY_COUNT: 0, **(headers or {}),
+            h.CORRELATION_ID: correlation_id,
+            h.SERVICE_NAME: self.service_name,
+            h.RETRY_COUNT: 0,
+            **(headers or {}),
         }
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self._waiting[key] = future
         try:
             await self._channel.default_exchange.publish(
                 aio_pika.Message(
-                    body, headers=all_headers, correlation_id=key, reply_to=REPLY_TO,
-                    message_id=message_id or uuid.uuid4().hex, content_type="application/json",
+                    body,
+                    headers=all_headers,
+                    correlation_id=key,
+                    reply_to=REPLY_TO,
+                    message_id=message_id or uuid.uuid4().hex,
+                    content_type="application/json",
                     delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                 ),
                 routing_key=queue,
@@ -114,14 +129,23 @@ class RpcClient:
                 future.cancel()
 
     async def send(
-        self, service: str, message: Contract, *, token: str | None = None,
-        timeout: float = 30.0, message_id: str | None = None, **extra_headers: Any,
+        self,
+        service: str,
+        message: Contract,
+        *,
+        token: str | None = None,
+        timeout: float = 30.0,
+        message_id: str | None = None,
+        **extra_headers: Any,
     ) -> Response:
         """Send a command or query contract to `service`."""
         headers = {h.MESSAGE_TYPE: message.message_type(), **extra_headers}
         if token:
             headers[h.USER_TOKEN] = token
         return await self.request(
-            request_queue_name(service, type(message)), message.to_json(), timeout=timeout,
-            headers=headers, message_id=message_id,
+            request_queue_name(service, type(message)),
+            message.to_json(),
+            timeout=timeout,
+            headers=headers,
+            message_id=message_id,
         )

@@ -41,7 +41,9 @@ class Runtime:
         return self.tokens.verify(token) if token else None
 
     async def channel(self, kind: Channel) -> aio_pika.abc.AbstractRobustChannel:
-        return await self.broker.config.channel_manager.get_channel(kind)
+        channel: aio_pika.abc.AbstractRobustChannel
+        channel = await self.broker.config.channel_manager.get_channel(kind)
+        return channel
 
     async def reply(self, incoming: Incoming, reply: Reply) -> None:
         if not incoming.reply_to:
@@ -55,38 +57,52 @@ class Runtime:
         channel = await self.channel(REPLY_CHANNEL)
         await channel.default_exchange.publish(
             aio_pika.Message(
-                reply.body, headers=headers, correlation_id=incoming.reply_correlation,
+                reply.body,
+                headers=headers,
+                correlation_id=incoming.reply_correlation,
                 content_type="application/json",
             ),
-            routing_key=incoming.reply_to, mandatory=False,
+            routing_key=incoming.reply_to,
+            mandatory=False,
         )
 
     async def dead_letter(
-        self, raw: aio_pika.abc.AbstractIncomingMessage, queue: str, error: BaseException,
+        self,
+        raw: aio_pika.abc.AbstractIncomingMessage,
+        queue: str,
+        error: BaseException,
         attempts: int,
     ) -> None:
         """Park a message that kept failing in `dlq.{queue}` with the error in its headers."""
         headers = dict(raw.headers or {})
-        headers.update({
-            h.ERROR_TYPE: type(error).__name__,
-            h.ERROR_MESSAGE: str(error)[:2000],
-            h.RETRY_COUNT: attempts,
-            h.ORIGINAL_QUEUE: queue,
-            h.FAILED_AT: datetime.now(UTC).isoformat(),
-        })
+        headers.update(
+            {
+                h.ERROR_TYPE: type(error).__name__,
+                h.ERROR_MESSAGE: str(error)[:2000],
+                h.RETRY_COUNT: attempts,
+                h.ORIGINAL_QUEUE: queue,
+                h.FAILED_AT: datetime.now(UTC).isoformat(),
+            }
+        )
         channel = await self.channel(CONFIRM_CHANNEL)
         exchange = await channel.get_exchange(DEAD_LETTER_EXCHANGE, ensure=False)
         await exchange.publish(
             aio_pika.Message(
-                raw.body, headers=headers, message_id=raw.message_id,
-                correlation_id=raw.correlation_id, content_type=raw.content_type,
+                raw.body,
+                headers=headers,
+                message_id=raw.message_id,
+                correlation_id=raw.correlation_id,
+                content_type=raw.content_type,
                 content_encoding=raw.content_encoding,
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             ),
             routing_key=dead_letter_queue_name(queue),
         )
         self.log.error(
-            "dead-lettered %s after %d attempts: %s", queue, attempts, error,
+            "dead-lettered %s after %d attempts: %s",
+            queue,
+            attempts,
+            error,
             extra={"correlationId": headers.get(h.CORRELATION_ID)},
         )
 

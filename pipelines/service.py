@@ -1,14 +1,14 @@
 """`Service`: where business logic is declared. The platform does the rest.
 
-    service = Service("orders", version="1.2.0")
+service = Service("orders", version="1.2.0")
 
-    @service.command(PlaceOrder)
-    async def place_order(command: PlaceOrder, ctx: Context) -> PlaceOrderResult: ...
+@service.command(PlaceOrder)
+async def place_order(command: PlaceOrder, ctx: Context) -> PlaceOrderResult: ...
 
-    @service.on(OrderPlaced)
-    async def notify(event: OrderPlaced, ctx: Context) -> None: ...
+@service.on(OrderPlaced)
+async def notify(event: OrderPlaced, ctx: Context) -> None: ...
 
-    app = service.app      # faststream run examples.orders:app [--workers N]
+app = service.app      # faststream run examples.orders:app [--workers N]
 """
 
 from collections.abc import Callable, Sequence
@@ -34,14 +34,20 @@ class Service:
         self._app: FastStream | None = None
 
     def command(
-        self, contract: type[Command], *, policies: Sequence[Policy] = (),
+        self,
+        contract: type[Command],
+        *,
+        policies: Sequence[Policy] = (),
         result: type[Any] | None = None,
     ) -> Callable[[F], F]:
         """Handle a command: the handler records events on aggregates and returns a result."""
         return self._request(contract, policies, result, Command)
 
     def query(
-        self, contract: type[Query], *, policies: Sequence[Policy] = (),
+        self,
+        contract: type[Query],
+        *,
+        policies: Sequence[Policy] = (),
         result: type[Any] | None = None,
     ) -> Callable[[F], F]:
         """Answer a query: the handler reads and returns, it never records events."""
@@ -64,7 +70,10 @@ class Service:
         return register
 
     def _request(
-        self, contract: type[Contract], policies: Sequence[Policy], result: type[Any] | None,
+        self,
+        contract: type[Contract],
+        policies: Sequence[Policy],
+        result: type[Any] | None,
         kind: type[Contract],
     ) -> Callable[[F], F]:
         check_contract(contract)
@@ -91,4 +100,3 @@ class Service:
         if self._app is None:
             self._app = self.instance().app
         return self._app
-

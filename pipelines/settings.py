@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     jwt_public_key: str = ""
     log_level: str = "INFO"
 
+    rabbitmq_management_url: str = ""
     rabbitmq_queue_type: Literal["classic", "quorum"] = "classic"
     prefetch_count: int = 10
     event_prefetch_count: int = 5

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from faststream.rabbit import ExchangeType, QueueType, RabbitExchange, RabbitQueue
+from faststream.rabbit import ExchangeType, RabbitExchange, RabbitQueue
 
 from pipelines.contracts import Contract, Event
 from pipelines.settings import Settings
@@ -36,21 +36,28 @@ def dead_letter_queue_name(queue: str) -> str:
     return f"dlq.{queue}"
 
 
-def queue_arguments(queue: str) -> dict[str, Any]:
-    return {
-        "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
-        "x-dead-letter-routing-key": dead_letter_queue_name(queue),
-    }
+def durable_queue(
+    settings: Settings, name: str, routing_key: str, arguments: dict[str, Any]
+) -> RabbitQueue:
+    """A durable queue of the configured type (`classic`, or `quorum` for clusters)."""
+    queue: RabbitQueue = RabbitQueue(
+        name,
+        durable=True,
+        routing_key=routing_key,
+        arguments={"x-queue-type": settings.rabbitmq_queue_type, **arguments},
+    )  # type: ignore[call-overload]
+    return queue
 
 
 def work_queue(settings: Settings, name: str, routing_key: str | None = None) -> RabbitQueue:
     """A durable queue whose rejected messages go to `dlq.{name}`."""
-    return RabbitQueue(
-        name, QueueType(settings.rabbitmq_queue_type), durable=True,
-        routing_key=routing_key or name, arguments=queue_arguments(name),  # type: ignore[arg-type]
-    )
+    dead_letters = {
+        "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+        "x-dead-letter-routing-key": dead_letter_queue_name(name),
+    }
+    return durable_queue(settings, name, routing_key or name, dead_letters)
 
 
 def dead_letter_queue(settings: Settings, queue: str) -> RabbitQueue:
     name = dead_letter_queue_name(queue)
-    return RabbitQueue(name, QueueType(settings.rabbitmq_queue_type), durable=True, routing_key=name)
+    return durable_queue(settings, name, name, {})

@@ -9,10 +9,14 @@ from tests.isolation import create_isolated_env, drop_isolated_env
 # Before any platform module reads settings: this run's own vhost and schema, fast retries.
 _ENV = create_isolated_env()
 os.environ.update(_ENV)
-os.environ.update({
-    "RETRY_INITIAL_DELAY": "0.05", "RETRY_MAX_DELAY": "0.2", "RELAY_POLL_INTERVAL": "0.2",
-    "GRACEFUL_TIMEOUT": "5",
-})
+os.environ.update(
+    {
+        "RETRY_INITIAL_DELAY": "0.05",
+        "RETRY_MAX_DELAY": "0.2",
+        "RELAY_POLL_INTERVAL": "0.2",
+        "GRACEFUL_TIMEOUT": "5",
+    }
+)
 
 from pipelines import Caller  # noqa: E402
 from pipelines.identity import TokenCodec  # noqa: E402
@@ -43,8 +47,9 @@ def token(settings: Settings) -> Callable[..., str]:
     codec = TokenCodec(settings)
 
     def make(user_id: str = "user-1", *permissions: str, ttl: int | None = None) -> str:
-        return codec.issue(Caller(user_id, f"{user_id}@example.com", user_id,
-                                  frozenset(permissions)), ttl=ttl)
+        return codec.issue(
+            Caller(user_id, f"{user_id}@example.com", user_id, frozenset(permissions)), ttl=ttl
+        )
 
     return make
 

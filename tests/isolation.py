@@ -1,6 +1,5 @@
 """Each test run gets its own RabbitMQ virtual host and PostgreSQL schema."""
 
-import os
 import shutil
 import subprocess
 import uuid

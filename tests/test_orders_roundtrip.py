@@ -5,7 +5,6 @@ import pytest
 from examples.orders.contracts import CancelOrder, OrderPlaced, PlaceOrder
 from pipelines import Context, Service
 from pipelines.errors import Conflict, Forbidden, NotFound, PolicyViolation
-from pipelines.instance import ServiceInstance
 from pipelines.rpc import RpcClient
 
 PLACE = ("orders:place",)
@@ -47,7 +46,9 @@ async def test_events_reach_every_subscriber(settings, orders, rpc, token) -> No
     instance = listeners.instance(settings)
     await instance.start()
     try:
-        order_id = (await rpc.send("orders", place("bob"), token=token("bob", *PLACE))).result()["orderId"]
+        order_id = (await rpc.send("orders", place("bob"), token=token("bob", *PLACE))).result()[
+            "orderId"
+        ]
         for name in "ab":
             while (event := await asyncio.wait_for(seen[name].get(), 10)).order_id != order_id:
                 pass
@@ -59,7 +60,9 @@ async def test_events_reach_every_subscriber(settings, orders, rpc, token) -> No
 async def test_permissions_and_policy_and_conflict(orders, rpc, token) -> None:
     with pytest.raises(Forbidden):
         (await rpc.send("orders", place())).result()
-    order_id = (await rpc.send("orders", place("carol"), token=token("carol", *PLACE))).result()["orderId"]
+    order_id = (await rpc.send("orders", place("carol"), token=token("carol", *PLACE))).result()[
+        "orderId"
+    ]
     cancel = CancelOrder(order_id=order_id)
     with pytest.raises(PolicyViolation):
         (await rpc.send("orders", cancel, token=token("mallory", "orders:cancel"))).result()

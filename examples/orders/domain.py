@@ -2,9 +2,8 @@
 
 from typing import Literal
 
-from pipelines import Aggregate, applies
-
 from examples.orders.contracts import OrderCancelled, OrderPlaced
+from pipelines import Aggregate, applies
 
 
 class Order(Aggregate):

@@ -2,12 +2,16 @@
 
 import uuid
 
-from pipelines import Conflict, Context, NotFound, Service
-
 from examples.orders.contracts import (
-    CancelOrder, CancelOrderResult, OrderCancelled, OrderPlaced, PlaceOrder, PlaceOrderResult,
+    CancelOrder,
+    CancelOrderResult,
+    OrderCancelled,
+    OrderPlaced,
+    PlaceOrder,
+    PlaceOrderResult,
 )
 from examples.orders.domain import Order
+from pipelines import Conflict, Context, NotFound, Service
 
 service = Service("orders", version="1.0.0", description="Places and cancels orders")
 
@@ -16,9 +20,14 @@ service = Service("orders", version="1.0.0", description="Places and cancels ord
 async def place_order(command: PlaceOrder, ctx: Context) -> PlaceOrderResult:
     order = ctx.create(Order, str(uuid.uuid4()))
     total = sum((line.unit_price * line.quantity for line in command.items), start=0)
-    order.record(OrderPlaced(
-        order_id=order.id, customer_id=command.customer_id, items=command.items, total=total,
-    ))
+    order.record(
+        OrderPlaced(
+            order_id=order.id,
+            customer_id=command.customer_id,
+            items=command.items,
+            total=total,
+        )
+    )
     return PlaceOrderResult(order_id=order.id)
 
 
@@ -39,7 +48,11 @@ async def cancel_order(command: CancelOrder, ctx: Context) -> CancelOrderResult:
         raise NotFound(f"order {command.order_id} does not exist")
     if order.status == "cancelled":
         raise Conflict(f"order {command.order_id} is already cancelled")
-    order.record(OrderCancelled(
-        order_id=order.id, customer_id=order.customer_id, reason=command.reason,
-    ))
+    order.record(
+        OrderCancelled(
+            order_id=order.id,
+            customer_id=order.customer_id,
+            reason=command.reason,
+        )
+    )
     return CancelOrderResult(order_id=order.id, status=order.status)

@@ -1,0 +1,38 @@
+# The two commands of the quick start: `make run` and `make test`.
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+TYPED   := pipelines $(if $(wildcard projections/*.py),projections)
+
+.PHONY: run test install services migrate lint bench clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e ".[dev]"
+	touch $@
+
+install: $(STAMP)
+
+services:
+	@scripts/ensure-services.sh
+
+migrate: install services
+	$(VENV)/bin/banyan db migrate
+
+run: migrate
+	$(VENV)/bin/banyan up
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy $(TYPED)
+
+test: lint services
+	$(PY) -m pytest
+
+bench: install services
+	$(PY) -m bench.foundation
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,88 @@
+"""The `banyan` command line."""
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from pipelines import deadletters
+from pipelines.settings import Settings, get_settings
+
+Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+async def db_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from pipelines.database import migrate
+
+    applied = await migrate(settings)
+    print(f"applied {', '.join(applied)}" if applied else "database is up to date")
+    return 0
+
+
+async def dlq_list(settings: Settings, args: argparse.Namespace) -> int:
+    queues = deadletters.dead_letter_queues(settings)
+    if not queues:
+        print("no dead-letter queues")
+    for queue in queues:
+        print(f"{queue.messages:>8}  {queue.name}")
+    return 0
+
+
+async def dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
+    moved = await deadletters.replay(settings, args.queue)
+    print(f"re-drove {moved} message(s) to {deadletters.original_queue(args.queue)}")
+    return 0
+
+
+async def relay(settings: Settings, args: argparse.Namespace) -> int:
+    from pipelines.standalone import run_relay
+
+    await run_relay(settings)
+    return 0
+
+
+async def up(settings: Settings, args: argparse.Namespace) -> int:
+    from pipelines.devserver import up as run_up
+
+    return await run_up(settings)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="banyan", description="Banyan platform tools")
+    groups = root.add_subparsers(dest="group", required=True)
+
+    db = groups.add_parser("db", help="database").add_subparsers(dest="action", required=True)
+    db.add_parser("migrate", help="apply pending migrations").set_defaults(run=db_migrate)
+
+    dlq = groups.add_parser("dlq", help="dead-letter queues")
+    dlq_actions = dlq.add_subparsers(dest="action", required=True)
+    dlq_actions.add_parser("list", help="dead-letter queues and their sizes").set_defaults(
+        run=dlq_list
+    )
+    replay = dlq_actions.add_parser("replay", help="re-drive a dead-letter queue")
+    replay.add_argument("queue", help="the original queue (or its dlq.* name)")
+    replay.set_defaults(run=dlq_replay)
+
+    groups.add_parser("relay", help="run the event relay alone").set_defaults(run=relay)
+    groups.add_parser("up", help="run every platform process (development)").set_defaults(run=up)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        code: int = asyncio.run(args.run(settings, args))
+        return code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a clear message, not a traceback, for expected failures
+        print(f"banyan: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

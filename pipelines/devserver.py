@@ -1,0 +1,61 @@
+"""`banyan up`: every platform process and the example services, for development."""
+
+import asyncio
+import contextlib
+import importlib.util
+import signal
+import sys
+
+from pipelines.database import migrate
+from pipelines.settings import Settings
+
+# (name, module that must exist, command); a process whose module is absent is skipped.
+PROCESSES: list[tuple[str, str, list[str]]] = [
+    ("auth", "auth", ["-m", "faststream", "run", "auth:app"]),
+    ("discovery", "discovery", ["-m", "faststream", "run", "discovery:app"]),
+    ("gateway", "gateway", ["-m", "uvicorn", "gateway:app", "--port", "3003"]),
+    ("orders", "examples.orders", ["-m", "faststream", "run", "examples.orders:app"]),
+]
+
+
+def available() -> list[tuple[str, list[str]]]:
+    return [
+        (name, [sys.executable, *argv])
+        for name, module, argv in PROCESSES
+        if importlib.util.find_spec(module) is not None
+    ]
+
+
+async def _pipe(name: str, stream: asyncio.StreamReader) -> None:
+    width = max(len(n) for n, _, _ in PROCESSES)
+    while line := await stream.readline():
+        sys.stdout.write(f"{name:<{width}} | {line.decode(errors='replace')}")
+        sys.stdout.flush()
+
+
+async def up(settings: Settings) -> int:
+    """Migrate, start every process, stop them all on Ctrl-C or when one of them exits."""
+    await migrate(settings)
+    children: list[asyncio.subprocess.Process] = []
+    pipes = []
+    for name, argv in available():
+        child = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+        assert child.stdout is not None
+        children.append(child)
+        pipes.append(asyncio.create_task(_pipe(name, child.stdout)))
+        print(f"started {name} (pid {child.pid}): {' '.join(argv[1:])}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    exits = [asyncio.create_task(child.wait()) for child in children]
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait([*exits, stopping], return_when=asyncio.FIRST_COMPLETED)
+    for child in children:
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signal.SIGTERM)
+    codes = await asyncio.gather(*(child.wait() for child in children))
+    await asyncio.gather(*pipes)
+    return 0 if stop.is_set() else max(abs(c) for c in codes) or 1

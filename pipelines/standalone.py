@@ -1,0 +1,25 @@
+"""Running the event relay as its own process (`banyan relay`)."""
+
+import asyncio
+
+import aio_pika
+
+from pipelines.database import create_pool, migrate
+from pipelines.relay import EventRelay
+from pipelines.settings import Settings
+from pipelines.topology import EVENTS_EXCHANGE
+
+
+async def run_relay(settings: Settings) -> None:
+    await migrate(settings)
+    pool = await create_pool(settings, size=2)
+    connection = await aio_pika.connect_robust(settings.rabbitmq_url)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        await channel.declare_exchange(EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+        await EventRelay(settings, pool, channel).run()
+    except asyncio.CancelledError:
+        pass
+    finally:
+        await connection.close()
+        await pool.close()

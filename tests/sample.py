@@ -1,0 +1,63 @@
+"""A small service whose handlers misbehave on purpose, for fault tests."""
+
+import asyncio
+
+from pipelines import Aggregate, Command, Context, Event, Model, Service, applies
+
+
+class Counted(Event, service="sample"):
+    counter_id: str
+
+
+class Increment(Command):
+    counter_id: str
+
+
+class Explode(Command):
+    """Always raises: exercises retries and dead-lettering."""
+
+    note: str = ""
+
+
+class Dawdle(Command):
+    seconds: float
+
+
+class CountResult(Model):
+    version: int
+
+
+class Counter(Aggregate):
+    count: int = 0
+
+    @applies(Counted)
+    def _counted(self, event: Counted) -> None:
+        self.count += 1
+
+
+service = Service("sample")
+calls: dict[str, int] = {"explode": 0}
+repaired: list[str] = []  # notes of Explode commands that stop failing (the "fix")
+recovered: list[str] = []  # notes of Explode commands handled after the fix
+
+
+@service.command(Increment)
+async def increment(command: Increment, ctx: Context) -> CountResult:
+    counter = await ctx.load(Counter, command.counter_id)
+    counter.record(Counted(counter_id=command.counter_id))
+    return CountResult(version=counter.version)
+
+
+@service.command(Explode)
+async def explode(command: Explode, ctx: Context) -> str:
+    calls["explode"] += 1
+    if command.note in repaired:
+        recovered.append(command.note)
+        return "repaired"
+    raise RuntimeError(f"boom: {command.note}")
+
+
+@service.command(Dawdle)
+async def dawdle(command: Dawdle, ctx: Context) -> str:
+    await asyncio.sleep(command.seconds)
+    return "done"

@@ -1,0 +1,99 @@
+"""The event log: concurrency control, idempotency, streams, snapshots and gap-free reading."""
+
+import asyncio
+import uuid
+
+import pytest
+
+from pipelines.errors import ConcurrencyError
+from pipelines.eventstore import CommandRecord, DuplicateCommand, EventStore, NewEvent
+
+
+def new(aggregate_id: str, version: int, n: int = 0) -> NewEvent:
+    return NewEvent("Counter", aggregate_id, version, "Counted", f'{{"n": {n}}}')
+
+
+@pytest.fixture(scope="module")
+async def store(orders) -> EventStore:
+    return orders.runtime.store
+
+
+async def test_append_and_read_stream(store: EventStore) -> None:
+    stream = uuid.uuid4().hex
+    last = await store.append([new(stream, 1, 1), new(stream, 2, 2)], correlation_id="c-1")
+    events = await store.read_stream("Counter", stream)
+    assert [e.version for e in events] == [1, 2]
+    assert events[-1].position == last and events[0].position == last - 1
+    assert [e.data["n"] for e in events] == [1, 2]
+    assert events[0].correlation_id == "c-1"
+
+
+async def test_version_clash_is_a_concurrency_error(store: EventStore) -> None:
+    stream = uuid.uuid4().hex
+    await store.append([new(stream, 1), new(stream, 2)])
+    with pytest.raises(ConcurrencyError, match="Expected version 1, but actual version is 2"):
+        await store.append([new(stream, 2)])
+    assert len(await store.read_stream("Counter", stream)) == 2
+
+
+async def test_same_command_id_appends_once(store: EventStore) -> None:
+    stream, command_id = uuid.uuid4().hex, uuid.uuid4().hex
+    record = CommandRecord(command_id, "Count", '{"ok": true}')
+    position = await store.append([new(stream, 1)], command=record)
+    duplicate_stream = uuid.uuid4().hex
+    with pytest.raises(DuplicateCommand):
+        await store.append([new(duplicate_stream, 1)], command=record)
+    assert await store.read_stream("Counter", duplicate_stream) == []
+    stored = await store.command_result(command_id)
+    assert stored is not None and stored.result == {"ok": True} and stored.position == position
+    assert len(await store.read_stream("Counter", stream)) == 1
+
+
+async def test_append_must_be_first_write_of_transaction(store: EventStore) -> None:
+    async with store.pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "INSERT INTO processed_events (subscriber, event_id) VALUES ('x', $1)", uuid.uuid4()
+        )
+        with pytest.raises(Exception, match="first write"):
+            await store.append([new(uuid.uuid4().hex, 1)], conn=conn)
+
+
+async def test_concurrent_writers_never_make_a_reader_skip(store: EventStore) -> None:
+    """Writers commit out of position order; a reader following the log must see every event
+    exactly once, in increasing position order."""
+    writers, per_writer = 16, 60
+    run = uuid.uuid4().hex
+    start = await store.head_position()
+    written: set[str] = set()
+    done = asyncio.Event()
+
+    async def writer(w: int) -> None:
+        for i in range(per_writer):
+            event = new(f"{run}-{w}", i + 1, i)
+            async with store.pool.acquire() as conn, conn.transaction():
+                await store.append([event], conn=conn)
+                # hold the transaction open a little, so commits interleave with later positions
+                await asyncio.sleep(0.001 * ((w + i) % 3))
+            written.add(str(event.event_id))
+
+    async def reader() -> list[str]:
+        seen: list[str] = []
+        position = start
+        while True:
+            finished = done.is_set()
+            batch = await store.read_all(position, 200)
+            for event in batch:
+                assert event.position > position, "positions must only increase"
+                position = event.position
+                if event.aggregate_id.startswith(run):
+                    seen.append(str(event.event_id))
+            if finished and not batch:
+                return seen
+            await asyncio.sleep(0)
+
+    reading = asyncio.create_task(reader())
+    await asyncio.gather(*(writer(w) for w in range(writers)))
+    done.set()
+    seen = await asyncio.wait_for(reading, 30)
+    assert len(seen) == len(set(seen)), "an event was read twice"
+    assert set(seen) == written, f"reader missed {len(written - set(seen))} events"

@@ -1,0 +1,147 @@
+"""Bad input and faults: each ends in a clear answer, and nothing acknowledged is lost."""
+
+import asyncio
+import uuid
+
+import aio_pika
+import pytest
+
+from examples.orders.contracts import CancelOrder, PlaceOrder
+from pipelines import deadletters
+from pipelines.errors import HandlerFailed
+from pipelines.rpc import RpcClient
+from tests import sample
+from tests.conftest import eventually
+
+ITEMS = [{"sku": "pear", "quantity": 1, "unitPrice": "2.00"}]
+
+
+@pytest.fixture(scope="module")
+async def sample_service(settings):
+    instance = sample.service.instance(settings)
+    await instance.start()
+    yield instance
+    await instance.stop()
+
+
+async def event_count(orders) -> int:
+    return await orders.runtime.pool.fetchval("SELECT count(*) FROM events")
+
+
+async def test_body_that_is_not_json_gets_validation_error(orders, rpc: RpcClient, token) -> None:
+    before = await event_count(orders)
+    response = await rpc.request(
+        "service.orders.commands.PlaceOrder",
+        b"{not json",
+        headers={"x-user-token": token("u", "orders:place")},
+    )
+    error = response.json()["error"]
+    assert not response.ok and error["code"] == "VALIDATION_ERROR"
+    assert error["details"][0]["type"] == "json_invalid"
+    assert error["correlationId"]
+    assert await event_count(orders) == before
+
+
+async def test_contract_violation_names_the_fields(orders, rpc, token) -> None:
+    before = await event_count(orders)
+    bad = b'{"customerId": "x", "items": [{"sku": "a", "quantity": -1, "unitPrice": "1"}]}'
+    response = await rpc.request(
+        "service.orders.commands.PlaceOrder",
+        bad,
+        headers={"x-user-token": token("u", "orders:place")},
+    )
+    error = response.json()["error"]
+    assert error["code"] == "VALIDATION_ERROR"
+    assert [d["field"] for d in error["details"]] == ["items.0.quantity"]
+    assert await event_count(orders) == before
+
+
+async def test_forged_identity_is_refused(orders, rpc) -> None:
+    forged = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZG1pbiJ9.c2lnbmF0dXJl"
+    response = await rpc.send(
+        "orders", PlaceOrder.model_validate({"customerId": "x", "items": ITEMS}), token=forged
+    )
+    assert response.json()["error"]["code"] == "INVALID_TOKEN"
+
+
+async def test_handler_that_raises_is_retried_then_dead_lettered(
+    settings, sample_service, rpc
+) -> None:
+    sample.calls["explode"] = 0
+    note = uuid.uuid4().hex
+    response = await rpc.send("sample", sample.Explode(note=note), timeout=10)
+    with pytest.raises(HandlerFailed, match="boom"):
+        response.result()
+    assert sample.calls["explode"] == settings.retry_attempts
+
+    connection = await aio_pika.connect(settings.rabbitmq_url)
+    async with connection:
+        channel = await connection.channel()
+        dlq = await channel.get_queue("dlq.service.sample.commands.Explode", ensure=False)
+        message = await dlq.get(timeout=5, fail=True)
+        await message.ack()
+    assert note.encode() in message.body
+    assert message.headers["x-error-type"] == "RuntimeError"
+    assert "boom" in message.headers["x-error-message"]
+    assert message.headers["x-retry-count"] == settings.retry_attempts
+    assert message.headers["x-original-queue"] == "service.sample.commands.Explode"
+
+
+async def test_dead_letters_are_listed_and_replayed_after_a_fix(
+    settings, sample_service, rpc
+) -> None:
+    note = uuid.uuid4().hex
+    with pytest.raises(HandlerFailed):
+        (await rpc.send("sample", sample.Explode(note=note), timeout=10)).result()
+    queues = {q.name: q.messages for q in deadletters.dead_letter_queues(settings)}
+    assert queues["dlq.service.sample.commands.Explode"] == 1
+
+    sample.repaired.append(note)  # the fix
+    assert await deadletters.replay(settings, "service.sample.commands.Explode") == 1
+    await eventually(lambda: note in sample.recovered, what="the replayed command to succeed")
+    queues = {q.name: q.messages for q in deadletters.dead_letter_queues(settings)}
+    assert queues["dlq.service.sample.commands.Explode"] == 0
+
+
+async def test_same_command_id_is_handled_once(orders, rpc, token) -> None:
+    command = PlaceOrder.model_validate({"customerId": "dup", "items": ITEMS})
+    command_id = uuid.uuid4().hex
+    auth = token("dup", "orders:place")
+    first = await rpc.send("orders", command, token=auth, message_id=command_id)
+    second = await rpc.send("orders", command, token=auth, message_id=command_id)
+    assert first.result() == second.result()
+    assert first.position == second.position
+    placed = await orders.runtime.pool.fetchval(
+        "SELECT count(*) FROM events WHERE data->>'customerId' = 'dup'"
+    )
+    assert placed == 1
+
+
+async def test_concurrent_commands_on_one_aggregate(orders, rpc, token) -> None:
+    auth = token("eve", "orders:place", "orders:cancel")
+    placed = await rpc.send(
+        "orders", PlaceOrder.model_validate({"customerId": "eve", "items": ITEMS}), token=auth
+    )
+    cancel = CancelOrder(order_id=placed.result()["orderId"])
+    replies = await asyncio.gather(*(rpc.send("orders", cancel, token=auth) for _ in range(5)))
+    codes = sorted("ok" if r.ok else r.json()["error"]["code"] for r in replies)
+    assert codes == ["CONFLICT"] * 4 + ["ok"]
+    versions = await orders.runtime.store.read_stream("Order", cancel.order_id)
+    assert [e.event_type for e in versions] == ["OrderPlaced", "OrderCancelled"]
+
+
+async def test_concurrent_increments_retry_on_version_clash(sample_service, rpc) -> None:
+    counter = uuid.uuid4().hex
+    replies = await asyncio.gather(
+        *(rpc.send("sample", sample.Increment(counter_id=counter)) for _ in range(3))
+    )
+    assert sorted(r.result()["version"] for r in replies) == [1, 2, 3]
+
+
+async def test_graceful_shutdown_finishes_in_flight_messages(settings, rpc) -> None:
+    instance = sample.service.instance(settings.model_copy(update={"relay_enabled": False}))
+    await instance.start()
+    pending = asyncio.create_task(rpc.send("sample", sample.Dawdle(seconds=0.5), timeout=10))
+    await asyncio.sleep(0.2)  # the request must be in the handler before we stop
+    await instance.stop()
+    assert (await pending).result() == "done"
