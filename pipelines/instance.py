@@ -13,6 +13,7 @@ from yarl import URL
 
 from pipelines.database import create_pool, migrate
 from pipelines.dispatch import CommandProcessor, EventProcessor, Processor, QueryProcessor
+from pipelines.logs import configure_logging
 from pipelines.relay import EventRelay
 from pipelines.retry import INFRASTRUCTURE_ERRORS, backoff_delay
 from pipelines.runtime import CONFIRM_CHANNEL, Runtime
@@ -116,6 +117,7 @@ class ServiceInstance:
         await self._teardown()
 
     async def _setup(self) -> None:
+        configure_logging(self.service.name, self.settings.log_level)
         await self._retrying("RabbitMQ", _safe_url(self.settings.rabbitmq_url), self.broker.connect)
         pool = await self._retrying(
             "PostgreSQL", _safe_url(self.settings.database_url), self._open_database

@@ -14,6 +14,16 @@ from pipelines.contracts import Contract
 from pipelines.errors import PlatformError, ValidationError
 
 
+COMPRESS_ABOVE = 1024  # bytes; larger bodies travel gzip-compressed
+
+
+def encode_body(body: bytes) -> tuple[bytes, str | None]:
+    """The body to send and its content encoding."""
+    if len(body) > COMPRESS_ABOVE:
+        return gzip.compress(body, compresslevel=5), "gzip"
+    return body, None
+
+
 @dataclass(slots=True, frozen=True)
 class Incoming:
     message_id: str | None
@@ -28,7 +38,7 @@ class Incoming:
     def from_raw(cls, raw: AbstractIncomingMessage) -> "Incoming":
         headers = dict(raw.headers or {})
         body = raw.body
-        if raw.content_encoding == "gzip" or headers.get("x-compression") == "gzip":
+        if raw.content_encoding == "gzip":
             body = gzip.decompress(body)
         correlation = headers.get(h.CORRELATION_ID) or raw.correlation_id or raw.message_id
         return cls(

@@ -17,6 +17,7 @@ import asyncpg
 from pipelines import headers as h
 from pipelines.database import Pool, connect
 from pipelines.eventstore import VISIBLE
+from pipelines.messages import encode_body
 from pipelines.retry import INFRASTRUCTURE_ERRORS
 from pipelines.settings import Settings
 from pipelines.topology import EVENTS_EXCHANGE, event_routing_key
@@ -48,9 +49,11 @@ def event_message(row: asyncpg.Record) -> tuple[str, aio_pika.Message]:
     }
     if "traceparent" in meta:
         headers[h.TRACEPARENT] = meta["traceparent"]
+    body, encoding = encode_body(row["data"].encode())
     message = aio_pika.Message(
-        row["data"].encode(),
+        body,
         headers=headers,
+        content_encoding=encoding,
         message_id=str(row["event_id"]),
         correlation_id=row["correlation_id"],
         content_type="application/json",

@@ -17,6 +17,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 from pipelines import headers as h
 from pipelines.contracts import Contract
 from pipelines.errors import PlatformError, Timeout, error_from_body
+from pipelines.messages import Incoming, encode_body
 from pipelines.topology import REPLY_TO, request_queue_name
 
 
@@ -75,11 +76,12 @@ class RpcClient:
         future = self._waiting.pop(message.correlation_id or "", None)
         if future is None or future.done():
             return  # a late reply: its caller already timed out
-        headers = dict(message.headers or {})
+        incoming = Incoming.from_raw(message)
+        headers = incoming.headers
         position = headers.get(h.EVENT_POSITION)
         future.set_result(
             Response(
-                message.body,
+                incoming.body,
                 headers.get(h.STATUS, "ok") == "ok",
                 int(str(position)) if position is not None else None,
                 headers,
@@ -105,6 +107,7 @@ class RpcClient:
             h.RETRY_COUNT: 0,
             **(headers or {}),
         }
+        body, encoding = encode_body(body)
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self._waiting[key] = future
         try:
@@ -116,6 +119,7 @@ class RpcClient:
                     reply_to=REPLY_TO,
                     message_id=message_id or uuid.uuid4().hex,
                     content_type="application/json",
+                    content_encoding=encoding,
                     delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                 ),
                 routing_key=queue,

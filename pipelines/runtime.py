@@ -12,7 +12,7 @@ from pipelines import headers as h
 from pipelines.database import Pool
 from pipelines.eventstore import EventStore
 from pipelines.identity import Caller, TokenCodec
-from pipelines.messages import Incoming, Reply
+from pipelines.messages import Incoming, Reply, encode_body
 from pipelines.settings import Settings
 from pipelines.topology import DEAD_LETTER_EXCHANGE, dead_letter_queue_name
 
@@ -51,14 +51,20 @@ class Runtime:
         headers: dict[str, Any] = {
             h.STATUS: "ok" if reply.ok else "error",
             h.CORRELATION_ID: incoming.correlation_id,
+            h.CAUSATION_ID: incoming.message_id or "",
+            h.SERVICE_NAME: self.service,
+            h.MESSAGE_TYPE: incoming.header(h.MESSAGE_TYPE) or "",
+            h.RETRY_COUNT: 0,
         }
         if reply.position is not None:
             headers[h.EVENT_POSITION] = reply.position
         channel = await self.channel(REPLY_CHANNEL)
+        body, encoding = encode_body(reply.body)
         await channel.default_exchange.publish(
             aio_pika.Message(
-                reply.body,
+                body,
                 headers=headers,
+                content_encoding=encoding,
                 correlation_id=incoming.reply_correlation,
                 content_type="application/json",
             ),

@@ -25,9 +25,11 @@ class Dawdle(Command):
 
 class CountResult(Model):
     version: int
+    count: int
 
 
 class Counter(Aggregate):
+    snapshot_every = 5
     count: int = 0
 
     @applies(Counted)
@@ -45,7 +47,7 @@ recovered: list[str] = []  # notes of Explode commands handled after the fix
 async def increment(command: Increment, ctx: Context) -> CountResult:
     counter = await ctx.load(Counter, command.counter_id)
     counter.record(Counted(counter_id=command.counter_id))
-    return CountResult(version=counter.version)
+    return CountResult(version=counter.version, count=counter.count)
 
 
 @service.command(Explode)

@@ -30,6 +30,17 @@ async def test_place_order_replies_with_result_and_position(orders, rpc: RpcClie
     assert row["correlation_id"] == response.headers["x-correlation-id"]
 
 
+async def test_large_messages_travel_compressed(orders, rpc, token) -> None:
+    items = [{"sku": f"sku-{i:04}", "quantity": 1, "unitPrice": "0.10"} for i in range(200)]
+    command = PlaceOrder.model_validate({"customerId": "bulk", "items": items})
+    assert len(command.to_json()) > 1024
+    response = await rpc.send("orders", command, token=token("bulk", *PLACE))
+    data = await orders.runtime.pool.fetchval(
+        "SELECT data FROM events WHERE position = $1", response.position
+    )
+    assert len(data["items"]) == 200 and data["total"] == "20.00"
+
+
 async def test_events_reach_every_subscriber(settings, orders, rpc, token) -> None:
     listeners = Service("listeners")
     seen: dict[str, asyncio.Queue[OrderPlaced]] = {"a": asyncio.Queue(), "b": asyncio.Queue()}

@@ -1,0 +1,49 @@
+"""The example service run the way users run it: `faststream run ... --workers N`."""
+
+import asyncio
+import os
+import signal
+import sys
+
+import aio_pika
+
+from examples.orders.contracts import PlaceOrder
+from tests.conftest import eventually
+
+ITEMS = [{"sku": "kiwi", "quantity": 1, "unitPrice": "0.30"}]
+
+
+async def consumers(settings, queue: str) -> int:
+    connection = await aio_pika.connect(settings.rabbitmq_url)
+    async with connection:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        return int(declared.declaration_result.consumer_count or 0)
+
+
+async def test_faststream_run_with_two_workers(settings, orders, rpc, token) -> None:
+    queue = "service.orders.commands.PlaceOrder"
+    before = await consumers(settings, queue)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "faststream", "run", "examples.orders:app", "--workers", "2",
+        env={**os.environ, "RELAY_ENABLED": "false"},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        await eventually(
+            lambda: _more(consumers(settings, queue), before + 2), timeout=60,
+            what="two worker processes consuming PlaceOrder",
+        )  # fmt: skip
+        command = PlaceOrder.model_validate({"customerId": "workers", "items": ITEMS})
+        auth = token("workers", "orders:place")
+        replies = await asyncio.gather(
+            *(rpc.send("orders", command, token=auth) for _ in range(40))
+        )
+        assert all(r.ok and r.position for r in replies)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+
+
+async def _more(count: "asyncio.Future[int]", at_least: int) -> bool:
+    return await count >= at_least
