@@ -232,7 +232,8 @@ class BaselineOrders:
                     correlation_id=message.correlation_id,
                     content_type="application/json",
                 ),
-                routing_key=message.reply_to, mandatory=False,
+                routing_key=message.reply_to,
+                mandatory=False,
             )
         await message.ack()
 

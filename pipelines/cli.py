@@ -9,6 +9,7 @@ from typing import Any
 
 from pipelines import deadletters
 from pipelines.settings import Settings, get_settings
+from projections import cli as projections_cli
 
 Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]
 
@@ -65,6 +66,7 @@ def parser() -> argparse.ArgumentParser:
     replay.add_argument("queue", help="the original queue (or its dlq.* name)")
     replay.set_defaults(run=dlq_replay)
 
+    projections_cli.add_commands(groups)
     groups.add_parser("relay", help="run the event relay alone").set_defaults(run=relay)
     groups.add_parser("up", help="run every platform process (development)").set_defaults(run=up)
     return root

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from aio_pika.abc import AbstractIncomingMessage
 from faststream.rabbit import RabbitMessage
@@ -28,16 +28,27 @@ from pipelines.errors import (
     HandlerFailed,
     PlatformError,
     PolicyViolation,
+    Timeout,
     ValidationError,
 )
 from pipelines.eventstore import CommandRecord, DuplicateCommand, RecordedEvent
 from pipelines.identity import Caller
 from pipelines.messages import Incoming, Reply, decode
+from pipelines.querycache import Cached
 from pipelines.retry import INFRASTRUCTURE_ERRORS, backoff_delay
 from pipelines.runtime import Runtime
 
 HandlerFn = Callable[[Any, Context], Awaitable[Any]]
 Policy = Callable[[Any, Context], Awaitable[bool | None] | bool | None]
+
+
+class ReadModel(Protocol):
+    """What a query needs to know of the projection it reads."""
+
+    name: str
+
+    @property
+    def event_types(self) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,8 @@ class Handler:
     policies: tuple[Policy, ...] = ()
     result: type[Any] | None = None
     subscriber: str | None = None  # event handlers: the name of their queue
+    reads: ReadModel | None = None  # queries: the projection they read
+    cache: Cached | None = None  # queries: how their results are cached
 
 
 class Exhausted(Exception):
@@ -159,8 +172,39 @@ class QueryProcessor(Processor):
         check_permissions(self.handler.contract, caller)
         ctx = self.context(incoming, caller)
         await run_policies(self.handler.policies, query, ctx)
-        result = await self.handler.fn(query, ctx)
-        return Reply(dump_result(result).encode())
+        min_position = int(incoming.header(h.MIN_POSITION) or 0)
+        reads = self.handler.reads
+        if reads is not None and min_position:
+            await self._wait_for(reads.name, min_position)
+        if reads is not None and self.handler.cache is not None and self.rt.cache is not None:
+            return await self._cached(query, ctx, reads, self.handler.cache, min_position)
+        return Reply(dump_result(await self.handler.fn(query, ctx)).encode())
+
+    async def _wait_for(self, projection: str, position: int) -> None:
+        assert self.rt.positions is not None
+        timeout = self.rt.settings.read_your_writes_timeout
+        if not await self.rt.positions.wait(projection, position, timeout):
+            raise Timeout(
+                f"{projection} has not reached position {position} within {timeout:g}s",
+                {"projection": projection, "minPosition": position},
+            )
+
+    async def _cached(
+        self, query: Contract, ctx: Context, reads: ReadModel, cache: Cached, min_position: int
+    ) -> Reply:
+        assert self.rt.cache is not None and self.rt.positions is not None
+        user = ctx.caller.user_id if cache.per_user and ctx.caller else None
+        base = self.rt.cache.base_key(
+            self.rt.service, self.message_type, query.model_dump_json().encode(), user
+        )
+        events = [e.message_type() for e in cache.invalidated_by] or reads.event_types
+        key, hit = await self.rt.cache.lookup(base, reads.name, events)
+        if hit is not None and hit.position >= min_position:
+            return Reply(hit.body, cache="hit")
+        position = await self.rt.positions.current(reads.name)
+        body = dump_result(await self.handler.fn(query, ctx)).encode()
+        await self.rt.cache.store(key, cache.ttl, position, body)
+        return Reply(body, cache="miss")
 
 
 class CommandProcessor(Processor):

@@ -172,6 +172,27 @@ class EventStore:
             )
         return [RecordedEvent.from_row(r) for r in rows]
 
+    async def read_page(
+        self,
+        conn: asyncpg.Connection,
+        after_position: int,
+        limit: int,
+        event_types: Sequence[str],
+    ) -> tuple[list[RecordedEvent], int]:
+        """The next events of the given types, and the position the reader has now covered.
+
+        When fewer than `limit` events match, every visible event up to the head was
+        considered, so the reader may move its checkpoint to the head.
+        """
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            events = await self.read_all(after_position, limit, event_types, conn=conn)
+            if len(events) == limit:
+                return events, events[-1].position
+            head = await conn.fetchval(
+                f"SELECT coalesce(max(position), 0) FROM events WHERE {VISIBLE}"
+            )
+            return events, max(int(head), after_position)
+
     async def head_position(self) -> int:
         """The highest position readers may see now."""
         value = await self.pool.fetchval(

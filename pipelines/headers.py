@@ -13,6 +13,7 @@ MIN_POSITION = "x-min-position"
 # replies
 STATUS = "x-status"
 EVENT_POSITION = "x-event-position"
+CACHE = "x-cache"
 
 # events
 EVENT_ID = "x-event-id"

@@ -6,6 +6,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import aiormq
+import redis.asyncio as aioredis
 from faststream import AckPolicy, FastStream
 from faststream.rabbit import Channel, RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
@@ -14,6 +15,8 @@ from yarl import URL
 from pipelines.database import create_pool, migrate
 from pipelines.dispatch import CommandProcessor, EventProcessor, Processor, QueryProcessor
 from pipelines.logs import configure_logging
+from pipelines.positions import PositionWatcher
+from pipelines.querycache import QueryCache
 from pipelines.relay import EventRelay
 from pipelines.retry import INFRASTRUCTURE_ERRORS, backoff_delay
 from pipelines.runtime import CONFIRM_CHANNEL, Runtime
@@ -66,13 +69,14 @@ class ServiceInstance:
         self.runtime = Runtime(service.name, settings, self.broker)
         self.queues: list[str] = []
         self.relay: EventRelay | None = None
-        self._relay_task: asyncio.Task[None] | None = None
+        self.runners: dict[str, Any] = {}
+        self._tasks: list[asyncio.Task[None]] = []
         self._register()
         self.app = FastStream(
             self.broker,
             on_startup=[self._setup],
-            after_startup=[self._start_relay],
-            on_shutdown=[self._stop_relay],
+            after_startup=[self._start_background],
+            on_shutdown=[self._stop_background],
             after_shutdown=[self._teardown],
         )
 
@@ -108,11 +112,11 @@ class ServiceInstance:
         """Start without the FastStream runner (tests, embedding)."""
         await self._setup()
         await self.broker.start()
-        await self._start_relay()
+        await self._start_background()
 
     async def stop(self) -> None:
         """Finish in-flight messages, then close everything."""
-        await self._stop_relay()
+        await self._stop_background()
         await self.broker.stop()
         await self._teardown()
 
@@ -123,6 +127,11 @@ class ServiceInstance:
             "PostgreSQL", _safe_url(self.settings.database_url), self._open_database
         )
         self.runtime.attach(pool)
+        self.runtime.positions = PositionWatcher(self.settings, pool)
+        await self.runtime.positions.start()
+        if self.service.projections or any(h.cache for h in self.service.requests.values()):
+            client = aioredis.from_url(self.settings.redis_url)
+            self.runtime.cache = QueryCache(client, self.settings.cache_prefix)
         await self._declare_dead_letters()
         await self.broker.declare_exchange(events_exchange)
 
@@ -154,21 +163,37 @@ class ServiceInstance:
                 )
                 await asyncio.sleep(delay)
 
-    async def _start_relay(self) -> None:
-        if not self.settings.relay_enabled or self.runtime.pool is None:
+    async def _start_background(self) -> None:
+        """The relay and the projection runners: each leads only where it holds its lock."""
+        pool = self.runtime.pool
+        if pool is None:
             return
-        channel = await self.runtime.channel(CONFIRM_CHANNEL)
-        self.relay = EventRelay(self.settings, self.runtime.pool, channel)
-        self._relay_task = asyncio.create_task(self.relay.run(), name="banyan-relay")
+        if self.settings.relay_enabled:
+            channel = await self.runtime.channel(CONFIRM_CHANNEL)
+            self.relay = EventRelay(self.settings, pool, channel)
+            self._spawn(self.relay.run(), "relay")
+        invalidate = self.runtime.cache.invalidate if self.runtime.cache else None
+        for projection in self.service.projections:
+            runner = projection.runner(self.settings, pool, invalidate)
+            self.runners[projection.name] = runner
+            self._spawn(runner.run(), f"projection {projection.name}")
 
-    async def _stop_relay(self) -> None:
-        if self._relay_task is not None:
-            self._relay_task.cancel()
+    def _spawn(self, coro: Any, name: str) -> None:
+        self._tasks.append(asyncio.create_task(coro, name=f"banyan {name}"))
+
+    async def _stop_background(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._relay_task
-            self._relay_task = None
+                await task
+        self._tasks.clear()
 
     async def _teardown(self) -> None:
+        if self.runtime.positions is not None:
+            await self.runtime.positions.stop()
+        if self.runtime.cache is not None:
+            await self.runtime.cache.close()
         if self.runtime.pool is not None:
             await self.runtime.pool.close()
             self.runtime.pool = None

@@ -13,7 +13,6 @@ from pipelines import headers as h
 from pipelines.contracts import Contract
 from pipelines.errors import PlatformError, ValidationError
 
-
 COMPRESS_ABOVE = 1024  # bytes; larger bodies travel gzip-compressed
 
 
@@ -82,6 +81,7 @@ class Reply:
     body: bytes
     ok: bool = True
     position: int | None = None
+    cache: str | None = None  # "hit" or "miss" for cached queries
 
     @classmethod
     def error(cls, exc: PlatformError, correlation_id: str) -> "Reply":

@@ -13,6 +13,8 @@ from pipelines.database import Pool
 from pipelines.eventstore import EventStore
 from pipelines.identity import Caller, TokenCodec
 from pipelines.messages import Incoming, Reply, encode_body
+from pipelines.positions import PositionWatcher
+from pipelines.querycache import QueryCache
 from pipelines.settings import Settings
 from pipelines.topology import DEAD_LETTER_EXCHANGE, dead_letter_queue_name
 
@@ -31,6 +33,8 @@ class Runtime:
         self.log = logging.getLogger(f"banyan.{service}")
         self.pool: Pool | None = None
         self.store: EventStore | None = None
+        self.cache: QueryCache | None = None
+        self.positions: PositionWatcher | None = None
 
     def attach(self, pool: Pool) -> None:
         self.pool = pool
@@ -58,6 +62,8 @@ class Runtime:
         }
         if reply.position is not None:
             headers[h.EVENT_POSITION] = reply.position
+        if reply.cache is not None:
+            headers[h.CACHE] = reply.cache
         channel = await self.channel(REPLY_CHANNEL)
         body, encoding = encode_body(reply.body)
         await channel.default_exchange.publish(

@@ -17,8 +17,9 @@ from typing import Any, TypeVar
 from faststream import FastStream
 
 from pipelines.contracts import Command, Contract, Event, InvalidContract, Query, check_contract
-from pipelines.dispatch import Handler, HandlerFn, Policy
+from pipelines.dispatch import Handler, HandlerFn, Policy, ReadModel
 from pipelines.instance import ServiceInstance
+from pipelines.querycache import Cached
 from pipelines.settings import Settings, get_settings
 
 F = TypeVar("F", bound=HandlerFn)
@@ -31,6 +32,7 @@ class Service:
         self.description = description
         self.requests: dict[str, Handler] = {}
         self.subscriptions: dict[tuple[str, str], Handler] = {}
+        self.projections: list[Any] = []
         self._app: FastStream | None = None
 
     def command(
@@ -49,9 +51,23 @@ class Service:
         *,
         policies: Sequence[Policy] = (),
         result: type[Any] | None = None,
+        reads: ReadModel | None = None,
+        cache: Cached | None = None,
     ) -> Callable[[F], F]:
-        """Answer a query: the handler reads and returns, it never records events."""
-        return self._request(contract, policies, result, Query)
+        """Answer a query: the handler reads and returns, it never records events.
+
+        `reads` names the projection it reads (for read-your-writes and invalidation);
+        `cache` caches its results in Redis until an event of that projection changes them.
+        """
+        if cache is not None and reads is None:
+            raise InvalidContract(f"{contract.__name__}: a cached query must say what it reads")
+        return self._request(contract, policies, result, Query, reads=reads, cache=cache)
+
+    def projection(self, projection: Any) -> None:
+        """Keep `projection` up to date in this service's processes (one applies at a time)."""
+        if any(p.name == projection.name for p in self.projections):
+            raise InvalidContract(f"projection {projection.name} is already registered")
+        self.projections.append(projection)
 
     def on(self, event: type[Event], *, subscriber: str | None = None) -> Callable[[F], F]:
         """Receive every `event` once (its own queue, `subscriber` defaults to the service)."""
@@ -75,6 +91,7 @@ class Service:
         policies: Sequence[Policy],
         result: type[Any] | None,
         kind: type[Contract],
+        **options: Any,
     ) -> Callable[[F], F]:
         check_contract(contract)
         if not issubclass(contract, kind):
@@ -83,7 +100,9 @@ class Service:
         def register(fn: F) -> F:
             if contract.message_type() in self.requests:
                 raise InvalidContract(f"{contract.message_type()} already has a handler")
-            self.requests[contract.message_type()] = Handler(contract, fn, tuple(policies), result)
+            self.requests[contract.message_type()] = Handler(
+                contract, fn, tuple(policies), result, **options
+            )
             return fn
 
         return register

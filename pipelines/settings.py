@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     relay_poll_interval: float = 0.5
     database_pool_size: int = 10
     graceful_timeout: float = 15.0
+    read_your_writes_timeout: float = 5.0
+    cache_prefix: str = "banyan"
+    rebuild_batch_size: int = 5000
+    projection_modules: str = "examples.orders"  # modules whose `service` declares projections
 
 
 @lru_cache

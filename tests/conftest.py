@@ -15,6 +15,8 @@ os.environ.update(
         "RETRY_MAX_DELAY": "0.2",
         "RELAY_POLL_INTERVAL": "0.2",
         "GRACEFUL_TIMEOUT": "5",
+        "READ_YOUR_WRITES_TIMEOUT": "1.5",
+        "CACHE_PREFIX": f"banyan-test-{_ENV['BANYAN_TEST_RUN']}",
     }
 )
 

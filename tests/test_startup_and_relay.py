@@ -64,7 +64,7 @@ async def test_relay_restart_publishes_every_missed_event_once(
     auth = token("relay", "orders:place")
     place = PlaceOrder.model_validate({"customerId": "relay", "items": ITEMS})
     try:
-        await orders._stop_relay()
+        await orders._stop_background()
         placed = [
             (await rpc.send("orders", place, token=auth)).result()["orderId"] for _ in range(20)
         ]
@@ -72,7 +72,7 @@ async def test_relay_restart_publishes_every_missed_event_once(
         await orders.runtime.pool.execute(
             "UPDATE relay_positions SET position = greatest(position - 5, 0)"
         )
-        await orders._start_relay()
+        await orders._start_background()
         sentinel = (await rpc.send("orders", place, token=auth)).result()["orderId"]
         await eventually(lambda: seen[sentinel] == 1, what="the sentinel event")
         assert {order: seen[order] for order in placed} == {order: 1 for order in placed}

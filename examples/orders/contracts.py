@@ -1,11 +1,11 @@
 """The orders service's public contracts."""
 
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
-from pipelines import Command, Event, Model
+from pipelines import Command, Event, Model, Query
 
 
 class OrderLine(Model):
@@ -48,3 +48,36 @@ class OrderCancelled(Event, service="orders"):
     order_id: str
     customer_id: str
     reason: str | None = None
+
+
+class GetOrder(Query, permissions=["orders:read"]):
+    """One order as the order_summary read model shows it."""
+
+    order_id: Annotated[str, Field(min_length=1)]
+
+
+class ListOrders(Query, permissions=["orders:read"]):
+    """Orders, newest first, optionally of one customer or in one status."""
+
+    customer_id: str | None = None
+    status: Literal["placed", "cancelled"] | None = None
+    page: Annotated[int, Field(ge=1)] = 1
+    page_size: Annotated[int, Field(ge=1, le=100)] = 20
+
+
+class OrderSummary(Model):
+    order_id: str
+    customer_id: str
+    status: str
+    items: list[OrderLine]
+    total: Decimal
+    placed_at: str
+    cancelled_at: str | None = None
+    cancel_reason: str | None = None
+
+
+class OrderPage(Model):
+    items: list[OrderSummary]
+    page: int
+    page_size: int
+    total: int

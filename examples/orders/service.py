@@ -5,15 +5,22 @@ import uuid
 from examples.orders.contracts import (
     CancelOrder,
     CancelOrderResult,
+    GetOrder,
+    ListOrders,
     OrderCancelled,
+    OrderPage,
     OrderPlaced,
+    OrderSummary,
     PlaceOrder,
     PlaceOrderResult,
 )
 from examples.orders.domain import Order
+from examples.orders.summary import order_summary
 from pipelines import Conflict, Context, NotFound, Service
+from pipelines.querycache import Cached
 
-service = Service("orders", version="1.0.0", description="Places and cancels orders")
+service = Service("orders", version="1.0.0", description="Places, cancels and lists orders")
+service.projection(order_summary)
 
 
 @service.command(PlaceOrder, result=PlaceOrderResult)
@@ -56,3 +63,28 @@ async def cancel_order(command: CancelOrder, ctx: Context) -> CancelOrderResult:
         )
     )
     return CancelOrderResult(order_id=order.id, status=order.status)
+
+
+@service.query(GetOrder, result=OrderSummary, reads=order_summary, cache=Cached(ttl=300))
+async def get_order(query: GetOrder, ctx: Context) -> OrderSummary:
+    doc = await order_summary.documents(ctx).get(query.order_id)
+    if doc is None:
+        raise NotFound(f"order {query.order_id} does not exist")
+    return OrderSummary.model_validate(doc)
+
+
+@service.query(ListOrders, result=OrderPage, reads=order_summary, cache=Cached(ttl=60))
+async def list_orders(query: ListOrders, ctx: Context) -> OrderPage:
+    docs, total = await order_summary.documents(ctx).find(
+        {"customerId": query.customer_id, "status": query.status},
+        order_by="placedAt",
+        descending=True,
+        offset=(query.page - 1) * query.page_size,
+        limit=query.page_size,
+    )
+    return OrderPage(
+        items=[OrderSummary.model_validate(d) for d in docs],
+        page=query.page,
+        page_size=query.page_size,
+        total=total,
+    )

@@ -1,0 +1,34 @@
+"""The order_summary read model: one document per order."""
+
+from examples.orders.contracts import OrderCancelled, OrderPlaced
+from pipelines.eventstore import RecordedEvent
+from projections import Documents, Projection
+
+order_summary = Projection(
+    "order_summary",
+    indexes={"customer": "customerId", "status": "status", "placed": "placedAt"},
+)
+
+
+@order_summary.on(OrderPlaced)
+async def placed(event: OrderPlaced, docs: Documents, meta: RecordedEvent) -> None:
+    docs.put(
+        event.order_id,
+        {
+            **event.model_dump(mode="json", by_alias=True),
+            "status": "placed",
+            "placedAt": meta.occurred_at.isoformat(),
+        },
+    )
+
+
+@order_summary.on(OrderCancelled)
+async def cancelled(event: OrderCancelled, docs: Documents, meta: RecordedEvent) -> None:
+    docs.patch(
+        event.order_id,
+        {
+            "status": "cancelled",
+            "cancelledAt": meta.occurred_at.isoformat(),
+            "cancelReason": event.reason,
+        },
+    )

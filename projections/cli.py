@@ -1,0 +1,76 @@
+"""`banyan projections list|status|rebuild NAME|skip NAME`."""
+
+import argparse
+
+import redis.asyncio as aioredis
+
+from pipelines.database import connect, create_pool, migrate
+from pipelines.querycache import QueryCache
+from pipelines.settings import Settings
+from projections import state
+from projections.progress import Progress
+from projections.rebuild import Rebuild
+from projections.status import find, known_projections, status
+
+
+async def list_projections(settings: Settings, args: argparse.Namespace) -> int:
+    for name, projection in sorted(known_projections(settings).items()):
+        print(f"{name:<24} {', '.join(projection.event_types)}")
+    return 0
+
+
+async def show_status(settings: Settings, args: argparse.Namespace) -> int:
+    await migrate(settings)
+    conn = await connect(settings)
+    try:
+        names = [args.name] if args.name else sorted(known_projections(settings))
+        for name in names:
+            print((await status(conn, name)).describe())
+    finally:
+        await conn.close()
+    return 0
+
+
+async def rebuild(settings: Settings, args: argparse.Namespace) -> int:
+    projection = find(settings, args.name)
+    await migrate(settings)
+    pool = await create_pool(settings, size=2)
+    cache = QueryCache(aioredis.from_url(settings.redis_url), settings.cache_prefix)
+    progress = Progress(projection.name)
+    try:
+        await Rebuild(projection, settings, pool, progress, cache.invalidate).run()
+    except KeyboardInterrupt:
+        progress.finish(f"interrupted; run `banyan projections rebuild {args.name}` to resume")
+        return 130
+    finally:
+        await cache.close()
+        await pool.close()
+    return 0
+
+
+async def skip(settings: Settings, args: argparse.Namespace) -> int:
+    find(settings, args.name)
+    conn = await connect(settings)
+    try:
+        position = await state.skip(conn, args.name)
+    finally:
+        await conn.close()
+    print(f"{args.name}: skipped the event at position {position}; the runner resumes after it")
+    return 0
+
+
+def add_commands(groups: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    actions = groups.add_parser("projections", help="read models").add_subparsers(
+        dest="action", required=True
+    )
+    actions.add_parser("list", help="declared projections").set_defaults(run=list_projections)
+    show = actions.add_parser("status", help="position, lag and state")
+    show.add_argument("name", nargs="?")
+    show.set_defaults(run=show_status)
+    for name, run, text in (
+        ("rebuild", rebuild, "replay the log into fresh tables, then swap"),
+        ("skip", skip, "move a failed projection past the event it failed on"),
+    ):
+        action = actions.add_parser(name, help=text)
+        action.add_argument("name")
+        action.set_defaults(run=run)

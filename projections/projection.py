@@ -1,0 +1,136 @@
+"""Declaring a read model: a name, the events it folds, and where it keeps its rows.
+
+    order_summary = Projection("order_summary", indexes={"customer": "customerId"})
+
+    @order_summary.on(OrderPlaced)
+    async def placed(event: OrderPlaced, docs: Documents, meta: RecordedEvent) -> None:
+        docs.put(event.order_id, {...})
+
+A document projection keeps one jsonb document per id. A SQL projection (`schema=`) owns
+tables created from DDL with a `{table}` placeholder, and its handlers get a `SqlTable`.
+Each rebuild writes a new generation of the tables; the view named after the projection
+always points at the live one.
+"""
+
+import re
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import asyncpg
+
+from pipelines.context import Context
+from pipelines.contracts import Event, check_contract
+from pipelines.database import Pool
+from pipelines.eventstore import RecordedEvent
+from pipelines.settings import Settings
+from projections.documents import DocumentReader, Documents, field_sql
+
+NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
+E = TypeVar("E", bound=Event)
+Apply = Callable[[Any, Any, RecordedEvent], Awaitable[None]]
+Invalidate = Callable[[str, Iterable[str]], Awaitable[None]]
+
+
+class ProjectionError(Exception):
+    """A projection handler failed on one event; the projection stops there."""
+
+    def __init__(self, position: int, event_type: str, cause: BaseException) -> None:
+        super().__init__(f"{event_type} at position {position}: {cause!r}")
+        self.position, self.cause = position, cause
+
+
+class SqlTable:
+    """What a SQL projection's handlers write to: its connection and its table name."""
+
+    def __init__(self, conn: asyncpg.Connection, table: str) -> None:
+        self.conn = conn
+        self.table = table
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        return str(await self.conn.execute(sql.format(table=f'"{self.table}"'), *args))
+
+    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        return await self.conn.fetchrow(sql.format(table=f'"{self.table}"'), *args)
+
+    async def flush(self) -> None:
+        return None
+
+
+class Projection:
+    def __init__(
+        self,
+        name: str,
+        *,
+        indexes: dict[str, str] | None = None,
+        schema: str | None = None,
+        batch_size: int = 1000,
+    ) -> None:
+        if not NAME.match(name):
+            raise ValueError(f"projection name {name!r} must match {NAME.pattern}")
+        for field in (indexes or {}).values():
+            field_sql(field)
+        self.name = name
+        self.indexes = dict(indexes or {})
+        self.schema = schema
+        self.batch_size = batch_size
+        self.handlers: dict[str, tuple[type[Event], Apply]] = {}
+
+    def on(self, event: type[E]) -> Callable[[Apply], Apply]:
+        check_contract(event)
+
+        def register(fn: Apply) -> Apply:
+            self.handlers[event.message_type()] = (event, fn)
+            return fn
+
+        return register
+
+    @property
+    def event_types(self) -> list[str]:
+        return list(self.handlers)
+
+    def table(self, generation: int) -> str:
+        return f"{self.name}__g{generation}"
+
+    def ddl(self, generation: int) -> list[str]:
+        """Statements that create one generation of this projection's tables."""
+        table = self.table(generation)
+        if self.schema is not None:
+            return [self.schema.format(table=f'"{table}"')]
+        statements = [
+            f'CREATE TABLE IF NOT EXISTS "{table}" (id text PRIMARY KEY, doc jsonb NOT NULL, '
+            "updated_at timestamptz NOT NULL DEFAULT now())"
+        ]
+        statements += [
+            f'CREATE INDEX IF NOT EXISTS "{table}_{index}" ON "{table}" ({field_sql(field)})'
+            for index, field in self.indexes.items()
+        ]
+        return statements
+
+    def writer(self, conn: asyncpg.Connection, generation: int) -> Documents | SqlTable:
+        table = self.table(generation)
+        return SqlTable(conn, table) if self.schema is not None else Documents(conn, table)
+
+    async def apply(
+        self, conn: asyncpg.Connection, generation: int, events: Sequence[RecordedEvent]
+    ) -> None:
+        """Fold `events` into the given generation, inside the caller's transaction."""
+        writer = self.writer(conn, generation)
+        for recorded in events:
+            entry = self.handlers.get(recorded.event_type)
+            if entry is None:
+                continue
+            try:
+                await entry[1](entry[0].model_validate(recorded.data), writer, recorded)
+            except Exception as exc:
+                raise ProjectionError(recorded.position, recorded.event_type, exc) from exc
+        await writer.flush()
+
+    def runner(self, settings: Settings, pool: Pool, invalidate: Invalidate | None) -> Any:
+        """What keeps this projection up to date inside a service process."""
+        from projections.runner import ProjectionRunner
+
+        return ProjectionRunner(self, settings, pool, invalidate)
+
+    def documents(self, ctx: Context) -> DocumentReader:
+        """Read this projection's live documents from a query handler."""
+        return DocumentReader(ctx.store.pool, self.name)

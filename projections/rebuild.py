@@ -1,0 +1,117 @@
+"""Rebuild a projection into a fresh generation of its tables while the live one serves.
+
+The rebuild replays the whole log in batches, checkpointing each batch in
+`projection_rebuilds` (so an interrupted rebuild resumes), then swaps: under the live
+projection's row lock it applies the last few events, points the view at the new tables and
+moves the checkpoint, in one transaction. Queries never see a half-built read model.
+"""
+
+import asyncpg
+
+from pipelines.database import Pool, connect
+from pipelines.eventstore import EventStore
+from pipelines.settings import Settings
+from projections import state
+from projections.progress import Progress
+from projections.projection import Invalidate, Projection
+
+
+class Rebuild:
+    def __init__(
+        self,
+        projection: Projection,
+        settings: Settings,
+        pool: Pool,
+        progress: Progress,
+        invalidate: Invalidate | None = None,
+    ) -> None:
+        self.projection = projection
+        self.settings = settings
+        self.store = EventStore(pool)
+        self.progress = progress
+        self.invalidate = invalidate
+        self.batch = settings.rebuild_batch_size
+
+    async def run(self) -> int:
+        """Rebuild and swap; returns the position the new generation starts live at."""
+        conn = await connect(self.settings)
+        try:
+            generation, position, target = await self._resume_or_start(conn)
+            position = await self._replay(conn, generation, position, target)
+            final = await self._swap(conn, generation, position)
+        finally:
+            await conn.close()
+        if self.invalidate is not None:
+            await self.invalidate(self.projection.name, self.projection.event_types)
+        return final
+
+    async def _resume_or_start(self, conn: asyncpg.Connection) -> tuple[int, int, int]:
+        live = await state.ensure(conn, self.projection)
+        row = await conn.fetchrow(
+            "SELECT generation, position, target FROM projection_rebuilds WHERE name = $1",
+            self.projection.name,
+        )
+        if row is not None:
+            self.progress.finish(f"resuming the rebuild of {self.projection.name}")
+            return row["generation"], row["position"], row["target"]
+        generation = live.generation + 1
+        target = await self.store.head_position()
+        async with conn.transaction():
+            await conn.execute(f'DROP TABLE IF EXISTS "{self.projection.table(generation)}"')
+            for statement in self.projection.ddl(generation):
+                await conn.execute(statement)
+            await conn.execute(
+                "INSERT INTO projection_rebuilds (name, generation, target) VALUES ($1, $2, $3)",
+                self.projection.name,
+                generation,
+                target,
+            )
+        return generation, 0, target
+
+    async def _replay(
+        self, conn: asyncpg.Connection, generation: int, position: int, target: int
+    ) -> int:
+        """Apply batches until the whole log as of now is in the new generation."""
+        while True:
+            events, covered = await self.store.read_page(
+                conn, position, self.batch, self.projection.event_types
+            )
+            if covered == position:
+                return position
+            async with conn.transaction():
+                await self.projection.apply(conn, generation, events)
+                await conn.execute(
+                    "UPDATE projection_rebuilds SET position = $2, updated_at = now() "
+                    "WHERE name = $1",
+                    self.projection.name,
+                    covered,
+                )
+            position = covered
+            self.progress.update(len(events), position, max(target, position))
+
+    async def _swap(self, conn: asyncpg.Connection, generation: int, position: int) -> int:
+        name = self.projection.name
+        async with conn.transaction():
+            live = await state.load(conn, name, lock=True)  # the live runner waits from here
+            while position < live.position:
+                events = await self.store.read_all(
+                    position, self.batch, self.projection.event_types, conn=conn
+                )
+                if not events:
+                    position = live.position
+                    break
+                await self.projection.apply(conn, generation, events)
+                position = events[-1].position
+            await state.point_view(conn, self.projection, generation)
+            await conn.execute(
+                "UPDATE projection_positions SET generation = $2, position = $3, "
+                "state = 'running', error = NULL, error_position = NULL, updated_at = now() "
+                "WHERE name = $1",
+                name,
+                generation,
+                position,
+            )
+            await conn.execute("DELETE FROM projection_rebuilds WHERE name = $1", name)
+        await conn.execute(f'DROP TABLE IF EXISTS "{self.projection.table(live.generation)}"')
+        self.progress.finish(f"{name}: rebuilt, live at position {position:,}")
+        return position

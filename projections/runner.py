@@ -1,0 +1,120 @@
+"""Keeps one projection up to date: catch up from its checkpoint, then follow the log.
+
+Each batch of events is applied and the checkpoint moved in one transaction, so a crash
+never applies an event twice nor skips one. One runner per projection applies at a time
+(an advisory lock); others wait. A handler that raises stops the projection at that event,
+visible in `banyan projections status`, until the code is fixed (restart) or the event is
+skipped (`banyan projections skip NAME`).
+"""
+
+import asyncio
+import contextlib
+import logging
+
+import asyncpg
+
+from pipelines.database import Pool, connect
+from pipelines.eventstore import EventStore, RecordedEvent
+from pipelines.retry import INFRASTRUCTURE_ERRORS
+from pipelines.settings import Settings
+from projections import state
+from projections.projection import Invalidate, Projection, ProjectionError
+
+log = logging.getLogger("banyan.projections")
+
+
+class ProjectionRunner:
+    def __init__(
+        self,
+        projection: Projection,
+        settings: Settings,
+        pool: Pool,
+        invalidate: Invalidate | None = None,
+    ) -> None:
+        self.projection = projection
+        self.settings = settings
+        self.store = EventStore(pool)
+        self.invalidate = invalidate
+        self.position = 0
+        self.generation = 1
+        self.failed = False
+        self._wake = asyncio.Event()
+        self.is_leader = asyncio.Event()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self._lead()
+            except INFRASTRUCTURE_ERRORS as exc:
+                self.is_leader.clear()
+                log.warning("projection %s lost its connection (%s)", self.projection.name, exc)
+                await asyncio.sleep(self.settings.relay_poll_interval)
+
+    async def _lead(self) -> None:
+        conn = await connect(self.settings)
+        try:
+            key = f"{self.settings.database_schema}.projection.{self.projection.name}"
+            await conn.execute("SELECT pg_advisory_lock(hashtext($1))", key)
+            await conn.add_listener(
+                f"{self.settings.database_schema}.events", lambda *_: self._wake.set()
+            )
+            current = await state.ensure(conn, self.projection)
+            self.position, self.generation = current.position, current.generation
+            self.failed = False  # a restart retries the event it failed on: maybe it is fixed
+            self.is_leader.set()
+            log.info("projection %s running from position %d", self.projection.name, self.position)
+            while True:
+                if not await self.step(conn):
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self.settings.relay_poll_interval)
+                    self._wake.clear()
+        finally:
+            self.is_leader.clear()
+            with contextlib.suppress(Exception):
+                await asyncio.shield(conn.close())
+
+    async def step(self, conn: asyncpg.Connection) -> bool:
+        """Apply the next batch; False when there was nothing to do."""
+        if self.failed:
+            current = await state.load(conn, self.projection.name)
+            if current.state == "failed":
+                return False
+            self.failed = False
+            self.position = current.position
+        events, covered = await self.store.read_page(
+            conn, self.position, self.projection.batch_size, self.projection.event_types
+        )
+        if covered == self.position:
+            return False
+        try:
+            applied = await self._commit(conn, events, covered)
+        except ProjectionError as exc:
+            await self._stop_at(conn, events, exc)
+            return False
+        if applied and events and self.invalidate is not None:
+            await self.invalidate(self.projection.name, {e.event_type for e in events})
+        return True
+
+    async def _commit(
+        self, conn: asyncpg.Connection, events: list[RecordedEvent], covered: int
+    ) -> bool:
+        """Apply and checkpoint atomically, unless a rebuild swapped tables meanwhile."""
+        async with conn.transaction():
+            current = await state.load(conn, self.projection.name, lock=True)
+            if (current.position, current.generation) != (self.position, self.generation):
+                self.position, self.generation = current.position, current.generation
+                return False
+            await self.projection.apply(conn, self.generation, events)
+            await state.advance(conn, self.projection.name, covered, self.settings.database_schema)
+        self.position = covered
+        return True
+
+    async def _stop_at(
+        self, conn: asyncpg.Connection, events: list[RecordedEvent], exc: ProjectionError
+    ) -> None:
+        good = [e for e in events if e.position < exc.position]
+        if good:
+            await self._commit(conn, good, good[-1].position)
+        await state.fail(conn, self.projection.name, exc.position, repr(exc.cause))
+        self.failed = True
+        log.error("projection %s stopped: %s", self.projection.name, exc)

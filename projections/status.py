@@ -1,0 +1,94 @@
+"""What `banyan projections list|status` show."""
+
+import importlib
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from pipelines.eventstore import VISIBLE
+from pipelines.settings import Settings
+from projections.projection import Projection
+
+LAG_COUNT_LIMIT = 10_000_000
+
+
+def known_projections(settings: Settings) -> dict[str, Projection]:
+    """The projections declared by the services of `PROJECTION_MODULES`."""
+    found: dict[str, Projection] = {}
+    for module in filter(None, (m.strip() for m in settings.projection_modules.split(","))):
+        service = importlib.import_module(module).service
+        found.update({p.name: p for p in service.projections})
+    return found
+
+
+def find(settings: Settings, name: str) -> Projection:
+    projections = known_projections(settings)
+    if name not in projections:
+        known = ", ".join(sorted(projections)) or "none"
+        raise LookupError(f"no projection named {name!r} (known: {known})")
+    return projections[name]
+
+
+@dataclass(frozen=True)
+class Status:
+    name: str
+    position: int
+    head: int
+    lag_events: int
+    lag_seconds: float
+    state: str
+    generation: int
+    updated_at: datetime | None
+    error: str | None = None
+    error_position: int | None = None
+    rebuild_position: int | None = None
+    rebuild_target: int | None = None
+
+    def describe(self) -> str:
+        text = (
+            f"{self.name:<24} {self.state:<10} position {self.position:,} of {self.head:,}  "
+            f"lag {self.lag_events:,} events / {self.lag_seconds:.1f}s  gen {self.generation}"
+        )
+        if self.error:
+            text += f"\n{'':<24} stopped at position {self.error_position}: {self.error}"
+        if self.rebuild_target is not None:
+            text += (
+                f"\n{'':<24} rebuild at {self.rebuild_position:,} of {self.rebuild_target:,}"
+                " (run rebuild again to resume)"
+            )
+        return text
+
+
+async def status(conn: asyncpg.Connection, name: str) -> Status:
+    row = await conn.fetchrow(
+        "SELECT p.position, p.generation, p.state, p.error, p.error_position, p.updated_at, "
+        "r.position AS rebuild_position, r.target AS rebuild_target "
+        "FROM projection_positions p LEFT JOIN projection_rebuilds r USING (name) "
+        "WHERE p.name = $1",
+        name,
+    )
+    head = await conn.fetchval(f"SELECT coalesce(max(position), 0) FROM events WHERE {VISIBLE}")
+    if row is None:
+        return Status(name, 0, head, head, 0.0, "never run", 0, None)
+    lag = await conn.fetchrow(
+        "SELECT count(*) AS events, coalesce(extract(epoch FROM now() - min(occurred_at)), 0) "
+        "AS seconds FROM (SELECT occurred_at FROM events WHERE position > $1 "
+        f"ORDER BY position LIMIT {LAG_COUNT_LIMIT}) pending",
+        row["position"],
+    )
+    state = "rebuilding" if row["rebuild_target"] is not None else row["state"]
+    return Status(
+        name,
+        row["position"],
+        head,
+        lag["events"],
+        float(lag["seconds"]),
+        state,
+        row["generation"],
+        row["updated_at"],
+        row["error"],
+        row["error_position"],
+        row["rebuild_position"],
+        row["rebuild_target"],
+    )

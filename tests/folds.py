@@ -1,0 +1,27 @@
+"""The order_summary read model as a plain fold of the whole log, to compare against."""
+
+from typing import Any
+
+import asyncpg
+
+
+async def folded_orders(pool: asyncpg.Pool) -> dict[str, dict[str, Any]]:
+    orders: dict[str, dict[str, Any]] = {}
+    rows = await pool.fetch(
+        "SELECT event_type, data FROM events "
+        "WHERE event_type IN ('OrderPlaced', 'OrderCancelled') ORDER BY position"
+    )
+    for row in rows:
+        data = row["data"]
+        if row["event_type"] == "OrderPlaced":
+            orders[data["orderId"]] = {
+                "customerId": data["customerId"], "total": data["total"], "status": "placed",
+            }  # fmt: skip
+        elif data["orderId"] in orders:
+            orders[data["orderId"]]["status"] = "cancelled"
+    return orders
+
+
+async def projected_orders(pool: asyncpg.Pool) -> dict[str, dict[str, Any]]:
+    rows = await pool.fetch("SELECT id, doc FROM order_summary")
+    return {r["id"]: {k: r["doc"][k] for k in ("customerId", "total", "status")} for r in rows}

@@ -1,0 +1,231 @@
+"""order_summary: read-your-writes, paging, caching, failures, competing runners, rebuilds."""
+
+import asyncio
+import io
+import uuid
+
+import pytest
+
+from examples.orders.contracts import (
+    CancelOrder,
+    GetOrder,
+    ListOrders,
+    OrderPlaced,
+    PlaceOrder,
+)
+from examples.orders.summary import order_summary
+from pipelines.errors import NotFound, Timeout
+from pipelines.eventstore import RecordedEvent
+from projections import Documents, Projection, state
+from projections.progress import Progress
+from projections.rebuild import Rebuild
+from projections.status import status
+from tests.conftest import eventually
+from tests.folds import folded_orders, projected_orders
+
+ITEMS = [{"sku": "plum", "quantity": 4, "unitPrice": "0.25"}]
+ALL = ("orders:place", "orders:cancel", "orders:read")
+
+
+async def place(rpc, token, customer: str):
+    command = PlaceOrder.model_validate({"customerId": customer, "items": ITEMS})
+    return await rpc.send("orders", command, token=token(customer, *ALL))
+
+
+async def test_read_your_writes_and_paging(orders, rpc, token) -> None:
+    customer = uuid.uuid4().hex
+    placed = [await place(rpc, token, customer) for _ in range(3)]
+    auth = token(customer, *ALL)
+    last = placed[-1]
+    got = await rpc.send(
+        "orders", GetOrder(order_id=last.result()["orderId"]), token=auth,
+        **{"x-min-position": last.position},
+    )  # fmt: skip
+    assert got.result()["status"] == "placed" and got.result()["total"] == "1.00"
+    page = await rpc.send(
+        "orders", ListOrders(customer_id=customer, page_size=2), token=auth,
+        **{"x-min-position": last.position},
+    )  # fmt: skip
+    body = page.result()
+    assert (body["total"], body["page"], body["pageSize"], len(body["items"])) == (3, 1, 2, 2)
+    assert body["items"][0]["orderId"] == last.result()["orderId"]  # newest first
+    second = await rpc.send("orders", ListOrders(customer_id=customer, page=2, page_size=2),
+                            token=auth)  # fmt: skip
+    assert len(second.result()["items"]) == 1
+    assert ListOrders().page == 1 and ListOrders().page_size == 20
+    too_big = await rpc.request(
+        "service.orders.queries.ListOrders", b'{"pageSize": 101}', headers={"x-user-token": auth}
+    )
+    assert too_big.json()["error"]["code"] == "VALIDATION_ERROR"
+
+
+async def test_cached_answers_are_invalidated_by_their_events(orders, rpc, token) -> None:
+    customer = uuid.uuid4().hex
+    auth = token(customer, *ALL)
+    placed = await place(rpc, token, customer)
+    query = GetOrder(order_id=placed.result()["orderId"])
+    first = await rpc.send("orders", query, token=auth, **{"x-min-position": placed.position})
+    again = await rpc.send("orders", query, token=auth)
+    assert (first.headers["x-cache"], again.headers["x-cache"]) == ("miss", "hit")
+    assert again.result() == first.result()
+
+    cancelled = await rpc.send("orders", CancelOrder(order_id=query.order_id), token=auth)
+    fresh = await rpc.send("orders", query, token=auth, **{"x-min-position": cancelled.position})
+    assert fresh.result()["status"] == "cancelled"
+
+    async def plain_answer_is_fresh() -> bool:
+        return (await rpc.send("orders", query, token=auth)).result()["status"] == "cancelled"
+
+    await eventually(plain_answer_is_fresh, what="the cached answer to be invalidated")
+
+
+async def test_waiting_for_an_unreached_position_times_out(orders, rpc, token) -> None:
+    head = await orders.runtime.store.head_position()
+    response = await rpc.send(
+        "orders", GetOrder(order_id="x"), token=token("t", *ALL),
+        **{"x-min-position": head + 10_000},
+    )  # fmt: skip
+    with pytest.raises(Timeout, match="order_summary has not reached position"):
+        response.result()
+    with pytest.raises(NotFound):
+        (await rpc.send("orders", GetOrder(order_id="x"), token=token("t", *ALL))).result()
+
+
+fragile = Projection("fragile_orders")
+fixed: set[str] = set()
+
+
+@fragile.on(OrderPlaced)
+async def fragile_placed(event: OrderPlaced, docs: Documents, meta: RecordedEvent) -> None:
+    if event.customer_id.startswith("poison") and event.customer_id not in fixed:
+        raise ValueError(f"cannot handle {event.customer_id}")
+    docs.put(event.order_id, {"customerId": event.customer_id})
+
+
+async def test_failing_projection_stops_visibly_then_resumes(settings, orders, rpc, token) -> None:
+    pool = orders.runtime.pool
+    runner = fragile.runner(settings, pool, None)
+    task = asyncio.create_task(runner.run())
+    poison, poison2 = f"poison-{uuid.uuid4().hex}", f"poison-{uuid.uuid4().hex}"
+    try:
+        before = await place(rpc, token, "fine-1")
+        bad = await place(rpc, token, poison)
+        after = await place(rpc, token, "fine-2")
+        conn = await pool.acquire()
+        try:
+            await eventually(lambda: _state_is(conn, "failed"), what="the projection to stop")
+            seen = await status(conn, "fragile_orders")
+            assert seen.error_position == bad.position and "cannot handle" in seen.error
+            docs = {r["id"] for r in await pool.fetch("SELECT id FROM fragile_orders")}
+            assert before.result()["orderId"] in docs
+            assert after.result()["orderId"] not in docs  # stopped: no silent skip
+
+            await state.skip(conn, "fragile_orders")
+            await eventually(lambda: _has(pool, after), what="events after the skipped one")
+
+            bad2 = await place(rpc, token, poison2)
+            await eventually(lambda: _state_is(conn, "failed"), what="a second stop")
+            fixed.add(poison2)  # the fix, then a restart
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            task = asyncio.create_task(fragile.runner(settings, pool, None).run())
+            await eventually(lambda: _has(pool, bad2), what="the fixed event to apply")
+            assert await _state_is(conn, "running")
+        finally:
+            await pool.release(conn)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def _state_is(conn, expected: str) -> bool:
+    return (await state.load(conn, "fragile_orders")).state == expected
+
+
+async def _has(pool, reply) -> bool:
+    return bool(
+        await pool.fetchval("SELECT 1 FROM fragile_orders WHERE id = $1", reply.result()["orderId"])
+    )
+
+
+async def test_two_runners_only_one_applies(settings, orders) -> None:
+    pool = orders.runtime.pool
+    first = order_summary.runner(settings, pool, None)
+    second = order_summary.runner(settings, pool, None)
+    live = orders.runners["order_summary"]
+    tasks = [asyncio.create_task(r.run()) for r in (first, second)]
+    try:
+        await asyncio.sleep(0.5)  # give the newcomers every chance to (wrongly) lead
+        assert live.is_leader.is_set()
+        assert not first.is_leader.is_set() and not second.is_leader.is_set()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_rebuild_swaps_while_queries_keep_answering(settings, orders, rpc, token) -> None:
+    customer = uuid.uuid4().hex
+    auth = token(customer, *ALL)
+    placed = [await place(rpc, token, customer) for _ in range(30)]
+    await rpc.send("orders", CancelOrder(order_id=placed[0].result()["orderId"]), token=auth)
+    pool = orders.runtime.pool
+    generation = (await pool.fetchval(
+        "SELECT generation FROM projection_positions WHERE name = 'order_summary'"
+    ))  # fmt: skip
+    small = settings.model_copy(update={"rebuild_batch_size": 7})
+    out = io.StringIO()
+    rebuild = asyncio.create_task(Rebuild(order_summary, small, pool, Progress("o", out)).run())
+    answers = 0
+    while not rebuild.done():
+        reply = await rpc.send("orders", ListOrders(customer_id=customer), token=auth)
+        assert reply.result()["total"] == 30
+        answers += 1
+    await rebuild
+    assert answers > 0 and "rebuilt" in out.getvalue()
+    assert (
+        await pool.fetchval(
+            "SELECT generation FROM projection_positions WHERE name = 'order_summary'"
+        )
+        == generation + 1
+    )
+    more = await place(rpc, token, customer)  # the live runner follows the new generation
+    await eventually(
+        lambda: _listed(rpc, customer, auth, more.position, 31), what="the live runner"
+    )
+    assert await projected_orders(pool) == await folded_orders(pool)
+
+
+async def _listed(rpc, customer, auth, position, count) -> bool:
+    reply = await rpc.send("orders", ListOrders(customer_id=customer), token=auth,
+                           **{"x-min-position": position})  # fmt: skip
+    return bool(reply.ok and reply.result()["total"] == count)
+
+
+class StopAfter(Progress):
+    """Interrupts a rebuild after a number of batches, like Ctrl-C would."""
+
+    def __init__(self, batches: int) -> None:
+        super().__init__("interrupted", io.StringIO())
+        self.batches = batches
+
+    def update(self, applied: int, position: int, target: int) -> None:
+        self.batches -= 1
+        if self.batches == 0:
+            raise KeyboardInterrupt
+
+
+async def test_interrupted_rebuild_resumes(settings, orders, rpc, token) -> None:
+    for _ in range(10):
+        await place(rpc, token, "resume")
+    pool = orders.runtime.pool
+    small = settings.model_copy(update={"rebuild_batch_size": 3})
+    with pytest.raises(KeyboardInterrupt):
+        await Rebuild(order_summary, small, pool, StopAfter(2)).run()
+    stopped = await pool.fetchrow("SELECT position FROM projection_rebuilds")
+    assert stopped is not None and stopped["position"] > 0
+    out = io.StringIO()
+    await Rebuild(order_summary, small, pool, Progress("o", out)).run()
+    assert "resuming" in out.getvalue() and "rebuilt" in out.getvalue()
+    assert await pool.fetchval("SELECT count(*) FROM projection_rebuilds") == 0
+    assert await projected_orders(pool) == await folded_orders(pool)
