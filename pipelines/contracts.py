@@ -41,6 +41,7 @@ class Contract(Model):
     permissions: ClassVar[tuple[str, ...]] = ()
     description: ClassVar[str] = ""
     owner: ClassVar[str | None] = None
+    internal: ClassVar[bool] = False  # platform plumbing: never exposed by the gateway
 
     def __init_subclass__(
         cls,
@@ -48,6 +49,7 @@ class Contract(Model):
         permissions: list[str] | tuple[str, ...] | None = None,
         description: str | None = None,
         service: str | None = None,
+        internal: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init_subclass__(**kwargs)
@@ -65,6 +67,8 @@ class Contract(Model):
             cls.description = cls.__doc__.strip()
         if service is not None:
             cls.owner = service
+        if internal is not None:
+            cls.internal = internal
 
     @classmethod
     def message_type(cls) -> str:

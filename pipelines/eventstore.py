@@ -16,7 +16,7 @@ EVENT_COLUMNS = (
     "occurred_at, correlation_id, causation_id"
 )
 DUPLICATE_COMMAND_STATE = "BNY01"  # raised by append_events()
-VISIBLE = "transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
+Runner = asyncpg.Connection | asyncpg.Pool
 
 
 @dataclass(slots=True)
@@ -84,8 +84,7 @@ class EventStore:
         """Append atomically; returns the global position of the last event (None if none).
 
         Raises ConcurrencyError when another writer took one of the versions first, and
-        DuplicateCommand when `command` was already recorded. Inside a transaction, the append
-        must be its first write.
+        DuplicateCommand when `command` was already recorded.
         """
         args = (
             [e.event_id for e in events],
@@ -142,63 +141,52 @@ class EventStore:
         )
         return [RecordedEvent.from_row(r) for r in rows]
 
+    async def readable_bound(self, conn: Runner | None = None) -> int:
+        """Every position below this one is settled: committed, or rolled back for good."""
+        return int(await (conn or self.pool).fetchval("SELECT readable_bound()"))
+
     async def read_all(
         self,
         after_position: int,
         limit: int = 1000,
         event_types: Sequence[str] | None = None,
-        conn: asyncpg.Connection | None = None,
+        conn: Runner | None = None,
     ) -> list[RecordedEvent]:
-        """Events after a position, in position order, never skipping one that commits later.
-
-        Only rows of transactions older than every running transaction are returned, and
-        positions follow transaction order, so no lower position can become visible afterwards.
-        """
-        runner = conn or self.pool
-        if event_types is None:
-            rows = await runner.fetch(
-                f"SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 AND {VISIBLE} "
-                "ORDER BY position LIMIT $2",
-                after_position,
-                limit,
-            )
-        else:
-            rows = await runner.fetch(
-                f"SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 AND {VISIBLE} "
-                "AND event_type = ANY($3::text[]) ORDER BY position LIMIT $2",
-                after_position,
-                limit,
-                list(event_types),
-            )
-        return [RecordedEvent.from_row(r) for r in rows]
+        """Events after a position, in position order, never skipping one that commits later."""
+        events, _ = await self.read_page(after_position, limit, event_types, conn)
+        return events
 
     async def read_page(
         self,
-        conn: asyncpg.Connection,
         after_position: int,
         limit: int,
-        event_types: Sequence[str],
+        event_types: Sequence[str] | None = None,
+        conn: Runner | None = None,
     ) -> tuple[list[RecordedEvent], int]:
-        """The next events of the given types, and the position the reader has now covered.
+        """The next events (of the given types), and the position the reader has now covered.
 
-        When fewer than `limit` events match, every visible event up to the head was
-        considered, so the reader may move its checkpoint to the head.
+        Only positions below the readable bound are read, in a statement that starts after the
+        bound was taken, so every one of them is visible or gone for good. When fewer than
+        `limit` events match, the reader has covered everything below the bound.
         """
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            events = await self.read_all(after_position, limit, event_types, conn=conn)
-            if len(events) == limit:
-                return events, events[-1].position
-            head = await conn.fetchval(
-                f"SELECT coalesce(max(position), 0) FROM events WHERE {VISIBLE}"
-            )
-            return events, max(int(head), after_position)
+        runner = conn or self.pool
+        bound = await self.readable_bound(runner)
+        where = "position > $1 AND position < $2"
+        args: list[object] = [after_position, bound, limit]
+        if event_types is not None:
+            where += " AND event_type = ANY($4::text[])"
+            args.append(list(event_types))
+        rows = await runner.fetch(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE {where} ORDER BY position LIMIT $3", *args
+        )
+        events = [RecordedEvent.from_row(r) for r in rows]
+        if len(events) == limit:
+            return events, events[-1].position
+        return events, max(bound - 1, after_position)
 
     async def head_position(self) -> int:
-        """The highest position readers may see now."""
-        value = await self.pool.fetchval(
-            f"SELECT coalesce(max(position), 0) FROM events WHERE {VISIBLE}"
-        )
-        return int(value)
+        """The highest position readers may see now (it may belong to a rolled-back append)."""
+        return await self.readable_bound() - 1
 
     async def command_result(self, command_id: str) -> StoredResult | None:
         row = await self.pool.fetchrow(

@@ -12,13 +12,16 @@ from faststream.rabbit import Channel, RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 from yarl import URL
 
+from pipelines.announce import Announcer, new_instance_id
 from pipelines.database import create_pool, migrate
 from pipelines.dispatch import CommandProcessor, EventProcessor, Processor, QueryProcessor
+from pipelines.http import HttpServer
 from pipelines.logs import configure_logging
 from pipelines.positions import PositionWatcher
 from pipelines.querycache import QueryCache
 from pipelines.relay import EventRelay
 from pipelines.retry import INFRASTRUCTURE_ERRORS, backoff_delay
+from pipelines.rpc import RpcClient
 from pipelines.runtime import CONFIRM_CHANNEL, Runtime
 from pipelines.settings import Settings
 from pipelines.topology import (
@@ -68,6 +71,9 @@ class ServiceInstance:
         )
         self.runtime = Runtime(service.name, settings, self.broker)
         self.queues: list[str] = []
+        self.instance_id = new_instance_id(service.name)
+        self.announcer: Announcer | None = None
+        self.http: HttpServer | None = None
         self.relay: EventRelay | None = None
         self.runners: dict[str, Any] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -76,7 +82,7 @@ class ServiceInstance:
             self.broker,
             on_startup=[self._setup],
             after_startup=[self._start_background],
-            on_shutdown=[self._stop_background],
+            on_shutdown=[self._goodbye, self._stop_background],
             after_shutdown=[self._teardown],
         )
 
@@ -116,6 +122,7 @@ class ServiceInstance:
 
     async def stop(self) -> None:
         """Finish in-flight messages, then close everything."""
+        await self._goodbye()
         await self._stop_background()
         await self.broker.stop()
         await self._teardown()
@@ -134,6 +141,9 @@ class ServiceInstance:
             self.runtime.cache = QueryCache(client, self.settings.cache_prefix)
         await self._declare_dead_letters()
         await self.broker.declare_exchange(events_exchange)
+        self.runtime.rpc = await RpcClient(
+            self.settings.rabbitmq_url, service_name=self.service.name
+        ).connect()
 
     async def _open_database(self) -> Any:
         await migrate(self.settings)
@@ -172,11 +182,41 @@ class ServiceInstance:
             channel = await self.runtime.channel(CONFIRM_CHANNEL)
             self.relay = EventRelay(self.settings, pool, channel)
             self._spawn(self.relay.run(), "relay")
+        if self.settings.announce_enabled and self.runtime.rpc is not None:
+            registration = self.service.registration(self.instance_id)
+            self.announcer = Announcer(registration, self.runtime.rpc, self.settings)
+            self._spawn(self.announcer.run(), "announcer")
+        await self._start_http()
         invalidate = self.runtime.cache.invalidate if self.runtime.cache else None
         for projection in self.service.projections:
             runner = projection.runner(self.settings, pool, invalidate)
             self.runners[projection.name] = runner
             self._spawn(runner.run(), f"projection {projection.name}")
+
+    async def _start_http(self) -> None:
+        port = getattr(self.settings, f"{self.service.name}_port", None) or self.service.http_port
+        if port is None:
+            return
+        app = self.service.http
+        app.state.instance = self
+        if not any(getattr(r, "path", None) == "/health" for r in app.routes):
+            app.add_api_route("/health", self.health, methods=["GET"])
+        self.http = HttpServer(app, self.settings.http_host, port)
+        await self.http.start()
+
+    async def health(self) -> dict[str, Any]:
+        """Liveness of this process: broker connected, database pool open."""
+        return {
+            "status": "ok" if self.broker.running and self.runtime.pool else "degraded",
+            "service": self.service.name,
+            "version": self.service.version,
+            "instanceId": self.instance_id,
+        }
+
+    async def _goodbye(self) -> None:
+        """Tell discovery this instance is leaving, before its consumers stop."""
+        if self.announcer is not None:
+            await self.announcer.deregister()
 
     def _spawn(self, coro: Any, name: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=f"banyan {name}"))
@@ -190,6 +230,10 @@ class ServiceInstance:
         self._tasks.clear()
 
     async def _teardown(self) -> None:
+        if self.http is not None:
+            await self.http.stop()
+        if self.runtime.rpc is not None:
+            await self.runtime.rpc.close()
         if self.runtime.positions is not None:
             await self.runtime.positions.stop()
         if self.runtime.cache is not None:

@@ -16,7 +16,7 @@ import asyncpg
 
 from pipelines import headers as h
 from pipelines.database import Pool, connect
-from pipelines.eventstore import VISIBLE
+from pipelines.eventstore import EventStore
 from pipelines.messages import encode_body
 from pipelines.retry import INFRASTRUCTURE_ERRORS
 from pipelines.settings import Settings
@@ -27,7 +27,7 @@ log = logging.getLogger("banyan.relay")
 READ_BATCH = (
     "SELECT position, event_id, aggregate_type, aggregate_id, version, event_type, data::text, "
     "metadata, occurred_at, correlation_id, causation_id FROM events "
-    f"WHERE position > $1 AND {VISIBLE} ORDER BY position LIMIT $2"
+    "WHERE position > $1 AND position < $2 ORDER BY position LIMIT $3"
 )
 
 
@@ -73,6 +73,7 @@ class EventRelay:
     ) -> None:
         self.settings = settings
         self.pool = pool
+        self.store = EventStore(pool)
         self.channel = channel
         self.name = name
         self.position = 0
@@ -120,7 +121,10 @@ class EventRelay:
         return int(position)
 
     async def publish_batch(self, exchange: aio_pika.abc.AbstractExchange) -> int:
-        rows = await self.pool.fetch(READ_BATCH, self.position, self.settings.relay_batch_size)
+        bound = await self.store.readable_bound()
+        rows = await self.pool.fetch(
+            READ_BATCH, self.position, bound, self.settings.relay_batch_size
+        )
         if not rows:
             return 0
         await asyncio.gather(

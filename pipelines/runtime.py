@@ -15,6 +15,7 @@ from pipelines.identity import Caller, TokenCodec
 from pipelines.messages import Incoming, Reply, encode_body
 from pipelines.positions import PositionWatcher
 from pipelines.querycache import QueryCache
+from pipelines.rpc import RpcClient
 from pipelines.settings import Settings
 from pipelines.topology import DEAD_LETTER_EXCHANGE, dead_letter_queue_name
 
@@ -35,6 +36,7 @@ class Runtime:
         self.store: EventStore | None = None
         self.cache: QueryCache | None = None
         self.positions: PositionWatcher | None = None
+        self.rpc: RpcClient | None = None  # requests to other services
 
     def attach(self, pool: Pool) -> None:
         self.pool = pool

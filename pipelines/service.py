@@ -14,22 +14,34 @@ app = service.app      # faststream run examples.orders:app [--workers N]
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from fastapi import FastAPI
 from faststream import FastStream
 
 from pipelines.contracts import Command, Contract, Event, InvalidContract, Query, check_contract
 from pipelines.dispatch import Handler, HandlerFn, Policy, ReadModel
 from pipelines.instance import ServiceInstance
 from pipelines.querycache import Cached
+from pipelines.registry import RegisterService, describe
 from pipelines.settings import Settings, get_settings
 
 F = TypeVar("F", bound=HandlerFn)
 
 
 class Service:
-    def __init__(self, name: str, *, version: str = "1.0.0", description: str = "") -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        version: str = "1.0.0",
+        description: str = "",
+        http_port: int | None = None,
+    ) -> None:
         self.name = name
         self.version = version
         self.description = description
+        self.http_port = http_port  # also settable as {NAME}_PORT, e.g. AUTH_PORT
+        self.published: list[type[Event]] = []
+        self._http: FastAPI | None = None
         self.requests: dict[str, Handler] = {}
         self.subscriptions: dict[tuple[str, str], Handler] = {}
         self.projections: list[Any] = []
@@ -107,8 +119,32 @@ class Service:
 
         return register
 
-    def contracts(self) -> list[type[Contract]]:
-        return [h.contract for h in self.requests.values()]
+    def publishes(self, *events: type[Event]) -> None:
+        """Declare the events this service records, so callers can subscribe to them."""
+        for event in events:
+            check_contract(event)
+            self.published.append(event)
+
+    @property
+    def http(self) -> FastAPI:
+        """Routes this service serves beside `/health` (on `http_port`)."""
+        if self._http is None:
+            self._http = FastAPI(title=f"{self.name} service", version=self.version)
+        return self._http
+
+    def registration(self, instance_id: str) -> RegisterService:
+        """How an instance introduces itself and its contracts to discovery."""
+        contracts = [
+            describe(h.contract, h.result, h.cache is not None) for h in self.requests.values()
+        ]
+        contracts += [describe(event, None, False) for event in self.published]
+        return RegisterService(
+            service_name=self.name,
+            version=self.version,
+            instance_id=instance_id,
+            service_description=self.description,
+            contracts=contracts,
+        )
 
     def instance(self, settings: Settings | None = None) -> ServiceInstance:
         """A runnable copy of this service: its broker, database pool and relay."""

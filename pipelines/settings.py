@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     database_pool_size: int = 10
     graceful_timeout: float = 15.0
     read_your_writes_timeout: float = 5.0
+    heartbeat_interval: float = 10.0
+    announce_enabled: bool = True
+    http_host: str = "0.0.0.0"
+    auth_port: int = 3001
+    discovery_port: int = 3002
+    gateway_port: int = 3003
     cache_prefix: str = "banyan"
     rebuild_batch_size: int = 5000
     projection_modules: str = "examples.orders"  # modules whose `service` declares projections

@@ -74,7 +74,7 @@ class Rebuild:
         """Apply batches until the whole log as of now is in the new generation."""
         while True:
             events, covered = await self.store.read_page(
-                conn, position, self.batch, self.projection.event_types
+                position, self.batch, self.projection.event_types, conn
             )
             if covered == position:
                 return position

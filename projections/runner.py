@@ -82,7 +82,7 @@ class ProjectionRunner:
             self.failed = False
             self.position = current.position
         events, covered = await self.store.read_page(
-            conn, self.position, self.projection.batch_size, self.projection.event_types
+            self.position, self.projection.batch_size, self.projection.event_types, conn
         )
         if covered == self.position:
             return False

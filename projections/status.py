@@ -6,7 +6,6 @@ from datetime import datetime
 
 import asyncpg
 
-from pipelines.eventstore import VISIBLE
 from pipelines.settings import Settings
 from projections.projection import Projection
 
@@ -68,7 +67,7 @@ async def status(conn: asyncpg.Connection, name: str) -> Status:
         "WHERE p.name = $1",
         name,
     )
-    head = await conn.fetchval(f"SELECT coalesce(max(position), 0) FROM events WHERE {VISIBLE}")
+    head = await conn.fetchval("SELECT readable_bound() - 1")
     if row is None:
         return Status(name, 0, head, head, 0.0, "never run", 0, None)
     lag = await conn.fetchrow(

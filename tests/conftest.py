@@ -16,6 +16,7 @@ os.environ.update(
         "RELAY_POLL_INTERVAL": "0.2",
         "GRACEFUL_TIMEOUT": "5",
         "READ_YOUR_WRITES_TIMEOUT": "1.5",
+        "ANNOUNCE_ENABLED": "false",
         "CACHE_PREFIX": f"banyan-test-{_ENV['BANYAN_TEST_RUN']}",
     }
 )

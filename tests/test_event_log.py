@@ -49,15 +49,6 @@ async def test_same_command_id_appends_once(store: EventStore) -> None:
     assert len(await store.read_stream("Counter", stream)) == 1
 
 
-async def test_append_must_be_first_write_of_transaction(store: EventStore) -> None:
-    async with store.pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            "INSERT INTO processed_events (subscriber, event_id) VALUES ('x', $1)", uuid.uuid4()
-        )
-        with pytest.raises(Exception, match="first write"):
-            await store.append([new(uuid.uuid4().hex, 1)], conn=conn)
-
-
 async def test_concurrent_writers_never_make_a_reader_skip(store: EventStore) -> None:
     """Writers commit out of position order; a reader following the log must see every event
     exactly once, in increasing position order."""
@@ -97,3 +88,24 @@ async def test_concurrent_writers_never_make_a_reader_skip(store: EventStore) ->
     seen = await asyncio.wait_for(reading, 30)
     assert len(seen) == len(set(seen)), "an event was read twice"
     assert set(seen) == written, f"reader missed {len(written - set(seen))} events"
+
+
+async def test_an_unrelated_long_transaction_does_not_hold_readers_back(store: EventStore) -> None:
+    async with store.pool.acquire() as idle, idle.transaction():
+        await idle.fetchval("SELECT pg_current_xact_id()")  # an open transaction with an id
+        stream = uuid.uuid4().hex
+        position = await store.append([new(stream, 1)])
+        assert position is not None
+        events = await store.read_all(position - 1, 10)
+        assert [e.aggregate_id for e in events][:1] == [stream]
+
+
+async def test_a_reader_stops_below_an_append_in_flight(store: EventStore) -> None:
+    async with store.pool.acquire() as writer, writer.transaction():
+        in_flight = await store.append([new(uuid.uuid4().hex, 1)], conn=writer)
+        assert in_flight is not None
+        later = await store.append([new(uuid.uuid4().hex, 1)])  # commits first
+        assert later is not None and later > in_flight
+        assert await store.readable_bound() == in_flight
+        assert all(e.position < in_flight for e in await store.read_all(in_flight - 5, 100))
+    assert [e.position for e in await store.read_all(in_flight - 1, 2)] == [in_flight, later]

@@ -173,7 +173,7 @@ async def test_rebuild_swaps_while_queries_keep_answering(settings, orders, rpc,
     generation = (await pool.fetchval(
         "SELECT generation FROM projection_positions WHERE name = 'order_summary'"
     ))  # fmt: skip
-    small = settings.model_copy(update={"rebuild_batch_size": 7})
+    small = settings.model_copy(update={"rebuild_batch_size": 500})
     out = io.StringIO()
     rebuild = asyncio.create_task(Rebuild(order_summary, small, pool, Progress("o", out)).run())
     answers = 0
@@ -219,7 +219,7 @@ async def test_interrupted_rebuild_resumes(settings, orders, rpc, token) -> None
     for _ in range(10):
         await place(rpc, token, "resume")
     pool = orders.runtime.pool
-    small = settings.model_copy(update={"rebuild_batch_size": 3})
+    small = settings.model_copy(update={"rebuild_batch_size": 400})
     with pytest.raises(KeyboardInterrupt):
         await Rebuild(order_summary, small, pool, StopAfter(2)).run()
     stopped = await pool.fetchrow("SELECT position FROM projection_rebuilds")

@@ -21,6 +21,7 @@ from pipelines.querycache import Cached
 
 service = Service("orders", version="1.0.0", description="Places, cancels and lists orders")
 service.projection(order_summary)
+service.publishes(OrderPlaced, OrderCancelled)
 
 
 @service.command(PlaceOrder, result=PlaceOrderResult)

@@ -1,0 +1,86 @@
+"""A service instance introducing itself to discovery: register, heartbeat, deregister.
+
+Discovery may start after the service, or restart: registration is retried in the background
+with backoff, and a heartbeat that discovery does not recognise triggers a new registration.
+A rejected registration (an incompatible contract change, a message type owned by another
+service) is logged with discovery's reason; the service keeps running unregistered.
+"""
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+
+from pipelines.errors import PlatformError
+from pipelines.registry import DISCOVERY, DeregisterService, Heartbeat, RegisterService
+from pipelines.retry import backoff_delay
+from pipelines.rpc import RpcClient
+from pipelines.settings import Settings
+
+log = logging.getLogger("banyan.announce")
+REPLY_TIMEOUT = 5.0
+
+
+def new_instance_id(service: str) -> str:
+    return f"{service}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class Announcer:
+    def __init__(self, message: RegisterService, rpc: RpcClient, settings: Settings) -> None:
+        self.message = message
+        self.rpc = rpc
+        self.settings = settings
+        self.registered = asyncio.Event()
+        self.rejection: PlatformError | None = None
+
+    async def run(self) -> None:
+        """Register (retrying until discovery answers), then heartbeat forever."""
+        while True:
+            if not self.registered.is_set() and self.rejection is None:
+                await self._register()
+            else:
+                await asyncio.sleep(self.settings.heartbeat_interval)
+                await self._heartbeat()
+
+    async def _register(self) -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                reply = await self.rpc.send(DISCOVERY, self.message, timeout=REPLY_TIMEOUT)
+            except PlatformError:  # no answer yet: discovery is not running
+                await asyncio.sleep(min(30.0, backoff_delay(self.settings, attempt)))
+                continue
+            if reply.ok:
+                self.registered.set()
+                log.info("registered %s %s", self.message.service_name, self.message.version)
+            else:
+                self.rejection = reply.error()
+                log.error(
+                    "discovery rejected %s %s: %s %s",
+                    self.message.service_name,
+                    self.message.version,
+                    self.rejection.message,
+                    self.rejection.details or "",
+                )
+            return
+
+    async def _heartbeat(self) -> None:
+        beat = Heartbeat(
+            service_name=self.message.service_name, instance_id=self.message.instance_id
+        )
+        with contextlib.suppress(PlatformError):
+            reply = await self.rpc.send(DISCOVERY, beat, timeout=REPLY_TIMEOUT)
+            if reply.ok and not reply.result()["known"]:
+                self.registered.clear()
+
+    async def deregister(self) -> None:
+        if not self.registered.is_set():
+            return
+        goodbye = DeregisterService(
+            service_name=self.message.service_name, instance_id=self.message.instance_id
+        )
+        with contextlib.suppress(PlatformError, OSError):
+            await self.rpc.send(DISCOVERY, goodbye, timeout=2.0)
