@@ -16,8 +16,9 @@ Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]
 
 async def db_migrate(settings: Settings, args: argparse.Namespace) -> int:
     from pipelines.database import migrate
+    from pipelines.modules import migration_folders
 
-    applied = await migrate(settings)
+    applied = await migrate(settings, migration_folders(settings))
     print(f"applied {', '.join(applied)}" if applied else "database is up to date")
     return 0
 

@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 
@@ -16,7 +16,7 @@ EVENT_COLUMNS = (
     "occurred_at, correlation_id, causation_id"
 )
 DUPLICATE_COMMAND_STATE = "BNY01"  # raised by append_events()
-Runner = asyncpg.Connection | asyncpg.Pool
+Runner: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 
 @dataclass(slots=True)

@@ -146,7 +146,7 @@ class ServiceInstance:
         ).connect()
 
     async def _open_database(self) -> Any:
-        await migrate(self.settings)
+        await migrate(self.settings, [self.service.migrations] if self.service.migrations else [])
         return await create_pool(self.settings)
 
     async def _declare_dead_letters(self) -> None:
@@ -188,6 +188,8 @@ class ServiceInstance:
             self._spawn(self.announcer.run(), "announcer")
         await self._start_http()
         invalidate = self.runtime.cache.invalidate if self.runtime.cache else None
+        for task in self.service.background_tasks:
+            self._spawn(task(self), task.__name__)
         for projection in self.service.projections:
             runner = projection.runner(self.settings, pool, invalidate)
             self.runners[projection.name] = runner

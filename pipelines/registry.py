@@ -8,6 +8,8 @@ routes on it) and `ServiceHealthChanged` when an instance stops or resumes heart
 
 from typing import Any, Literal
 
+from pydantic import BaseModel
+
 from pipelines.contracts import Command, Contract, Event, Model, Query
 
 DISCOVERY = "discovery"
@@ -16,7 +18,7 @@ DISCOVERY = "discovery"
 class ContractInfo(Model):
     message_type: str
     kind: Literal["command", "query", "event"]
-    service_description: str = ""
+    description: str = ""
     input_schema: dict[str, Any]
     output_schema: dict[str, Any] | None = None
     required_permissions: list[str] = []
@@ -85,9 +87,9 @@ class ServiceHealthChanged(Event, service=DISCOVERY):
 
 
 def describe(contract: type[Contract], result: type[Any] | None, cached: bool) -> ContractInfo:
-    output = (
-        result.model_json_schema(by_alias=True) if hasattr(result, "model_json_schema") else None
-    )
+    output = None
+    if isinstance(result, type) and issubclass(result, BaseModel):
+        output = result.model_json_schema(by_alias=True)
     return ContractInfo(
         message_type=contract.message_type(),
         kind=contract.kind,  # type: ignore[arg-type]

@@ -11,7 +11,8 @@ async def notify(event: OrderPlaced, ctx: Context) -> None: ...
 app = service.app      # faststream run examples.orders:app [--workers N]
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from fastapi import FastAPI
@@ -35,12 +36,15 @@ class Service:
         version: str = "1.0.0",
         description: str = "",
         http_port: int | None = None,
+        migrations: Path | None = None,
     ) -> None:
         self.name = name
         self.version = version
         self.description = description
         self.http_port = http_port  # also settable as {NAME}_PORT, e.g. AUTH_PORT
+        self.migrations = migrations  # a folder of NNNN_name.sql files this service owns
         self.published: list[type[Event]] = []
+        self.background_tasks: list[Callable[[ServiceInstance], Awaitable[None]]] = []
         self._http: FastAPI | None = None
         self.requests: dict[str, Handler] = {}
         self.subscriptions: dict[tuple[str, str], Handler] = {}
@@ -124,6 +128,13 @@ class Service:
         for event in events:
             check_contract(event)
             self.published.append(event)
+
+    def background(
+        self, fn: Callable[[ServiceInstance], Awaitable[None]]
+    ) -> Callable[[ServiceInstance], Awaitable[None]]:
+        """Run `fn(instance)` in every instance for as long as it runs (cancelled on stop)."""
+        self.background_tasks.append(fn)
+        return fn
 
     @property
     def http(self) -> FastAPI:

@@ -44,7 +44,8 @@ class Settings(BaseSettings):
     gateway_port: int = 3003
     cache_prefix: str = "banyan"
     rebuild_batch_size: int = 5000
-    projection_modules: str = "examples.orders"  # modules whose `service` declares projections
+    # modules exposing a `service`: their migrations, projections and processes
+    service_modules: str = "auth,discovery,examples.orders"
 
 
 @lru_cache

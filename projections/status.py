@@ -1,11 +1,11 @@
 """What `banyan projections list|status` show."""
 
-import importlib
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
+from pipelines.modules import load_services
 from pipelines.settings import Settings
 from projections.projection import Projection
 
@@ -13,12 +13,8 @@ LAG_COUNT_LIMIT = 10_000_000
 
 
 def known_projections(settings: Settings) -> dict[str, Projection]:
-    """The projections declared by the services of `PROJECTION_MODULES`."""
-    found: dict[str, Projection] = {}
-    for module in filter(None, (m.strip() for m in settings.projection_modules.split(","))):
-        service = importlib.import_module(module).service
-        found.update({p.name: p for p in service.projections})
-    return found
+    """The projections declared by the services of `SERVICE_MODULES`."""
+    return {p.name: p for service in load_services(settings) for p in service.projections}
 
 
 def find(settings: Settings, name: str) -> Projection:
