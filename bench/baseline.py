@@ -25,32 +25,14 @@ from aio_pika.abc import (
 
 REPLY_TO = "amq.rabbitmq.reply-to"
 
-# The platform's event log and idempotency table, with a plain bigserial position.
-SCHEMA_DDL = """
-CREATE TABLE events (
-    position        bigserial   PRIMARY KEY,
-    event_id        uuid        NOT NULL UNIQUE,
-    aggregate_type  text        NOT NULL,
-    aggregate_id    text        NOT NULL,
-    version         integer     NOT NULL CHECK (version > 0),
-    event_type      text        NOT NULL,
-    data            jsonb       NOT NULL,
-    metadata        jsonb       NOT NULL DEFAULT '{}',
-    occurred_at     timestamptz NOT NULL DEFAULT now(),
-    correlation_id  text,
-    causation_id    text,
-    transaction_id  xid8        NOT NULL DEFAULT pg_current_xact_id(),
-    CONSTRAINT events_aggregate_version UNIQUE (aggregate_type, aggregate_id, version)
-);
-CREATE INDEX events_type_position ON events (event_type, position);
-CREATE INDEX events_correlation ON events (correlation_id);
-CREATE TABLE command_results (
-    command_id      text        PRIMARY KEY,
-    message_type    text        NOT NULL,
-    result          jsonb,
-    position        bigint,
-    created_at      timestamptz NOT NULL DEFAULT now()
-);
+# Copies of the platform's event log and idempotency table (columns, defaults, constraints,
+# indexes), taken from the migrated SDK schema so they stay identical; the copy's position is
+# a plain bigserial.
+COPY_TABLES = """
+CREATE TABLE events (LIKE {source}.events INCLUDING ALL);
+CREATE SEQUENCE events_position_seq OWNED BY events.position;
+ALTER TABLE events ALTER COLUMN position SET DEFAULT nextval('events_position_seq');
+CREATE TABLE command_results (LIKE {source}.command_results INCLUDING ALL);
 """
 
 INSERT_EVENT = (
@@ -71,12 +53,13 @@ INSERT_RESULT = (
 )
 
 
-async def create_schema(dsn: str, schema: str) -> None:
+async def create_schema(dsn: str, schema: str, source: str) -> None:
+    """`schema` with copies of the event tables of the (migrated) SDK schema `source`."""
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(f'CREATE SCHEMA "{schema}"')
         await conn.execute(f'SET search_path TO "{schema}"')
-        await conn.execute(SCHEMA_DDL)
+        await conn.execute(COPY_TABLES.format(source=f'"{source}"'))
     finally:
         await conn.close()
 

@@ -8,6 +8,7 @@ Every comparison runs the SDK and its hand-written baseline in alternating round
 import asyncio
 import gc
 import math
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from time import perf_counter, perf_counter_ns
@@ -77,6 +78,10 @@ class Comparison:
         """Time per item is 1/throughput, so baseline_time / sdk_time is this quotient."""
         return self.sdk.throughput / self.baseline.throughput
 
+    @property
+    def ratios(self) -> tuple[float, float, float]:
+        return self.median_ratio, self.p99_ratio, self.throughput_ratio
+
 
 async def run_ops(op: Op, count: int, concurrency: int = 1) -> Sample:
     """Run `op` `count` times with `concurrency` of them in flight; time each and the whole."""
@@ -130,53 +135,73 @@ async def compare(
     return comparison
 
 
-def _verdict(ratio: float) -> str:
-    return "ok" if ratio >= GOAL else "BELOW GOAL"
+def _ms(value: float) -> str:
+    return f"{value:.3f} ms"
+
+
+def meets_goal(ratio: float) -> bool:
+    return round(ratio, 2) >= GOAL  # as printed
 
 
 def _ratio(ratio: float) -> str:
-    return f"{ratio:5.2f} {_verdict(ratio):<10}"
+    """A ratio, starred when it misses the goal."""
+    return f"{ratio:.2f}" + ("  " if meets_goal(ratio) else " *")
 
 
-def _stats_row(label: str, stats: Stats, unit: str) -> str:
-    return (
-        f"  {label:<14}{stats.median_ms:9.3f} ms {stats.p99_ms:9.3f} ms "
-        f"{stats.throughput:11,.0f} {unit}/s   (n={stats.ops})"
-    )
+def _table(header: list[str], rows: list[list[str]], indent: str = "") -> None:
+    """Columns sized to fit; the first left-aligned, the others right-aligned."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        cells = [row[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
+        ]
+        print(indent + "   ".join(cells).rstrip())
 
 
 def print_comparison(c: Comparison) -> None:
-    print(f"\n{c.name}  [{c.concurrency} in flight]")
-    print(f"  {'':<14}{'median':>12} {'p99':>12} {'throughput':>17}")
-    print(_stats_row("SDK", c.sdk, c.unit))
-    print(_stats_row("hand-written", c.baseline, c.unit))
-    print(
-        f"  {'ratio':<14}{'':>3}{_ratio(c.median_ratio)}{_ratio(c.p99_ratio)}"
-        f"{_ratio(c.throughput_ratio)}",
-        flush=True,
-    )
+    print(f"\n{c.name}  ({c.concurrency} in flight)")
+    rows = [
+        [label, _ms(s.median_ms), _ms(s.p99_ms), f"{s.throughput:,.0f} {c.unit}/s", str(s.ops)]
+        for label, s in (("SDK", c.sdk), ("hand-written", c.baseline))
+    ]
+    ratios = [_ratio(r) for r in c.ratios]
+    rows.append(["ratio", *ratios, ""])
+    _table(["", "median", "p99", "throughput", "n"], rows, indent="  ")
+    sys.stdout.flush()
 
 
 def print_summary(comparisons: list[Comparison]) -> None:
-    width = max(len(c.name) for c in comparisons)
     print(
-        f"\nSummary: ratio = baseline_time / sdk_time (>1 means the SDK is faster; goal >= {GOAL})"
+        f"\nSummary: ratio = baseline_time / sdk_time; >1 means the SDK is faster; "
+        f"goal >= {GOAL} (* = below)"
     )
-    head = (
-        f"{'benchmark':<{width}}  {'SDK med':>9} {'base med':>9} {'ratio':>6}  "
-        f"{'SDK p99':>9} {'base p99':>9} {'ratio':>6}  {'SDK tput':>12} {'base tput':>12} "
-        f"{'ratio':>6}"
-    )
-    print(head)
-    print("-" * len(head))
-    for c in comparisons:
-        print(
-            f"{c.name:<{width}}  {c.sdk.median_ms:7.3f}ms {c.baseline.median_ms:7.3f}ms "
-            f"{c.median_ratio:6.2f}  {c.sdk.p99_ms:7.3f}ms {c.baseline.p99_ms:7.3f}ms "
-            f"{c.p99_ratio:6.2f}  {c.sdk.throughput:8,.0f}/s {c.baseline.throughput:8,.0f}/s "
-            f"{c.throughput_ratio:6.2f}"
-        )
-    below = [
-        c.name for c in comparisons if min(c.median_ratio, c.p99_ratio, c.throughput_ratio) < GOAL
+    header = [
+        "benchmark",
+        "SDK med",
+        "base med",
+        "ratio",
+        "SDK p99",
+        "base p99",
+        "ratio",
+        "SDK tput",
+        "base tput",
+        "ratio",
     ]
-    print(f"\nbelow goal: {', '.join(below)}" if below else "\nall ratios meet the goal")
+    rows = [
+        [
+            c.name,
+            _ms(c.sdk.median_ms),
+            _ms(c.baseline.median_ms),
+            _ratio(c.median_ratio),
+            _ms(c.sdk.p99_ms),
+            _ms(c.baseline.p99_ms),
+            _ratio(c.p99_ratio),
+            f"{c.sdk.throughput:,.0f}/s",
+            f"{c.baseline.throughput:,.0f}/s",
+            _ratio(c.throughput_ratio),
+        ]
+        for c in comparisons
+    ]
+    _table(header, rows)
+    below = [c.name for c in comparisons if not all(map(meets_goal, c.ratios))]
+    print(f"\nbelow goal: {'; '.join(below)}" if below else "\nall ratios meet the goal")

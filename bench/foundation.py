@@ -7,17 +7,23 @@
     by hand with aio-pika + asyncpg; both called through one raw direct reply-to client.
 (b) `EventStore.append` (one event, concurrent, batches) versus plain asyncpg INSERTs.
 
-The run gets its own RabbitMQ vhost and PostgreSQL schemas (like the tests), dropped at the end.
+Both sides do the same work: the SDK's event relay and the orders read model are off unless
+--relay / --projections are given (the baselines have neither), and so is the announcement to
+discovery. The run gets its own RabbitMQ vhost and PostgreSQL schemas (like the tests), dropped
+at the end, also on failure.
 """
 
 import argparse
 import asyncio
+import copy
 import logging
 import os
+import sys
 import uuid
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, fields, replace
+from functools import partial
 from typing import Any
 
 from bench.baseline import (
@@ -28,7 +34,14 @@ from bench.baseline import (
     create_schema,
     drop_schema,
 )
-from bench.common import Comparison, Op, compare, print_summary
+from bench.common import GOAL, Comparison, Op, compare, print_summary
+from pipelines.database import create_pool as sdk_pool
+from pipelines.database import migrate
+from pipelines.eventstore import EventStore, NewEvent
+from pipelines.identity import Caller, TokenCodec
+from pipelines.instance import ServiceInstance
+from pipelines.settings import Settings
+from pipelines.topology import request_queue_name
 from tests.isolation import create_isolated_env, drop_isolated_env
 
 ORDER = b'{"customerId":"bench-customer","items":[{"sku":"apple","quantity":3,"unitPrice":"1.50"}]}'
@@ -39,10 +52,10 @@ BASELINE_QUEUE = "bench.baseline.commands.PlaceOrder"
 
 @dataclass(frozen=True)
 class Sizes:
-    rounds: int = 4  # alternating SDK/baseline rounds per comparison
+    rounds: int = 10  # alternating SDK/baseline rounds per comparison
     warmup: int = 300  # operations per side before measuring
     requests: int = 2000  # sequential PlaceOrder round trips per side
-    concurrent_requests: int = 8000  # PlaceOrder round trips per side, `in_flight` at a time
+    concurrent_requests: int = 4000  # PlaceOrder round trips per side, `in_flight` at a time
     in_flight: int = 32
     appends: int = 3000  # sequential single-event appends per side
     concurrent_appends: int = 10000  # single-event appends per side, `append_tasks` at a time
@@ -52,7 +65,7 @@ class Sizes:
 
 
 QUICK = Sizes(
-    rounds=2,
+    rounds=6,
     warmup=100,
     requests=400,
     concurrent_requests=1500,
@@ -66,6 +79,7 @@ QUICK = Sizes(
 class Options:
     sizes: Sizes
     relay: bool
+    projections: bool
     only: str | None
 
 
@@ -79,7 +93,12 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument(
         "--relay",
         action="store_true",
-        help="keep the SDK's event relay running during (a) (the baseline has none)",
+        help="run the SDK's event relay during (a); the baseline has none",
+    )
+    parser.add_argument(
+        "--projections",
+        action="store_true",
+        help="run the orders read model during (a); the baseline keeps none",
     )
     parser.add_argument("--only", choices=["commands", "appends"], help="run one part")
     for f in fields(Sizes):
@@ -94,7 +113,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         f.name: getattr(args, f.name) for f in fields(Sizes) if getattr(args, f.name) is not None
     }
     sizes = replace(QUICK if args.quick else Sizes(), **overrides)
-    return Options(sizes, args.relay, args.only)
+    return Options(sizes, args.relay, args.projections, args.only)
 
 
 # --- (a) commands -----------------------------------------------------------------------------
@@ -110,15 +129,23 @@ def command_op(client: RawRpcClient, queue: str, headers: dict[str, Any]) -> Op:
     return op
 
 
-async def bench_commands(
-    settings: Any, baseline_schema: str, sizes: Sizes, stack: AsyncExitStack
-) -> list[Comparison]:
-    from examples.orders import service
-    from examples.orders.contracts import PlaceOrder
-    from pipelines.identity import Caller, TokenCodec
-    from pipelines.topology import request_queue_name
+def orders_instance(settings: Settings, projections: bool) -> ServiceInstance:
+    """The orders example; without its read model unless asked (the baseline keeps none)."""
+    from examples.orders import service  # builds its app from the environment: import late
 
-    instance = service.instance(settings)
+    if not projections:
+        service = copy.copy(service)
+        service.projections = []
+    return service.instance(settings)
+
+
+async def bench_commands(
+    settings: Settings, baseline_schema: str, options: Options, stack: AsyncExitStack
+) -> list[Comparison]:
+    from examples.orders.contracts import PlaceOrder
+
+    sizes = options.sizes
+    instance = orders_instance(settings, options.projections)
     stack.push_async_callback(instance.stop)
     await instance.start()
     pool = await create_pool(settings.database_url, baseline_schema, settings.database_pool_size)
@@ -147,22 +174,12 @@ async def bench_commands(
     }
     sdk = command_op(client, request_queue_name("orders", PlaceOrder), headers)
     hand = command_op(client, BASELINE_QUEUE, headers)
+    measure = partial(compare, sdk=sdk, baseline=hand, rounds=sizes.rounds, warmup=sizes.warmup)
     return [
-        await compare(
-            "(a) PlaceOrder round trip, sequential",
-            sdk,
-            hand,
-            count=sizes.requests,
-            rounds=sizes.rounds,
-            warmup=sizes.warmup,
-        ),
-        await compare(
+        await measure("(a) PlaceOrder round trip, sequential", count=sizes.requests),
+        await measure(
             f"(a) PlaceOrder round trip, {sizes.in_flight} in flight",
-            sdk,
-            hand,
             count=sizes.concurrent_requests,
-            rounds=sizes.rounds,
-            warmup=sizes.warmup,
             concurrency=sizes.in_flight,
         ),
     ]
@@ -171,10 +188,8 @@ async def bench_commands(
 # --- (b) appends ------------------------------------------------------------------------------
 
 
-def sdk_append_ops(store: Any, batch_size: int) -> tuple[Op, Op]:
-    from pipelines.eventstore import NewEvent
-
-    def event(aggregate_id: str, version: int) -> Any:
+def sdk_append_ops(store: EventStore, batch_size: int) -> tuple[Op, Op]:
+    def event(aggregate_id: str, version: int) -> NewEvent:
         return NewEvent(
             aggregate_type="Bench",
             aggregate_id=aggregate_id,
@@ -207,47 +222,39 @@ def baseline_append_ops(appender: BaselineAppender, batch_size: int) -> tuple[Op
 
 
 async def bench_appends(
-    settings: Any, baseline_schema: str, sizes: Sizes, stack: AsyncExitStack
+    settings: Settings, baseline_schema: str, sizes: Sizes, stack: AsyncExitStack
 ) -> list[Comparison]:
-    from pipelines.database import create_pool as sdk_pool
-    from pipelines.database import migrate
-    from pipelines.eventstore import EventStore
-
     size = max(sizes.append_tasks, 2)
-    await migrate(settings)
     pool = await sdk_pool(settings, size)
     stack.push_async_callback(pool.close)
     raw_pool = await create_pool(settings.database_url, baseline_schema, size)
     stack.push_async_callback(raw_pool.close)
     sdk_one, sdk_batch = sdk_append_ops(EventStore(pool), sizes.batch_size)
     raw_one, raw_batch = baseline_append_ops(BaselineAppender(raw_pool), sizes.batch_size)
-    common = {"rounds": sizes.rounds, "unit": "events"}
+    measure = partial(compare, rounds=sizes.rounds, unit="events")
     return [
-        await compare(
+        await measure(
             "(b) append 1 event, sequential",
             sdk_one,
             raw_one,
             count=sizes.appends,
             warmup=sizes.warmup,
-            **common,
         ),
-        await compare(
+        await measure(
             f"(b) append 1 event, {sizes.append_tasks} tasks",
             sdk_one,
             raw_one,
             count=sizes.concurrent_appends,
             warmup=sizes.warmup,
             concurrency=sizes.append_tasks,
-            **common,
         ),
-        await compare(
+        await measure(
             f"(b) append {sizes.batch_size} events/batch, sequential",
             sdk_batch,
             raw_batch,
             count=sizes.batches,
             warmup=max(1, sizes.warmup // 10),
             items_per_op=sizes.batch_size,
-            **common,
         ),
     ]
 
@@ -255,12 +262,13 @@ async def bench_appends(
 # --- the run ----------------------------------------------------------------------------------
 
 
-async def run(settings: Any, baseline_schema: str, options: Options) -> None:
-    await create_schema(settings.database_url, baseline_schema)
+async def run(settings: Settings, baseline_schema: str, options: Options) -> None:
+    await migrate(settings)
+    await create_schema(settings.database_url, baseline_schema, settings.database_schema)
     results: list[Comparison] = []
     if options.only in (None, "commands"):
         async with AsyncExitStack() as stack:
-            results += await bench_commands(settings, baseline_schema, options.sizes, stack)
+            results += await bench_commands(settings, baseline_schema, options, stack)
     if options.only in (None, "appends"):
         async with AsyncExitStack() as stack:
             results += await bench_appends(settings, baseline_schema, options.sizes, stack)
@@ -274,7 +282,7 @@ async def cleanup(env: dict[str, str], dsn: str, baseline_schema: str) -> None:
         await drop_isolated_env(env)
 
 
-def describe(settings: Any, options: Options, baseline_schema: str) -> None:
+def describe(settings: Settings, options: Options, baseline_schema: str) -> None:
     s = options.sizes
     print("Banyan foundation benchmark: SDK vs hand-written (aio-pika + asyncpg)")
     print(
@@ -284,24 +292,38 @@ def describe(settings: Any, options: Options, baseline_schema: str) -> None:
     print(
         f"  {s.rounds} alternating rounds, {s.warmup} warm-up ops per side; prefetch "
         f"{settings.prefetch_count}, pool {settings.database_pool_size}; SDK relay "
-        f"{'on' if options.relay else 'off'}"
+        f"{_on(options.relay)}, orders read model {_on(options.projections)}"
     )
-    print("  ratio = baseline_time / sdk_time: >1 means the SDK is faster; goal >= 0.8", flush=True)
+    print(
+        f"  ratio = baseline_time / sdk_time: >1 means the SDK is faster; goal >= {GOAL}",
+        flush=True,
+    )
+
+
+def _on(flag: bool) -> str:
+    return "on" if flag else "off"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     options = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger().setLevel(logging.WARNING)  # services configure logging from LOG_LEVEL
     env = create_isolated_env()
     os.environ.update(env)
-    os.environ.update({"LOG_LEVEL": "WARNING", "RELAY_ENABLED": str(options.relay).lower()})
-    from pipelines.settings import Settings  # after the environment names this run's vhost
-
-    settings = Settings()
+    os.environ.update(
+        {
+            "LOG_LEVEL": "WARNING",
+            "RELAY_ENABLED": str(options.relay).lower(),
+            "ANNOUNCE_ENABLED": "false",  # no discovery service in this run
+        }
+    )
+    settings = Settings()  # after the environment names this run's vhost and schema
     baseline_schema = f"{settings.database_schema}_baseline"
     try:
         describe(settings, options, baseline_schema)
         asyncio.run(run(settings, baseline_schema, options))
+    except KeyboardInterrupt:
+        print("\ninterrupted; cleaning up", file=sys.stderr)
+        raise SystemExit(130) from None
     finally:
         asyncio.run(cleanup(env, settings.database_url, baseline_schema))
 

@@ -42,6 +42,7 @@ class Contract(Model):
     description: ClassVar[str] = ""
     owner: ClassVar[str | None] = None
     internal: ClassVar[bool] = False  # platform plumbing: never exposed by the gateway
+    rate_limit: ClassVar[int | None] = None  # requests per minute per caller at the gateway
 
     def __init_subclass__(
         cls,
@@ -50,6 +51,7 @@ class Contract(Model):
         description: str | None = None,
         service: str | None = None,
         internal: bool | None = None,
+        rate_limit: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init_subclass__(**kwargs)
@@ -69,6 +71,8 @@ class Contract(Model):
             cls.owner = service
         if internal is not None:
             cls.internal = internal
+        if rate_limit is not None:
+            cls.rate_limit = rate_limit
 
     @classmethod
     def message_type(cls) -> str:

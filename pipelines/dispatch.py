@@ -20,6 +20,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from faststream.rabbit import RabbitMessage
 
 from pipelines import headers as h
+from pipelines.aggregate import Aggregate
 from pipelines.context import Context, dump_result
 from pipelines.contracts import Contract
 from pipelines.errors import (
@@ -31,7 +32,13 @@ from pipelines.errors import (
     Timeout,
     ValidationError,
 )
-from pipelines.eventstore import CommandRecord, DuplicateCommand, RecordedEvent
+from pipelines.eventstore import (
+    CommandRecord,
+    DuplicateCommand,
+    EventStore,
+    RecordedEvent,
+    StoredResult,
+)
 from pipelines.identity import Caller
 from pipelines.messages import Incoming, Reply, decode
 from pipelines.querycache import Cached
@@ -142,7 +149,9 @@ class Processor:
                 await asyncio.sleep(backoff_delay(self.rt.settings, attempt))
         raise AssertionError("unreachable")
 
-    def context(self, incoming: Incoming, caller: Caller | None) -> Context:
+    def context(
+        self, incoming: Incoming, caller: Caller | None, store: EventStore | None = None
+    ) -> Context:
         assert self.rt.store is not None
         return Context(
             service=self.rt.service,
@@ -150,7 +159,7 @@ class Processor:
             message_id=incoming.message_id or incoming.correlation_id,
             correlation_id=incoming.correlation_id,
             caller=caller,
-            store=self.rt.store,
+            store=store or self.rt.store,
             causation_id=incoming.causation_id,
             traceparent=incoming.header(h.TRACEPARENT),
         )
@@ -159,6 +168,13 @@ class Processor:
         raise NotImplementedError
 
     async def refuse(self, incoming: Incoming, exc: PlatformError) -> Reply:
+        if isinstance(exc, ValidationError):  # bad input, often undecodable: no handler saw it
+            self.rt.log.warning(
+                "refused %s: %s",
+                self.message_type,
+                exc.message,
+                extra={"correlationId": incoming.correlation_id, "details": exc.details},
+            )
         return Reply.error(exc, incoming.correlation_id)
 
     async def finish(self, incoming: Incoming, outcome: Reply) -> None:
@@ -176,9 +192,14 @@ class QueryProcessor(Processor):
         reads = self.handler.reads
         if reads is not None and min_position:
             await self._wait_for(reads.name, min_position)
-        if reads is not None and self.handler.cache is not None and self.rt.cache is not None:
+        if reads is None:
+            return Reply(dump_result(await self.handler.fn(query, ctx)).encode())
+        if self.handler.cache is not None and self.rt.cache is not None:
             return await self._cached(query, ctx, reads, self.handler.cache, min_position)
-        return Reply(dump_result(await self.handler.fn(query, ctx)).encode())
+        assert self.rt.positions is not None
+        position = await self.rt.positions.current(reads.name)
+        body = dump_result(await self.handler.fn(query, ctx)).encode()
+        return Reply(body, read_position=position)
 
     async def _wait_for(self, projection: str, position: int) -> None:
         assert self.rt.positions is not None
@@ -200,40 +221,43 @@ class QueryProcessor(Processor):
         events = [e.message_type() for e in cache.invalidated_by] or reads.event_types
         key, hit = await self.rt.cache.lookup(base, reads.name, events)
         if hit is not None and hit.position >= min_position:
-            return Reply(hit.body, cache="hit")
+            return Reply(hit.body, cache="hit", read_position=hit.position)
         position = await self.rt.positions.current(reads.name)
         body = dump_result(await self.handler.fn(query, ctx)).encode()
         await self.rt.cache.store(key, cache.ttl, position, body)
-        return Reply(body, cache="miss")
+        return Reply(body, cache="miss", read_position=position)
 
 
 class CommandProcessor(Processor):
     async def process(self, incoming: Incoming) -> Reply:
-        assert self.rt.store is not None
-        if incoming.message_id and (
-            done := await self.rt.store.command_result(incoming.message_id)
-        ):
-            return Reply(json.dumps(done.result).encode(), position=done.position)
+        assert self.rt.store is not None and self.rt.pool is not None
+        async with self.rt.pool.acquire() as conn:  # one connection for the whole command
+            return await self._process(incoming, self.rt.store.on(conn))
+
+    async def _process(self, incoming: Incoming, store: EventStore) -> Reply:
+        if incoming.message_id and (done := await store.command_result(incoming.message_id)):
+            return _stored(done)
         command = decode(self.handler.contract, incoming.body)
         caller = self.rt.identify(incoming)
         check_permissions(self.handler.contract, caller)
         retries = self.rt.settings.concurrency_retries
         for attempt in range(retries + 1):
             try:
-                return await self._decide(incoming, command, caller)
+                return await self._decide(incoming, command, caller, store)
             except ConcurrencyError:
                 if attempt == retries:
                     raise
             except DuplicateCommand:
-                done = await self.rt.store.command_result(incoming.message_id or "")
+                done = await store.command_result(incoming.message_id or "")
                 assert done is not None
-                return Reply(json.dumps(done.result).encode(), position=done.position)
+                return _stored(done)
         raise AssertionError("unreachable")
 
-    async def _decide(self, incoming: Incoming, command: Contract, caller: Caller | None) -> Reply:
+    async def _decide(
+        self, incoming: Incoming, command: Contract, caller: Caller | None, store: EventStore
+    ) -> Reply:
         """Run policies and handler on fresh state, then append what it recorded."""
-        assert self.rt.store is not None
-        ctx = self.context(incoming, caller)
+        ctx = self.context(incoming, caller, store)
         await run_policies(self.handler.policies, command, ctx)
         result = dump_result(await self.handler.fn(command, ctx))
         record = (
@@ -241,22 +265,25 @@ class CommandProcessor(Processor):
             if incoming.message_id
             else None
         )
-        position = await self.rt.store.append(
+        position = await store.append(
             ctx.new_events(),
             correlation_id=incoming.correlation_id,
             causation_id=incoming.message_id,
             command=record,
         )
         for aggregate in ctx.snapshots_due():
-            self.rt.spawn(
-                self.rt.store.save_snapshot(
-                    aggregate.aggregate_type,
-                    aggregate.id,
-                    aggregate.version,
-                    aggregate.model_dump_json(),
-                )
-            )
+            self.rt.spawn(self._snapshot(aggregate))
         return Reply(result.encode(), position=position)
+
+    async def _snapshot(self, aggregate: Aggregate) -> None:
+        assert self.rt.store is not None
+        await self.rt.store.save_snapshot(
+            aggregate.aggregate_type, aggregate.id, aggregate.version, aggregate.model_dump_json()
+        )
+
+
+def _stored(done: StoredResult) -> Reply:
+    return Reply(json.dumps(done.result).encode(), position=done.position)
 
 
 class EventProcessor(Processor):
@@ -294,6 +321,8 @@ class EventProcessor(Processor):
                 subscriber,
                 event_id,
             )
+        if new_events:
+            self.rt.store.committed()
         return Reply(b"")
 
     async def refuse(self, incoming: Incoming, exc: PlatformError) -> Reply:

@@ -89,3 +89,11 @@ def error_from_body(body: dict[str, Any]) -> PlatformError:
     exc = cls(err.get("message", "unknown error"), err.get("details"))
     exc.code = err.get("code", exc.code)
     return exc
+
+
+def status_for(code: str) -> int:
+    """The HTTP status of an error code (500 for codes the platform does not know)."""
+    if code == "TOKEN_EXPIRED":
+        return 401
+    cls = _BY_CODE.get(code)
+    return cls.status if cls is not None else 500

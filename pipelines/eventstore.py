@@ -8,8 +8,8 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
-from pipelines.database import Pool
 from pipelines.errors import ConcurrencyError
+from pipelines.notifier import Notifier
 
 EVENT_COLUMNS = (
     "position, event_id, aggregate_type, aggregate_id, version, event_type, data, metadata, "
@@ -69,8 +69,20 @@ class StoredResult:
 
 
 class EventStore:
-    def __init__(self, pool: Pool) -> None:
+    """The log, through a pool (or one connection: `store.on(conn)`)."""
+
+    def __init__(self, pool: Runner, notifier: "Notifier | None" = None) -> None:
         self.pool = pool
+        self.notifier = notifier
+
+    def on(self, conn: asyncpg.Connection) -> "EventStore":
+        """The same store, every statement on `conn` (one connection for a whole command)."""
+        return EventStore(conn, self.notifier)
+
+    def committed(self) -> None:
+        """Call after a transaction that appended events commits: wakes the log readers."""
+        if self.notifier is not None:
+            self.notifier.signal()
 
     async def append(
         self,
@@ -102,9 +114,12 @@ class EventStore:
         )
         sql = "SELECT append_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         try:
-            if conn is not None:
+            if conn is not None:  # the caller's transaction: it calls committed() after commit
                 return await conn.fetchval(sql, *args)  # type: ignore[no-any-return]
-            return await self.pool.fetchval(sql, *args)  # type: ignore[no-any-return]
+            position: int | None = await self.pool.fetchval(sql, *args)
+            if position is not None:
+                self.committed()
+            return position
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name != "events_aggregate_version":
                 raise

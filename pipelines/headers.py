@@ -14,6 +14,7 @@ MIN_POSITION = "x-min-position"
 STATUS = "x-status"
 EVENT_POSITION = "x-event-position"
 CACHE = "x-cache"
+READ_POSITION = "x-read-position"
 
 # events
 EVENT_ID = "x-event-id"

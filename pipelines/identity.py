@@ -4,6 +4,9 @@ A bare user id in a header could be forged by anyone on the bus; a token signed 
 platform key (HS256 `JWT_SECRET`, or RS256 with `JWT_PUBLIC_KEY`) cannot.
 """
 
+import base64
+import hashlib
+import json
 import time
 import uuid
 from collections.abc import Iterable
@@ -11,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
+from jwt.algorithms import RSAAlgorithm
 
 from pipelines.errors import Unauthorized
 from pipelines.settings import Settings
@@ -52,6 +56,7 @@ class TokenCodec:
             self._verifying_key: Any = settings.jwt_public_key
         else:
             self._signing_key = self._verifying_key = settings.jwt_secret
+        self.key_id = rsa_key_id(self._verifying_key) if self.algorithm == "RS256" else None
 
     def issue(self, caller: Caller, ttl: int | None = None, **extra: Any) -> str:
         now = int(time.time())
@@ -66,7 +71,8 @@ class TokenCodec:
             "jti": uuid.uuid4().hex,
             **extra,
         }
-        return jwt.encode(claims, self._signing_key, algorithm=self.algorithm)
+        headers = {"kid": self.key_id} if self.key_id else None
+        return jwt.encode(claims, self._signing_key, algorithm=self.algorithm, headers=headers)
 
     def verify(self, token: str) -> Caller:
         try:
@@ -83,3 +89,25 @@ class TokenCodec:
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid access token: {exc}") from exc
         return Caller.from_claims(claims)
+
+    def jwks(self) -> dict[str, Any]:
+        """The public keys that verify this codec's tokens (RFC 7517); none for HS256."""
+        if self.algorithm != "RS256" or not self._verifying_key:
+            return {"keys": []}
+        jwk = public_jwk(self._verifying_key)
+        return {"keys": [{**jwk, "kid": self.key_id, "use": "sig", "alg": "RS256"}]}
+
+
+def public_jwk(public_key_pem: str) -> dict[str, Any]:
+    key = RSAAlgorithm(RSAAlgorithm.SHA256).prepare_key(public_key_pem)
+    return dict(RSAAlgorithm.to_jwk(key, as_dict=True))  # type: ignore[arg-type]
+
+
+def rsa_key_id(public_key_pem: str) -> str | None:
+    """The RFC 7638 thumbprint of an RSA public key: stable, so verifiers can cache by it."""
+    if not public_key_pem:
+        return None
+    jwk = public_jwk(public_key_pem)
+    members = json.dumps({k: jwk[k] for k in ("e", "kty", "n")}, separators=(",", ":"))
+    digest = hashlib.sha256(members.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()

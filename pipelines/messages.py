@@ -82,6 +82,7 @@ class Reply:
     ok: bool = True
     position: int | None = None
     cache: str | None = None  # "hit" or "miss" for cached queries
+    read_position: int | None = None  # queries: the projection position the answer reflects
 
     @classmethod
     def error(cls, exc: PlatformError, correlation_id: str) -> "Reply":

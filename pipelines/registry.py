@@ -15,6 +15,15 @@ from pipelines.contracts import Command, Contract, Event, Model, Query
 DISCOVERY = "discovery"
 
 
+class CacheInfo(Model):
+    """How a query's results are cached, so the gateway can answer from the same cache."""
+
+    projection: str
+    event_types: list[str]
+    ttl: float
+    per_user: bool = False
+
+
 class ContractInfo(Model):
     message_type: str
     kind: Literal["command", "query", "event"]
@@ -24,7 +33,10 @@ class ContractInfo(Model):
     required_permissions: list[str] = []
     is_public: bool = True
     sensitive_fields: list[str] = []
-    cached: bool = False
+    internal: bool = False
+    rate_limit: int | None = None
+    has_policies: bool = False
+    cache: CacheInfo | None = None
 
 
 class RegisterService(Command, internal=True):
@@ -57,7 +69,39 @@ class DeregisterService(Command, internal=True):
 
 
 class ListServices(Query, internal=True):
-    pass
+    """Every registered service with its instances, health and contracts: a ServiceList."""
+
+
+class InstanceInfo(Model):
+    instance_id: str
+    version: str
+    healthy: bool
+    last_seen: str | None = None
+
+
+class ServiceInfo(Model):
+    name: str
+    version: str
+    healthy: bool  # at least one instance is healthy
+    description: str = ""
+    instances: list[InstanceInfo] = []
+    contracts: list[ContractInfo] = []
+    versions: list[str] = []  # every version that registered, oldest first
+
+
+class ServiceList(Model):
+    services: list[ServiceInfo]
+
+
+class RegisteredContract(ContractInfo):
+    """A routable contract and the service (at its current version) that answers it."""
+
+    service_name: str
+    version: str
+
+
+class ContractList(Model):
+    contracts: list[RegisteredContract]
 
 
 class GetService(Query, internal=True):
@@ -86,7 +130,9 @@ class ServiceHealthChanged(Event, service=DISCOVERY):
     service_healthy: bool  # at least one instance of the service is healthy
 
 
-def describe(contract: type[Contract], result: type[Any] | None, cached: bool) -> ContractInfo:
+def describe(contract: type[Contract], handler: Any = None) -> ContractInfo:
+    """A contract as the registry and the gateway see it (`handler`: its dispatch.Handler)."""
+    result = getattr(handler, "result", None)
     output = None
     if isinstance(result, type) and issubclass(result, BaseModel):
         output = result.model_json_schema(by_alias=True)
@@ -99,5 +145,18 @@ def describe(contract: type[Contract], result: type[Any] | None, cached: bool) -
         required_permissions=list(contract.permissions),
         is_public=contract.is_public(),
         sensitive_fields=sorted(contract.sensitive_fields()),
-        cached=cached,
+        internal=contract.internal,
+        rate_limit=contract.rate_limit,
+        has_policies=bool(getattr(handler, "policies", ())),
+        cache=_cache_info(handler),
+    )
+
+
+def _cache_info(handler: Any) -> CacheInfo | None:
+    cache, reads = getattr(handler, "cache", None), getattr(handler, "reads", None)
+    if cache is None or reads is None:
+        return None
+    events = [e.message_type() for e in cache.invalidated_by] or list(reads.event_types)
+    return CacheInfo(
+        projection=reads.name, event_types=events, ttl=cache.ttl, per_user=cache.per_user
     )

@@ -18,6 +18,7 @@ from pipelines import headers as h
 from pipelines.database import Pool, connect
 from pipelines.eventstore import EventStore
 from pipelines.messages import encode_body
+from pipelines.notifier import events_channel
 from pipelines.retry import INFRASTRUCTURE_ERRORS
 from pipelines.settings import Settings
 from pipelines.topology import EVENTS_EXCHANGE, event_routing_key
@@ -96,8 +97,7 @@ class EventRelay:
             key = f"{self.settings.database_schema}.{self.name}"
             while not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", key):
                 await asyncio.sleep(self.settings.relay_poll_interval)
-            channel = f"{self.settings.database_schema}.events"
-            await conn.add_listener(channel, lambda *_: self._wake.set())
+            await conn.add_listener(events_channel(self.settings), lambda *_: self._wake.set())
             self.position = await self._checkpoint()
             exchange = await self.channel.get_exchange(EVENTS_EXCHANGE, ensure=False)
             self.is_leader.set()

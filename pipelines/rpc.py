@@ -13,10 +13,11 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.exceptions import DeliveryError, PublishError
 
 from pipelines import headers as h
 from pipelines.contracts import Contract
-from pipelines.errors import PlatformError, Timeout, error_from_body
+from pipelines.errors import PlatformError, ServiceUnavailable, Timeout, error_from_body
 from pipelines.messages import Incoming, encode_body
 from pipelines.topology import REPLY_TO, request_queue_name
 
@@ -51,7 +52,10 @@ class RpcClient:
 
     async def connect(self) -> "RpcClient":
         self._connection = await aio_pika.connect_robust(self.url)
-        self._channel = await self._connection.channel(publisher_confirms=False)
+        # confirmed publishes: a request the broker cannot route fails at once (no service)
+        self._channel = await self._connection.channel(
+            publisher_confirms=True, on_return_raises=True
+        )
         queue = await self._channel.get_queue(REPLY_TO, ensure=False)
         await queue.consume(self._on_reply, no_ack=True)
         return self
@@ -67,6 +71,10 @@ class RpcClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed
 
     @property
     def in_flight(self) -> int:
@@ -125,6 +133,8 @@ class RpcClient:
                 routing_key=queue,
             )
             return await asyncio.wait_for(future, timeout)
+        except (DeliveryError, PublishError) as exc:
+            raise ServiceUnavailable(f"nothing consumes {queue}") from exc
         except TimeoutError as exc:
             raise Timeout(f"no reply from {queue} within {timeout:g}s") from exc
         finally:

@@ -13,6 +13,7 @@ from pipelines.database import Pool
 from pipelines.eventstore import EventStore
 from pipelines.identity import Caller, TokenCodec
 from pipelines.messages import Incoming, Reply, encode_body
+from pipelines.notifier import Notifier
 from pipelines.positions import PositionWatcher
 from pipelines.querycache import QueryCache
 from pipelines.rpc import RpcClient
@@ -38,9 +39,9 @@ class Runtime:
         self.positions: PositionWatcher | None = None
         self.rpc: RpcClient | None = None  # requests to other services
 
-    def attach(self, pool: Pool) -> None:
+    def attach(self, pool: Pool, notifier: Notifier) -> None:
         self.pool = pool
-        self.store = EventStore(pool)
+        self.store = EventStore(pool, notifier)
 
     def identify(self, incoming: Incoming) -> Caller | None:
         token = incoming.header(h.USER_TOKEN)
@@ -66,6 +67,8 @@ class Runtime:
             headers[h.EVENT_POSITION] = reply.position
         if reply.cache is not None:
             headers[h.CACHE] = reply.cache
+        if reply.read_position is not None:
+            headers[h.READ_POSITION] = reply.read_position
         channel = await self.channel(REPLY_CHANNEL)
         body, encoding = encode_body(reply.body)
         await channel.default_exchange.publish(

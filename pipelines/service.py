@@ -145,10 +145,8 @@ class Service:
 
     def registration(self, instance_id: str) -> RegisterService:
         """How an instance introduces itself and its contracts to discovery."""
-        contracts = [
-            describe(h.contract, h.result, h.cache is not None) for h in self.requests.values()
-        ]
-        contracts += [describe(event, None, False) for event in self.published]
+        contracts = [describe(h.contract, h) for h in self.requests.values()]
+        contracts += [describe(event) for event in self.published]
         return RegisterService(
             service_name=self.name,
             version=self.version,

@@ -3,6 +3,7 @@
 from functools import lru_cache
 from typing import Literal
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,7 +21,12 @@ class Settings(BaseSettings):
     jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
     jwt_private_key: str = ""
     jwt_public_key: str = ""
+    # the first administrator, created by the auth service on its first start
+    admin_email: str | None = None
+    admin_password: SecretStr | None = None
     log_level: str = "INFO"
+    environment: Literal["development", "production"] = "development"
+    development_auth_enabled: bool = False
 
     rabbitmq_management_url: str = ""
     rabbitmq_queue_type: Literal["classic", "quorum"] = "classic"
@@ -42,6 +48,12 @@ class Settings(BaseSettings):
     auth_port: int = 3001
     discovery_port: int = 3002
     gateway_port: int = 3003
+    command_timeout: float = 30.0
+    query_timeout: float = 10.0
+    rate_limit_per_user: int = 100  # requests per minute
+    rate_limit_anonymous: int = 10
+    cors_origins: str = "*"  # comma-separated
+    max_body_bytes: int = 1_048_576
     cache_prefix: str = "banyan"
     rebuild_batch_size: int = 5000
     # modules exposing a `service`: their migrations, projections and processes

@@ -16,8 +16,12 @@ dead_letter_exchange = RabbitExchange(DEAD_LETTER_EXCHANGE, type=ExchangeType.DI
 
 
 def request_queue_name(service: str, contract: type[Contract]) -> str:
-    plural = "commands" if contract.kind == "command" else "queries"
-    return f"service.{service}.{plural}.{contract.message_type()}"
+    return queue_for(service, contract.kind, contract.message_type())
+
+
+def queue_for(service: str, kind: str, message_type: str) -> str:
+    """The queue of a command or query, from its kind and name."""
+    return f"service.{service}.{'commands' if kind == 'command' else 'queries'}.{message_type}"
 
 
 def event_routing_key(service: str, event_type: str) -> str:

@@ -15,6 +15,7 @@ import asyncpg
 
 from pipelines.database import Pool, connect
 from pipelines.eventstore import EventStore, RecordedEvent
+from pipelines.notifier import events_channel
 from pipelines.retry import INFRASTRUCTURE_ERRORS
 from pipelines.settings import Settings
 from projections import state
@@ -55,9 +56,7 @@ class ProjectionRunner:
         try:
             key = f"{self.settings.database_schema}.projection.{self.projection.name}"
             await conn.execute("SELECT pg_advisory_lock(hashtext($1))", key)
-            await conn.add_listener(
-                f"{self.settings.database_schema}.events", lambda *_: self._wake.set()
-            )
+            await conn.add_listener(events_channel(self.settings), lambda *_: self._wake.set())
             current = await state.ensure(conn, self.projection)
             self.position, self.generation = current.position, current.generation
             self.failed = False  # a restart retries the event it failed on: maybe it is fixed
@@ -91,9 +90,17 @@ class ProjectionRunner:
         except ProjectionError as exc:
             await self._stop_at(conn, events, exc)
             return False
-        if applied and events and self.invalidate is not None:
-            await self.invalidate(self.projection.name, {e.event_type for e in events})
+        if applied:
+            await self._published(conn, events)
         return True
+
+    async def _published(self, conn: asyncpg.Connection, events: list[RecordedEvent]) -> None:
+        """After a commit: invalidate cached answers first, then wake read-your-writes waiters."""
+        if events and self.invalidate is not None:
+            await self.invalidate(self.projection.name, {e.event_type for e in events})
+        await state.announce(
+            conn, self.projection.name, self.position, self.settings.database_schema
+        )
 
     async def _commit(
         self, conn: asyncpg.Connection, events: list[RecordedEvent], covered: int
@@ -105,7 +112,7 @@ class ProjectionRunner:
                 self.position, self.generation = current.position, current.generation
                 return False
             await self.projection.apply(conn, self.generation, events)
-            await state.advance(conn, self.projection.name, covered, self.settings.database_schema)
+            await state.advance(conn, self.projection.name, covered)
         self.position = covered
         return True
 
@@ -113,8 +120,8 @@ class ProjectionRunner:
         self, conn: asyncpg.Connection, events: list[RecordedEvent], exc: ProjectionError
     ) -> None:
         good = [e for e in events if e.position < exc.position]
-        if good:
-            await self._commit(conn, good, good[-1].position)
+        if good and await self._commit(conn, good, good[-1].position):
+            await self._published(conn, good)
         await state.fail(conn, self.projection.name, exc.position, repr(exc.cause))
         self.failed = True
         log.error("projection %s stopped: %s", self.projection.name, exc)

@@ -53,13 +53,17 @@ async def point_view(conn: asyncpg.Connection, projection: Projection, generatio
     )
 
 
-async def advance(conn: asyncpg.Connection, name: str, position: int, schema: str) -> None:
+async def advance(conn: asyncpg.Connection, name: str, position: int) -> None:
     await conn.execute(
         "UPDATE projection_positions SET position = $2, updated_at = now(), state = 'running', "
         "error = NULL, error_position = NULL WHERE name = $1",
         name,
         position,
     )
+
+
+async def announce(conn: asyncpg.Connection, name: str, position: int, schema: str) -> None:
+    """Tell read-your-writes waiters; sent after the cache was invalidated, not at commit."""
     await conn.execute(
         "SELECT pg_notify($1, $2)", f"{schema}.{POSITIONS_CHANNEL}", f"{name}:{position}"
     )

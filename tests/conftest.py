@@ -17,6 +17,7 @@ os.environ.update(
         "GRACEFUL_TIMEOUT": "5",
         "READ_YOUR_WRITES_TIMEOUT": "1.5",
         "ANNOUNCE_ENABLED": "false",
+        "SERVICE_MODULES": "examples.orders",
         "CACHE_PREFIX": f"banyan-test-{_ENV['BANYAN_TEST_RUN']}",
     }
 )

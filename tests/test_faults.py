@@ -8,7 +8,7 @@ import pytest
 
 from examples.orders.contracts import CancelOrder, PlaceOrder
 from pipelines import deadletters
-from pipelines.errors import HandlerFailed
+from pipelines.errors import HandlerFailed, ServiceUnavailable
 from pipelines.rpc import RpcClient
 from tests import sample
 from tests.conftest import eventually
@@ -167,3 +167,11 @@ async def test_aggregates_are_snapshotted_and_rebuilt_from_snapshots(sample_serv
 async def _snapshot_version(store, counter: str, version: int) -> bool:
     found = await store.load_snapshot("Counter", counter)
     return found is not None and found[0] == version and found[1]["count"] == version
+
+
+async def test_request_to_a_queue_nobody_declared_fails_at_once(rpc, caplog) -> None:
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(ServiceUnavailable, match="nothing consumes"):
+        await rpc.request("service.nobody.commands.Nothing", b"{}", timeout=10)
+    assert asyncio.get_running_loop().time() - started < 2
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]

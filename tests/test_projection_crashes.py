@@ -69,10 +69,14 @@ async def test_rebuild_killed_mid_way_resumes(settings, orders) -> None:
     await eventually(lambda: caught_up(pool), timeout=30, what="the live runner")
     env = {"REBUILD_BATCH_SIZE": "100", "LOG_LEVEL": "WARNING"}
     child = await spawn("-m", "pipelines.cli", "projections", "rebuild", "order_summary", **env)
-    await eventually(
-        lambda: pool.fetchval("SELECT position > 500 FROM projection_rebuilds"),
-        timeout=30, what="the rebuild to make progress",
-    )  # fmt: skip
+    try:
+        await eventually(
+            lambda: pool.fetchval("SELECT position > 500 FROM projection_rebuilds"),
+            timeout=30, what="the rebuild to make progress",
+        )  # fmt: skip
+    except AssertionError:
+        child.kill()
+        raise AssertionError((await child.communicate())[0].decode()[-2000:]) from None
     child.kill()
     await child.wait()
     assert await pool.fetchval("SELECT count(*) FROM projection_rebuilds") == 1

@@ -98,7 +98,6 @@ BEGIN
         END;
         PERFORM pg_advisory_unlock(assign_key);
         last_position := first_position + n - 1;
-        PERFORM pg_notify(current_schema() || '.events', last_position::text);
     END IF;
     IF p_command_id IS NOT NULL THEN
         INSERT INTO command_results (command_id, message_type, result, position)

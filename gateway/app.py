@@ -1,0 +1,135 @@
+"""The gateway's FastAPI application: middleware, error bodies, health, docs, routes."""
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+
+from gateway import openapi, rest
+from gateway.errors import GatewayError, error_response
+from gateway.state import GatewayState, RegistrySource
+from pipelines.errors import PlatformError
+from pipelines.logs import configure_logging
+from pipelines.settings import Settings, get_settings
+
+log = logging.getLogger("banyan.gateway")
+
+
+def create_app(settings: Settings | None = None, source: RegistrySource | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    if source is None:
+        from gateway.registry import from_discovery
+
+        source = from_discovery
+    state = GatewayState(settings, source)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging("gateway", settings.log_level)
+        await state.start()
+        try:
+            yield
+        finally:
+            await state.stop()
+
+    app = FastAPI(
+        title="Banyan API gateway", lifespan=lifespan, docs_url=None, redoc_url=None,
+        openapi_url=None,
+    )  # fmt: skip
+    app.state.gateway = state
+    app.add_middleware(BaseHTTPMiddleware, dispatch=correlate)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=[o.strip() for o in settings.cors_origins.split(",")],
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["*"],
+        expose_headers=["X-Correlation-ID", "X-Event-Position", "X-RateLimit-Limit",
+                        "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After"],
+    )  # fmt: skip
+    _add_error_handlers(app)
+    _add_platform_routes(app, state)
+    app.include_router(rest.router)
+    return app
+
+
+async def correlate(request: Request, call_next: RequestResponseEndpoint) -> Response:
+    """Accept or create the correlation id, echo it, count and time the request."""
+    correlation_id = request.headers.get("x-correlation-id") or uuid.uuid4().hex
+    request.state.correlation_id = correlation_id
+    state: GatewayState = request.app.state.gateway
+    limit = state.settings.max_body_bytes
+    if int(request.headers.get("content-length") or 0) > limit:
+        response: Response = error_response(
+            413, "PAYLOAD_TOO_LARGE", f"request body over {limit} bytes", correlation_id
+        )
+    else:
+        started = time.perf_counter()
+        response = await call_next(request)
+        state.metrics.latency.labels("http").observe(time.perf_counter() - started)
+    state.metrics.requests.labels("http", request.method, str(response.status_code)).inc()
+    response.headers["X-Correlation-ID"] = correlation_id
+    return response
+
+
+def _correlation(request: Request) -> str:
+    return getattr(request.state, "correlation_id", "") or uuid.uuid4().hex
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(PlatformError)
+    async def platform_error(request: Request, exc: PlatformError) -> JSONResponse:
+        headers = exc.headers if isinstance(exc, GatewayError) else None
+        return error_response(
+            exc.status, exc.code, exc.message, _correlation(request), exc.details, headers
+        )
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        code = "NOT_FOUND" if exc.status_code == 404 else "HTTP_ERROR"
+        return error_response(exc.status_code, code, str(exc.detail), _correlation(request))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(
+            400, "VALIDATION_ERROR", "invalid request", _correlation(request),
+            [{"field": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in exc.errors()],
+        )  # fmt: skip
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error", extra={"correlationId": _correlation(request)})
+        return error_response(500, "INTERNAL_ERROR", "internal error", _correlation(request))
+
+
+def _add_platform_routes(app: FastAPI, state: GatewayState) -> None:
+    @app.get("/health", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "service": "gateway"}
+
+    @app.get("/ready", include_in_schema=False)
+    async def ready() -> JSONResponse:
+        checks = await state.readiness()
+        status = 200 if all(checks.values()) else 503
+        return JSONResponse({"ready": status == 200, "checks": checks}, status_code=status)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        state.breaker_states()
+        return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_document() -> JSONResponse:
+        return JSONResponse(openapi.document(state.routes))
+
+    @app.get("/api-docs", include_in_schema=False)
+    async def api_docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="Banyan API")

@@ -1,0 +1,64 @@
+"""A circuit breaker per service: stop sending to a service that keeps failing.
+
+Closed: requests flow, outcomes are counted over a sliding window. Open (after the failure
+ratio passes the threshold with enough volume): requests are refused at once with 503
+CIRCUIT_BREAKER_OPEN. Half-open (after the cool-down): one trial request decides.
+"""
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+
+
+@dataclass
+class Breaker:
+    threshold: float = 0.5
+    window: float = 10.0
+    cooldown: float = 30.0
+    min_requests: int = 10
+    state: str = CLOSED
+    opened_at: float = 0.0
+    trial_running: bool = False
+    outcomes: deque[tuple[float, bool]] = field(default_factory=deque)
+
+    def allow(self) -> bool:
+        if self.state == OPEN and time.monotonic() - self.opened_at >= self.cooldown:
+            self.state, self.trial_running = HALF_OPEN, False
+        if self.state == HALF_OPEN and not self.trial_running:
+            self.trial_running = True
+            return True
+        return self.state == CLOSED
+
+    def record(self, ok: bool) -> None:
+        now = time.monotonic()
+        if self.state == HALF_OPEN:
+            self._close() if ok else self._open(now)
+            return
+        self.outcomes.append((now, ok))
+        while self.outcomes and now - self.outcomes[0][0] > self.window:
+            self.outcomes.popleft()
+        failures = sum(1 for _, good in self.outcomes if not good)
+        total = len(self.outcomes)
+        if total >= self.min_requests and failures / total >= self.threshold:
+            self._open(now)
+
+    def _open(self, now: float) -> None:
+        self.state, self.opened_at, self.trial_running = OPEN, now, False
+        self.outcomes.clear()
+
+    def _close(self) -> None:
+        self.state, self.trial_running = CLOSED, False
+        self.outcomes.clear()
+
+
+class Breakers:
+    def __init__(self, **options: float) -> None:
+        self.options = options
+        self.by_service: dict[str, Breaker] = {}
+
+    def get(self, service: str) -> Breaker:
+        if service not in self.by_service:
+            self.by_service[service] = Breaker(**self.options)  # type: ignore[arg-type]
+        return self.by_service[service]

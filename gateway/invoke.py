@@ -1,0 +1,118 @@
+"""Calling a contract for an HTTP or GraphQL request: the checks, the cache, the bus.
+
+Order: permissions (layer 1), rate limit, service health and circuit breaker, the query
+cache, then the request over RabbitMQ with its timeout. Every answer is an `Outcome`.
+"""
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.auth import Identity
+from gateway.errors import GatewayError
+from gateway.routes import Route
+from gateway.state import GatewayState
+from pipelines import headers as h
+from pipelines.errors import PlatformError, status_for
+from pipelines.rpc import Response
+
+
+@dataclass
+class Outcome:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+
+@dataclass(frozen=True)
+class Call:
+    route: Route
+    payload: dict[str, Any]
+    identity: Identity
+    correlation_id: str
+    min_position: int = 0
+    idempotency_key: str | None = None
+    traceparent: str | None = None
+    client: str = ""  # the caller's address: anonymous callers are limited per address
+
+
+async def invoke(state: GatewayState, call: Call) -> Outcome:
+    contract = call.route.contract
+    state.auth.authorize(call.identity, contract)
+    caller = call.identity.caller
+    subject = f"user:{caller.user_id}" if caller else f"address:{call.client}"
+    verdict = await state.limiter.check(
+        subject, caller is not None, contract.message_type, contract.rate_limit
+    )
+    if not verdict.allowed:
+        state.metrics.rate_limited.inc()
+        raise GatewayError(
+            429, "RATE_LIMIT_EXCEEDED", "too many requests", headers=verdict.headers()
+        )
+    outcome = await _answer(state, call)
+    outcome.headers.update(verdict.headers())
+    return outcome
+
+
+async def _answer(state: GatewayState, call: Call) -> Outcome:
+    route = call.route
+    if not state.routes.health.get(route.service, True):
+        raise GatewayError(503, "SERVICE_UNAVAILABLE", f"{route.service} has no healthy instance")
+    cache_key, hit = await state.cached_answer(call)
+    if hit is not None:
+        return Outcome(200, hit.body, {"X-Cache": "hit"})
+    breaker = state.breakers.get(route.service)
+    if not breaker.allow():
+        raise GatewayError(503, "CIRCUIT_BREAKER_OPEN", f"{route.service} is failing; retry later")
+    try:
+        response = await _request(state, call)
+    except PlatformError:
+        breaker.record(False)
+        raise
+    breaker.record(response.ok or status_for(_code(response)) < 500)
+    outcome = to_outcome(response)
+    if response.ok:
+        await state.remember(cache_key, call, response)
+    return outcome
+
+
+async def _request(state: GatewayState, call: Call) -> Response:
+    contract = call.route.contract
+    headers: dict[str, Any] = {h.MESSAGE_TYPE: contract.message_type}
+    if call.identity.token:
+        headers[h.USER_TOKEN] = call.identity.token
+    if call.min_position:
+        headers[h.MIN_POSITION] = call.min_position
+    if call.traceparent:
+        headers[h.TRACEPARENT] = call.traceparent
+    timeout = (
+        state.settings.command_timeout
+        if contract.kind == "command"
+        else state.settings.query_timeout
+    )
+    return await state.rpc.request(
+        state.queue(call.route),
+        json.dumps(call.payload).encode(),
+        timeout=timeout,
+        headers=headers,
+        message_id=call.idempotency_key or uuid.uuid4().hex,
+        correlation_id=call.correlation_id,
+    )
+
+
+def _code(response: Response) -> str:
+    return str((response.json() or {}).get("error", {}).get("code", "INTERNAL_ERROR"))
+
+
+def to_outcome(response: Response) -> Outcome:
+    headers: dict[str, str] = {}
+    if response.position is not None:
+        headers["X-Event-Position"] = str(response.position)
+    if h.CACHE in response.headers:
+        headers["X-Cache"] = str(response.headers[h.CACHE])
+    status = 200 if response.ok else status_for(_code(response))
+    return Outcome(status, response.body, headers)

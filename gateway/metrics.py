@@ -1,0 +1,39 @@
+"""The gateway's Prometheus metrics (one registry per app)."""
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "gateway_requests_total",
+            "Requests by protocol, method and status",
+            ["protocol", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "gateway_request_seconds",
+            "Request latency by protocol",
+            ["protocol"],
+            registry=self.registry,
+            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.cache = Counter(
+            "gateway_cache_total", "Query cache lookups", ["result"], registry=self.registry
+        )
+        self.rate_limited = Counter(
+            "gateway_rate_limited_total", "Requests refused by rate limits", registry=self.registry
+        )
+        self.breaker_open = Gauge(
+            "gateway_circuit_breaker_open",
+            "1 while the service's circuit breaker is open",
+            ["service"],
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "gateway_rpc_in_flight", "Requests waiting for a reply", registry=self.registry
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

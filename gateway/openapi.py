@@ -1,0 +1,84 @@
+"""The OpenAPI document of the routes the registry currently holds."""
+
+import json
+from typing import Any
+
+from gateway.routes import RouteTable, camel
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {},
+                "correlationId": {"type": "string"},
+            },
+            "required": ["code", "message"],
+        }
+    },
+}
+
+
+def _hoist(schema: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]:
+    """Move a schema's `$defs` into components and point its references there."""
+    for name, definition in schema.pop("$defs", {}).items():
+        components[name] = definition
+    text = json.dumps(schema)
+    if "#/$defs/" not in text:
+        return schema
+    hoisted: dict[str, Any] = json.loads(text.replace("#/$defs/", "#/components/schemas/"))
+    return hoisted
+
+
+def document(table: RouteTable) -> dict[str, Any]:
+    components: dict[str, Any] = {"Error": ERROR_SCHEMA}
+    paths: dict[str, Any] = {}
+    for route in table.all():
+        contract = route.contract
+        schema = _hoist(dict(contract.input_schema), components)
+        output = _hoist(dict(contract.output_schema or {}), components)
+        operation: dict[str, Any] = {
+            "operationId": camel(contract.message_type),
+            "tags": [route.service],
+            "summary": contract.description or contract.message_type,
+            "responses": {
+                "200": {
+                    "description": "result",
+                    "content": {"application/json": {"schema": output}},
+                },
+                "default": {
+                    "description": "error",
+                    "content": {"application/json": {"schema": ERROR}},
+                },
+            },
+        }
+        if contract.required_permissions:
+            operation["security"] = [{"bearer": []}]
+            operation["description"] = "Requires " + ", ".join(contract.required_permissions)
+        if route.method == "POST":
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": schema}},
+            }
+        else:
+            required = set(schema.get("required", []))
+            operation["parameters"] = [
+                {"name": name, "in": "query", "required": name in required, "schema": prop}
+                for name, prop in schema.get("properties", {}).items()
+            ]
+        paths[route.path] = {route.method.lower(): operation}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Banyan API gateway", "version": str(table.version)},
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+        },
+    }

@@ -1,0 +1,53 @@
+"""Per-caller rate limits in Redis: fixed one-minute windows shared by every gateway."""
+
+import time
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+WINDOW = 60  # seconds
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset: int  # epoch seconds when the window ends
+
+    def headers(self) -> dict[str, str]:
+        out = {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(self.reset),
+        }
+        if not self.allowed:
+            out["Retry-After"] = str(max(1, self.reset - int(time.time())))
+        return out
+
+
+class RateLimiter:
+    def __init__(self, client: aioredis.Redis, prefix: str, user: int, anonymous: int) -> None:
+        self.redis = client
+        self.prefix = prefix
+        self.user_limit = user
+        self.anonymous_limit = anonymous
+
+    async def check(
+        self, subject: str, authenticated: bool, contract: str, override: int | None
+    ) -> Verdict:
+        """Count one request of `subject` (a user, or the address of an anonymous caller)."""
+        limit = override or (self.user_limit if authenticated else self.anonymous_limit)
+        now = int(time.time())
+        window = now - now % WINDOW
+        scope = contract if override else "*"
+        key = f"{self.prefix}:rl:{subject}:{scope}:{window}"
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.incr(key)
+                pipe.expire(key, WINDOW + 1)
+                count, _ = await pipe.execute()
+        except RedisError:  # without Redis, do not turn every request away
+            return Verdict(True, limit, limit, window + WINDOW)
+        return Verdict(count <= limit, limit, max(0, limit - count), window + WINDOW)

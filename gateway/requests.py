@@ -1,0 +1,78 @@
+"""Turning an HTTP request into a contract payload and call metadata."""
+
+import json
+import logging
+import re
+from typing import Any
+
+from fastapi import Request
+
+from gateway.errors import GatewayError
+from gateway.routes import Route
+
+log = logging.getLogger("banyan.gateway")
+TRACEPARENT = re.compile(r"^[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+async def payload(request: Request, route: Route, limit: int) -> dict[str, Any]:
+    if route.method == "GET":
+        return query_payload(request, route)
+    body = await request.body()
+    if len(body) > limit:
+        raise GatewayError(413, "PAYLOAD_TOO_LARGE", f"request body over {limit} bytes")
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError as exc:
+        raise GatewayError(400, "VALIDATION_ERROR", f"body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise GatewayError(400, "VALIDATION_ERROR", "body must be a JSON object")
+    return data
+
+
+def query_payload(request: Request, route: Route) -> dict[str, Any]:
+    """Query-string fields typed by the contract's JSON Schema (lists from repeated keys)."""
+    properties = route.contract.input_schema.get("properties", {})
+    out: dict[str, Any] = {}
+    for name in request.query_params:
+        schema = properties.get(name, {})
+        values = request.query_params.getlist(name)
+        out[name] = (
+            [_typed(v, schema.get("items", {})) for v in values]
+            if _is(schema, "array")
+            else _typed(values[-1], schema)
+        )
+    return out
+
+
+def _is(schema: dict[str, Any], kind: str) -> bool:
+    return schema.get("type") == kind or any(o.get("type") == kind for o in schema.get("anyOf", []))
+
+
+def _typed(value: str, schema: dict[str, Any]) -> Any:
+    try:
+        if _is(schema, "integer"):
+            return int(value)
+        if _is(schema, "number"):
+            return float(value)
+    except ValueError:
+        return value  # the service answers VALIDATION_ERROR naming the field
+    if _is(schema, "boolean"):
+        return value.lower() in ("1", "true", "yes")
+    return value
+
+
+def min_position(request: Request) -> int:
+    raw = request.headers.get("x-min-position")
+    if raw is None:
+        return 0
+    if not raw.isdigit():
+        raise GatewayError(400, "VALIDATION_ERROR", "X-Min-Position must be a position number")
+    return int(raw)
+
+
+def traceparent(request: Request) -> str | None:
+    value = request.headers.get("traceparent")
+    if value is not None and not TRACEPARENT.match(value):
+        log.warning("ignoring an invalid traceparent header: %r", value[:80])
+        return None
+    return value

@@ -1,0 +1,150 @@
+"""Everything one gateway process holds: connections, routes, limits, breakers, cache."""
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from gateway.auth import Authenticator
+from gateway.breaker import OPEN, Breakers
+from gateway.events import EventFeed
+from gateway.metrics import GatewayMetrics
+from gateway.ratelimit import RateLimiter
+from gateway.routes import Route, RouteTable, ServiceEntry
+from pipelines import headers as h
+from pipelines.errors import PlatformError
+from pipelines.querycache import CacheHit, QueryCache
+from pipelines.registry import DISCOVERY
+from pipelines.retry import backoff_delay
+from pipelines.rpc import Response, RpcClient
+from pipelines.settings import Settings
+from pipelines.topology import event_routing_key, queue_for
+
+if TYPE_CHECKING:
+    from gateway.invoke import Call
+
+RegistrySource = Callable[[RpcClient], Awaitable[list[ServiceEntry]]]
+REGISTRY_EVENTS = ("ContractsChanged", "ServiceHealthChanged", "ServiceDeregistered")
+REFRESH_INTERVAL = 30.0  # seconds between registry reloads when nothing announces a change
+FIRST_LOAD_WAIT = 5.0
+log = logging.getLogger("banyan.gateway")
+
+
+class GatewayState:
+    def __init__(self, settings: Settings, source: RegistrySource) -> None:
+        self.settings = settings
+        self.source = source
+        self.rpc = RpcClient(settings.rabbitmq_url, service_name="gateway")
+        self.redis = aioredis.from_url(settings.redis_url)
+        self.cache = QueryCache(self.redis, settings.cache_prefix)
+        self.limiter = RateLimiter(
+            self.redis,
+            settings.cache_prefix,
+            settings.rate_limit_per_user,
+            settings.rate_limit_anonymous,
+        )
+        self.breakers = Breakers()
+        self.auth = Authenticator(settings)
+        self.metrics = GatewayMetrics()
+        self.routes = RouteTable()
+        self.loaded = False
+        self.on_routes_changed: list[Callable[[RouteTable], None]] = []
+        self.feed = EventFeed(settings.rabbitmq_url)
+        self._changed = asyncio.Event()
+        self._first_load = asyncio.Event()
+        self._follower: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.rpc.connect()
+        self.feed.listeners.append(self._on_event)
+        await self.feed.start([event_routing_key(DISCOVERY, e) for e in REGISTRY_EVENTS])
+        self._follower = asyncio.create_task(self._follow_registry())
+        with contextlib.suppress(TimeoutError):  # serve (503s) even before discovery answers
+            await asyncio.wait_for(self._first_load.wait(), FIRST_LOAD_WAIT)
+
+    async def stop(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            await asyncio.gather(self._follower, return_exceptions=True)
+        await self.feed.stop()
+        await self.rpc.close()
+        await self.redis.aclose()
+
+    async def _on_event(self, event_type: str, data: object, headers: object) -> None:
+        if event_type in REGISTRY_EVENTS:
+            self._changed.set()
+
+    async def _follow_registry(self) -> None:
+        """Load the registry, then reload on every change (and now and then, to be sure)."""
+        attempt = 0
+        while True:
+            self._changed.clear()
+            try:
+                await self.reload()
+                attempt = 0
+                self._first_load.set()
+            except (PlatformError, OSError) as exc:
+                attempt += 1
+                log.warning("cannot load the contract registry (%s); retrying", exc)
+                await asyncio.sleep(min(REFRESH_INTERVAL, backoff_delay(self.settings, attempt)))
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), REFRESH_INTERVAL)
+
+    async def reload(self) -> None:
+        """Rebuild routes from the registry (at start and when contracts change)."""
+        services = await self.source(self.rpc)
+        self.routes = RouteTable.build(services, self.routes.version + 1)
+        self.loaded = True
+        for listener in self.on_routes_changed:
+            listener(self.routes)
+
+    async def readiness(self) -> dict[str, bool]:
+        """Broker, Redis and registry reachable."""
+        try:
+            redis_ok = bool(await self.redis.ping())
+        except RedisError:
+            redis_ok = False
+        return {"broker": self.rpc.connected, "redis": redis_ok, "registry": self.loaded}
+
+    def queue(self, route: Route) -> str:
+        return queue_for(route.service, route.contract.kind, route.contract.message_type)
+
+    def breaker_states(self) -> dict[str, str]:
+        states = {name: b.state for name, b in self.breakers.by_service.items()}
+        for name, current in states.items():
+            self.metrics.breaker_open.labels(name).set(1 if current == OPEN else 0)
+        return states
+
+    def _cache_base(self, call: "Call") -> str | None:
+        info = call.route.contract.cache
+        if info is None or call.route.contract.has_policies:
+            return None
+        user = call.identity.caller.user_id if info.per_user and call.identity.caller else None
+        canonical = json.dumps(call.payload, sort_keys=True, separators=(",", ":")).encode()
+        return self.cache.base_key(
+            f"gateway:{call.route.service}", call.route.contract.message_type, canonical, user
+        )
+
+    async def cached_answer(self, call: "Call") -> tuple[str | None, CacheHit | None]:
+        """The cache key for the call's answer, and a cached answer recent enough for it."""
+        base, info = self._cache_base(call), call.route.contract.cache
+        if base is None or info is None:
+            return None, None
+        key, hit = await self.cache.lookup(base, info.projection, info.event_types)
+        fresh = hit is not None and hit.position >= call.min_position
+        self.metrics.cache.labels("hit" if fresh else "miss").inc()
+        return key, hit if fresh else None
+
+    async def remember(self, key: str | None, call: "Call", response: Response) -> None:
+        """Keep a query's answer under the key its lookup computed before the request."""
+        info = call.route.contract.cache
+        position = response.headers.get(h.READ_POSITION)
+        if key is None or info is None or position is None:
+            return
+        await self.cache.store(key, info.ttl, int(str(position)), response.body)
