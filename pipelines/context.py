@@ -1,14 +1,19 @@
 """What a handler sees besides its message: the verified caller, ids, and its aggregates."""
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pipelines.aggregate import Aggregate
 from pipelines.eventstore import EventStore, NewEvent, RecordedEvent
+from pipelines.contracts import Contract
 from pipelines.identity import Caller
+from pipelines.rpc import Response
 
 A = TypeVar("A", bound=Aggregate)
+# (service, message, correlation id, causation id, idempotency key, timeout) -> reply
+Sender = Callable[[str, Contract, str, str, str | None, float], Awaitable[Response]]
 
 
 @dataclass(slots=True)
@@ -22,8 +27,26 @@ class Context:
     causation_id: str | None = None
     traceparent: str | None = None
     event: RecordedEvent | None = None  # set for event subscribers: the event being handled
+    sender: "Sender | None" = None
     _aggregates: dict[tuple[str, str], Aggregate] = field(default_factory=dict)
     _snapshots_due: list[Aggregate] = field(default_factory=list)
+
+    async def send(
+        self,
+        service: str,
+        message: Contract,
+        *,
+        key: str | None = None,
+        timeout: float = 30.0,
+    ) -> Response:
+        """Send a command or query to another service, in this message's correlation.
+
+        Its causation is this message (or the event being handled). `key` makes the send
+        idempotent: the same key is handled once, however often this handler runs.
+        """
+        assert self.sender is not None, "this context cannot send messages"
+        parent = str(self.event.event_id) if self.event is not None else self.message_id
+        return await self.sender(service, message, self.correlation_id, parent, key, timeout)
 
     async def load(self, cls: type[A], aggregate_id: str) -> A:
         """The aggregate as of its last event (an empty one, version 0, if it has none)."""

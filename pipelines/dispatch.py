@@ -162,6 +162,7 @@ class Processor:
             store=store or self.rt.store,
             causation_id=incoming.causation_id,
             traceparent=incoming.header(h.TRACEPARENT),
+            sender=self.rt.sender(incoming),
         )
 
     async def process(self, incoming: Incoming) -> Reply:

@@ -20,6 +20,9 @@ from pipelines.errors import Unauthorized
 from pipelines.settings import Settings
 
 
+ALL = "*"  # held only by platform services acting on their own (never issued to users)
+
+
 @dataclass(frozen=True, slots=True)
 class Caller:
     user_id: str
@@ -29,10 +32,10 @@ class Caller:
     roles: tuple[str, ...] = ()
 
     def has(self, permission: str) -> bool:
-        return permission in self.permissions
+        return permission in self.permissions or ALL in self.permissions
 
     def has_all(self, permissions: Iterable[str]) -> bool:
-        return self.permissions.issuperset(permissions)
+        return ALL in self.permissions or self.permissions.issuperset(permissions)
 
     @classmethod
     def from_claims(cls, claims: dict[str, Any]) -> "Caller":

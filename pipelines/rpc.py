@@ -150,6 +150,7 @@ class RpcClient:
         token: str | None = None,
         timeout: float = 30.0,
         message_id: str | None = None,
+        correlation_id: str | None = None,
         **extra_headers: Any,
     ) -> Response:
         """Send a command or query contract to `service`."""
@@ -162,4 +163,5 @@ class RpcClient:
             timeout=timeout,
             headers=headers,
             message_id=message_id,
+            correlation_id=correlation_id,
         )

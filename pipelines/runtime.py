@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,13 +11,15 @@ from faststream.rabbit import Channel, RabbitBroker
 
 from pipelines import headers as h
 from pipelines.database import Pool
+from pipelines.context import Sender
+from pipelines.contracts import Contract
 from pipelines.eventstore import EventStore
 from pipelines.identity import Caller, TokenCodec
 from pipelines.messages import Incoming, Reply, encode_body
 from pipelines.notifier import Notifier
 from pipelines.positions import PositionWatcher
 from pipelines.querycache import QueryCache
-from pipelines.rpc import RpcClient
+from pipelines.rpc import Response, RpcClient
 from pipelines.settings import Settings
 from pipelines.topology import DEAD_LETTER_EXCHANGE, dead_letter_queue_name
 
@@ -38,10 +41,36 @@ class Runtime:
         self.cache: QueryCache | None = None
         self.positions: PositionWatcher | None = None
         self.rpc: RpcClient | None = None  # requests to other services
+        self._service_token: tuple[str, float] | None = None
 
     def attach(self, pool: Pool, notifier: Notifier) -> None:
         self.pool = pool
         self.store = EventStore(pool, notifier)
+
+    def sender(self, incoming: Incoming) -> "Sender":
+        """How a handler's context sends messages: as the caller, or as this service."""
+        token = incoming.header(h.USER_TOKEN) or self.service_token()
+
+        async def send(
+            service: str, message: Contract, correlation_id: str, causation_id: str,
+            key: str | None, timeout: float,
+        ) -> Response:  # fmt: skip
+            assert self.rpc is not None
+            return await self.rpc.send(
+                service, message, token=token, timeout=timeout, message_id=key,
+                correlation_id=correlation_id, **{h.CAUSATION_ID: causation_id},
+            )  # fmt: skip
+
+        return send
+
+    def service_token(self) -> str:
+        """A short-lived token for this service itself (messages it sends on its own)."""
+        now = time.monotonic()
+        if self._service_token is None or now > self._service_token[1]:
+            caller = Caller(f"service:{self.service}", permissions=frozenset({"*"}))
+            ttl = self.settings.jwt_expiration
+            self._service_token = (self.tokens.issue(caller, ttl=ttl), now + ttl / 2)
+        return self._service_token[0]
 
     def identify(self, incoming: Incoming) -> Caller | None:
         token = incoming.header(h.USER_TOKEN)

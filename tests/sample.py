@@ -41,10 +41,12 @@ service = Service("sample")
 calls: dict[str, int] = {"explode": 0}
 repaired: list[str] = []  # notes of Explode commands that stop failing (the "fix")
 recovered: list[str] = []  # notes of Explode commands handled after the fix
+causes: dict[str, str | None] = {}  # counter id -> causation id of its last Increment
 
 
 @service.command(Increment)
 async def increment(command: Increment, ctx: Context) -> CountResult:
+    causes[command.counter_id] = ctx.causation_id
     counter = await ctx.load(Counter, command.counter_id)
     counter.record(Counted(counter_id=command.counter_id))
     return CountResult(version=counter.version, count=counter.count)
