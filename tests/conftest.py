@@ -68,6 +68,17 @@ async def orders(settings: Settings) -> AsyncIterator[ServiceInstance]:
     await instance.stop()
 
 
+@pytest.fixture(scope="session")
+async def sample_service(settings: Settings) -> AsyncIterator[ServiceInstance]:
+    """The misbehaving sample service of tests/sample.py."""
+    from tests import sample
+
+    instance = sample.service.instance(settings.model_copy(update={"relay_enabled": False}))
+    await instance.start()
+    yield instance
+    await instance.stop()
+
+
 async def eventually(check: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
     """Wait (bounded) for a condition that no event announces."""
     deadline = asyncio.get_running_loop().time() + timeout

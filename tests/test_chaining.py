@@ -2,22 +2,12 @@
 
 import uuid
 
-import pytest
-
 from examples.orders.contracts import OrderPlaced, PlaceOrder
 from pipelines import Context, Service
 from tests import sample
 from tests.conftest import eventually
 
 ITEMS = [{"sku": "yuzu", "quantity": 1, "unitPrice": "9.00"}]
-
-
-@pytest.fixture(scope="module")
-async def sample_service(settings):
-    instance = sample.service.instance(settings.model_copy(update={"relay_enabled": False}))
-    await instance.start()
-    yield instance
-    await instance.stop()
 
 
 async def test_command_event_command_event_share_one_correlation(

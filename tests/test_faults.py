@@ -16,14 +16,6 @@ from tests.conftest import eventually
 ITEMS = [{"sku": "pear", "quantity": 1, "unitPrice": "2.00"}]
 
 
-@pytest.fixture(scope="module")
-async def sample_service(settings):
-    instance = sample.service.instance(settings)
-    await instance.start()
-    yield instance
-    await instance.stop()
-
-
 async def event_count(orders) -> int:
     return await orders.runtime.pool.fetchval("SELECT count(*) FROM events")
 

@@ -36,14 +36,6 @@ async def close(app, server, client) -> None:
 
 
 @pytest.fixture(scope="module")
-async def sample_service(settings):
-    instance = sample.service.instance(settings.model_copy(update={"relay_enabled": False}))
-    await instance.start()
-    yield instance
-    await instance.stop()
-
-
-@pytest.fixture(scope="module")
 async def http(settings, orders, sample_service):
     app, server, client = await serve(settings, command_timeout=2.0, rate_limit_anonymous=1000)
     yield client
