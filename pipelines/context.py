@@ -6,10 +6,12 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pipelines.aggregate import Aggregate
+from pipelines.contracts import Contract, Model
 from pipelines.eventstore import EventStore, NewEvent, RecordedEvent
-from pipelines.contracts import Contract
 from pipelines.identity import Caller
+from pipelines.logs import REDACTED
 from pipelines.rpc import Response
+from pipelines.settings import Settings
 
 A = TypeVar("A", bound=Aggregate)
 # (service, message, correlation id, causation id, idempotency key, timeout) -> reply
@@ -28,6 +30,7 @@ class Context:
     traceparent: str | None = None
     event: RecordedEvent | None = None  # set for event subscribers: the event being handled
     sender: "Sender | None" = None
+    settings: Settings | None = None  # the running instance's settings
     _aggregates: dict[tuple[str, str], Aggregate] = field(default_factory=dict)
     _snapshots_due: list[Aggregate] = field(default_factory=list)
 
@@ -109,3 +112,18 @@ def dump_result(result: Any) -> str:
     if hasattr(result, "model_dump_json"):
         return str(result.model_dump_json(by_alias=True))
     return json.dumps(result, default=str, separators=(",", ":"))
+
+
+def dump_record(result: Any) -> str:
+    """The result as kept to answer a repeated command: `Sensitive` fields are never stored."""
+    text = dump_result(result)
+    hidden = result.sensitive_fields() if isinstance(result, Model) else set()
+    return json.dumps(_hide(json.loads(text), hidden)) if hidden else text
+
+
+def _hide(value: Any, hidden: set[str]) -> Any:
+    if isinstance(value, dict):
+        return {k: REDACTED if k in hidden else _hide(v, hidden) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_hide(v, hidden) for v in value]
+    return value

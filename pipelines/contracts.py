@@ -9,7 +9,7 @@ Mark a field `Annotated[str, Sensitive]` to have its value redacted in logs.
 """
 
 import re
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
@@ -35,14 +35,33 @@ class Model(BaseModel):
         alias_generator=to_camel, populate_by_name=True, extra="forbid", serialize_by_alias=True
     )
 
+    @classmethod
+    def sensitive_fields(cls) -> set[str]:
+        """Wire names of the fields marked `Sensitive`, here and in nested models."""
+        names: set[str] = set()
+        for name, info in cls.model_fields.items():
+            if any(m is Sensitive or isinstance(m, Sensitive) for m in info.metadata):
+                names.add(info.alias or name)
+            for nested in _models_in(info.annotation):
+                names |= nested.sensitive_fields()
+        return names
+
+
+def _models_in(annotation: Any) -> list[type["Model"]]:
+    """The Model classes an annotation mentions (`list[Line]`, `Line | None`, ...)."""
+    if isinstance(annotation, type) and issubclass(annotation, Model):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
 
 class Contract(Model):
-    kind: ClassVar[Kind] = "model"
-    permissions: ClassVar[tuple[str, ...]] = ()
-    description: ClassVar[str] = ""
-    owner: ClassVar[str | None] = None
-    internal: ClassVar[bool] = False  # platform plumbing: never exposed by the gateway
-    rate_limit: ClassVar[int | None] = None  # requests per minute per caller at the gateway
+    # Dunder names, so that no field of a contract (say, `permissions`) can replace them.
+    __kind__: ClassVar[Kind] = "model"
+    __permissions__: ClassVar[tuple[str, ...]] = ()
+    __description__: ClassVar[str] = ""
+    __service__: ClassVar[str | None] = None  # events: the service that records them
+    __internal__: ClassVar[bool] = False  # platform plumbing: never exposed by the gateway
+    __rate_limit__: ClassVar[int | None] = None  # requests per minute per caller (gateway)
 
     def __init_subclass__(
         cls,
@@ -62,17 +81,17 @@ class Contract(Model):
                     f"{cls.__name__}: invalid permission {bad[0]!r}; expected 'resource:action' "
                     f"matching {PERMISSION_PATTERN.pattern}"
                 )
-            cls.permissions = tuple(permissions)
+            cls.__permissions__ = tuple(permissions)
         if description is not None:
-            cls.description = description
+            cls.__description__ = description
         elif cls.__doc__ and cls.__doc__ is not Contract.__doc__:
-            cls.description = cls.__doc__.strip()
+            cls.__description__ = cls.__doc__.strip()
         if service is not None:
-            cls.owner = service
+            cls.__service__ = service
         if internal is not None:
-            cls.internal = internal
+            cls.__internal__ = internal
         if rate_limit is not None:
-            cls.rate_limit = rate_limit
+            cls.__rate_limit__ = rate_limit
 
     @classmethod
     def message_type(cls) -> str:
@@ -80,35 +99,27 @@ class Contract(Model):
 
     @classmethod
     def is_public(cls) -> bool:
-        return not cls.permissions
-
-    @classmethod
-    def sensitive_fields(cls) -> set[str]:
-        return {
-            info.alias or name
-            for name, info in cls.model_fields.items()
-            if any(m is Sensitive or isinstance(m, Sensitive) for m in info.metadata)
-        }
+        return not cls.__permissions__
 
     def to_json(self) -> bytes:
         return self.model_dump_json().encode()
 
 
 class Command(Contract):
-    kind: ClassVar[Kind] = "command"
+    __kind__: ClassVar[Kind] = "command"
 
 
 class Query(Contract):
-    kind: ClassVar[Kind] = "query"
+    __kind__: ClassVar[Kind] = "query"
 
 
 class Event(Contract):
-    kind: ClassVar[Kind] = "event"
+    __kind__: ClassVar[Kind] = "event"
 
 
 def check_contract(cls: type[Contract]) -> None:
     """Fail at start-up, not at the first message, on a contract the platform cannot route."""
-    if not (isinstance(cls, type) and issubclass(cls, Contract)) or cls.kind == "model":
+    if not (isinstance(cls, type) and issubclass(cls, Contract)) or cls.__kind__ == "model":
         raise InvalidContract(f"{cls!r} is not a Command, Query or Event contract")
     if not CONTRACT_NAME_PATTERN.match(cls.__name__):
         raise InvalidContract(f"contract name {cls.__name__!r} must be PascalCase")

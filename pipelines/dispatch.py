@@ -21,7 +21,7 @@ from faststream.rabbit import RabbitMessage
 
 from pipelines import headers as h
 from pipelines.aggregate import Aggregate
-from pipelines.context import Context, dump_result
+from pipelines.context import Context, dump_record, dump_result
 from pipelines.contracts import Contract
 from pipelines.errors import (
     ConcurrencyError,
@@ -86,11 +86,12 @@ async def run_policies(policies: Sequence[Policy], message: Any, ctx: Context) -
 
 
 def check_permissions(contract: type[Contract], caller: Caller | None) -> None:
-    if contract.permissions and (caller is None or not caller.has_all(contract.permissions)):
-        missing = sorted(set(contract.permissions) - (caller.permissions if caller else set()))
+    required = contract.__permissions__
+    if required and (caller is None or not caller.has_all(required)):
+        missing = sorted(set(required) - (caller.permissions if caller else set()))
         raise Forbidden(
-            f"{contract.message_type()} requires {', '.join(contract.permissions)}",
-            {"required": list(contract.permissions), "missing": missing},
+            f"{contract.message_type()} requires {', '.join(required)}",
+            {"required": list(required), "missing": missing},
         )
 
 
@@ -163,6 +164,7 @@ class Processor:
             causation_id=incoming.causation_id,
             traceparent=incoming.header(h.TRACEPARENT),
             sender=self.rt.sender(incoming),
+            settings=self.rt.settings,
         )
 
     async def process(self, incoming: Incoming) -> Reply:
@@ -260,9 +262,10 @@ class CommandProcessor(Processor):
         """Run policies and handler on fresh state, then append what it recorded."""
         ctx = self.context(incoming, caller, store)
         await run_policies(self.handler.policies, command, ctx)
-        result = dump_result(await self.handler.fn(command, ctx))
+        outcome = await self.handler.fn(command, ctx)
+        result = dump_result(outcome)
         record = (
-            CommandRecord(incoming.message_id, self.message_type, result)
+            CommandRecord(incoming.message_id, self.message_type, dump_record(outcome))
             if incoming.message_id
             else None
         )

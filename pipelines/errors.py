@@ -25,6 +25,22 @@ class Unauthorized(PlatformError):
     code, status = "INVALID_TOKEN", 401
 
 
+class NoAuthHeader(Unauthorized):
+    code = "NO_AUTH_HEADER"
+
+
+class TokenExpired(Unauthorized):
+    code = "TOKEN_EXPIRED"
+
+
+class InvalidCredentials(Unauthorized):
+    code = "INVALID_CREDENTIALS"
+
+
+class RateLimited(PlatformError):
+    code, status = "RATE_LIMIT_EXCEEDED", 429
+
+
 class Forbidden(PlatformError):
     code, status = "INSUFFICIENT_PERMISSIONS", 403
 
@@ -71,6 +87,10 @@ _BY_CODE: dict[str, type[PlatformError]] = {
     for cls in (
         ValidationError,
         Unauthorized,
+        NoAuthHeader,
+        TokenExpired,
+        InvalidCredentials,
+        RateLimited,
         Forbidden,
         PolicyViolation,
         NotFound,
@@ -93,7 +113,5 @@ def error_from_body(body: dict[str, Any]) -> PlatformError:
 
 def status_for(code: str) -> int:
     """The HTTP status of an error code (500 for codes the platform does not know)."""
-    if code == "TOKEN_EXPIRED":
-        return 401
     cls = _BY_CODE.get(code)
     return cls.status if cls is not None else 500

@@ -16,9 +16,8 @@ from typing import Any
 import jwt
 from jwt.algorithms import RSAAlgorithm
 
-from pipelines.errors import Unauthorized
+from pipelines.errors import TokenExpired, Unauthorized
 from pipelines.settings import Settings
-
 
 ALL = "*"  # held only by platform services acting on their own (never issued to users)
 
@@ -86,9 +85,7 @@ class TokenCodec:
                 options={"require": ["sub", "exp"]},
             )
         except jwt.ExpiredSignatureError as exc:
-            err = Unauthorized("access token has expired")
-            err.code = "TOKEN_EXPIRED"
-            raise err from exc
+            raise TokenExpired("access token has expired") from exc
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid access token: {exc}") from exc
         return Caller.from_claims(claims)

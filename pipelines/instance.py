@@ -93,7 +93,7 @@ class ServiceInstance:
         events = Channel(prefetch_count=self.settings.event_prefetch_count)
         for handler in self.service.requests.values():
             name = request_queue_name(self.service.name, handler.contract)
-            kind = CommandProcessor if handler.contract.kind == "command" else QueryProcessor
+            kind = CommandProcessor if handler.contract.__kind__ == "command" else QueryProcessor
             self._subscribe(
                 kind(self.runtime, handler, name), work_queue(self.settings, name), None, requests
             )
@@ -199,7 +199,8 @@ class ServiceInstance:
             self._spawn(runner.run(), f"projection {projection.name}")
 
     async def _start_http(self) -> None:
-        port = getattr(self.settings, f"{self.service.name}_port", None) or self.service.http_port
+        port = getattr(self.settings, f"{self.service.name}_port", None)
+        port = self.service.http_port if port is None else port
         if port is None:
             return
         app = self.service.http

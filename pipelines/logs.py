@@ -55,3 +55,5 @@ def configure_logging(service: str, level: str) -> None:
     handler.banyan = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())
+    for chatty in ("aio_pika", "aiormq"):  # at DEBUG they log whole messages, secrets included
+        logging.getLogger(chatty).setLevel(max(logging.INFO, root.level))

@@ -32,7 +32,7 @@ class ContractInfo(Model):
     output_schema: dict[str, Any] | None = None
     required_permissions: list[str] = []
     is_public: bool = True
-    sensitive_fields: list[str] = []
+    sensitive: list[str] = []  # wire names of fields redacted in logs
     internal: bool = False
     rate_limit: int | None = None
     has_policies: bool = False
@@ -138,15 +138,15 @@ def describe(contract: type[Contract], handler: Any = None) -> ContractInfo:
         output = result.model_json_schema(by_alias=True)
     return ContractInfo(
         message_type=contract.message_type(),
-        kind=contract.kind,  # type: ignore[arg-type]
-        description=contract.description,
+        kind=contract.__kind__,  # type: ignore[arg-type]
+        description=contract.__description__,
         input_schema=contract.model_json_schema(by_alias=True),
         output_schema=output,
-        required_permissions=list(contract.permissions),
+        required_permissions=list(contract.__permissions__),
         is_public=contract.is_public(),
-        sensitive_fields=sorted(contract.sensitive_fields()),
-        internal=contract.internal,
-        rate_limit=contract.rate_limit,
+        sensitive=sorted(contract.sensitive_fields()),
+        internal=contract.__internal__,
+        rate_limit=contract.__rate_limit__,
         has_policies=bool(getattr(handler, "policies", ())),
         cache=_cache_info(handler),
     )

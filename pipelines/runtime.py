@@ -10,9 +10,9 @@ import aio_pika
 from faststream.rabbit import Channel, RabbitBroker
 
 from pipelines import headers as h
-from pipelines.database import Pool
 from pipelines.context import Sender
 from pipelines.contracts import Contract
+from pipelines.database import Pool
 from pipelines.eventstore import EventStore
 from pipelines.identity import Caller, TokenCodec
 from pipelines.messages import Incoming, Reply, encode_body

@@ -16,7 +16,7 @@ dead_letter_exchange = RabbitExchange(DEAD_LETTER_EXCHANGE, type=ExchangeType.DI
 
 
 def request_queue_name(service: str, contract: type[Contract]) -> str:
-    return queue_for(service, contract.kind, contract.message_type())
+    return queue_for(service, contract.__kind__, contract.message_type())
 
 
 def queue_for(service: str, kind: str, message_type: str) -> str:
@@ -29,7 +29,7 @@ def event_routing_key(service: str, event_type: str) -> str:
 
 
 def event_binding_key(event: type[Event]) -> str:
-    return event_routing_key(event.owner or "*", event.message_type())
+    return event_routing_key(event.__service__ or "*", event.message_type())
 
 
 def event_queue_name(subscriber: str, event: type[Event]) -> str:

@@ -1,0 +1,16 @@
+"""Effective permissions: a user's roles' permissions together with their direct ones."""
+
+from collections.abc import Iterable
+
+from auth.domain import Role, User
+from pipelines import Context
+
+
+def union(direct: Iterable[str], role_permissions: Iterable[Iterable[str]]) -> list[str]:
+    return sorted(set(direct).union(*role_permissions))
+
+
+async def effective_permissions(ctx: Context, user: User) -> list[str]:
+    """From the aggregates themselves: what a token issued now must carry."""
+    roles = [await ctx.load(Role, name) for name in user.roles]
+    return union(user.permissions, (role.permissions for role in roles if role.exists))

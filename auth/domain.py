@@ -1,0 +1,99 @@
+"""The auth aggregates: each one's state is a fold of its own events."""
+
+from pydantic import Field
+
+from auth.events import (
+    EmailClaimed,
+    PasswordChanged,
+    PermissionGranted,
+    PermissionRevoked,
+    RoleAssigned,
+    RoleCreated,
+    RoleUnassigned,
+    SessionRefreshed,
+    SessionRevoked,
+    SessionStarted,
+    UserCreated,
+)
+from pipelines import Aggregate, applies
+
+
+class EmailClaim(Aggregate):
+    """Keyed by the normalised email: appending its first event twice is impossible."""
+
+    user_id: str = ""
+
+    @applies(EmailClaimed)
+    def _claimed(self, event: EmailClaimed) -> None:
+        self.user_id = event.user_id
+
+
+class User(Aggregate):
+    email: str = ""
+    name: str = ""
+    roles: list[str] = Field(default_factory=list)
+    permissions: list[str] = Field(default_factory=list)  # granted directly
+    credential_id: str = ""
+
+    @applies(UserCreated)
+    def _created(self, event: UserCreated) -> None:
+        self.email, self.name = event.email, event.name
+        self.roles, self.permissions = list(event.roles), list(event.granted_permissions)
+        self.credential_id = event.credential_id
+
+    @applies(PasswordChanged)
+    def _password_changed(self, event: PasswordChanged) -> None:
+        self.credential_id = event.credential_id
+
+    @applies(RoleAssigned)
+    def _role_assigned(self, event: RoleAssigned) -> None:
+        self.roles.append(event.role)
+
+    @applies(RoleUnassigned)
+    def _role_unassigned(self, event: RoleUnassigned) -> None:
+        self.roles.remove(event.role)
+
+    @applies(PermissionGranted)
+    def _granted(self, event: PermissionGranted) -> None:
+        self.permissions.append(event.permission)
+
+    @applies(PermissionRevoked)
+    def _revoked(self, event: PermissionRevoked) -> None:
+        self.permissions.remove(event.permission)
+
+
+class Role(Aggregate):
+    """Keyed by the role's name."""
+
+    description: str = ""
+    permissions: list[str] = Field(default_factory=list)
+
+    @applies(RoleCreated)
+    def _created(self, event: RoleCreated) -> None:
+        self.description = event.role_description
+        self.permissions = list(event.role_permissions)
+
+
+class Session(Aggregate):
+    """One sign-in: a family of refresh tokens, each replacing the one before."""
+
+    user_id: str = ""
+    credential_id: str = ""
+    token_hash: str = ""
+    used_hashes: list[str] = Field(default_factory=list)  # presenting one again is theft
+    expires_at: int = 0
+    revoked: bool = False
+
+    @applies(SessionStarted)
+    def _started(self, event: SessionStarted) -> None:
+        self.user_id, self.credential_id = event.user_id, event.credential_id
+        self.token_hash, self.expires_at = event.token_hash, event.expires_at
+
+    @applies(SessionRefreshed)
+    def _refreshed(self, event: SessionRefreshed) -> None:
+        self.used_hashes.append(self.token_hash)
+        self.token_hash = event.token_hash
+
+    @applies(SessionRevoked)
+    def _revoked(self, event: SessionRevoked) -> None:
+        self.revoked = True

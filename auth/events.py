@@ -1,0 +1,86 @@
+"""What the auth service records. No event carries a password, a token or a password hash."""
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from pipelines import Event
+
+
+class EmailClaimed(Event, service="auth"):
+    email: str
+    user_id: str
+
+
+class UserCreated(Event, service="auth"):
+    user_id: str
+    email: str
+    name: str
+    roles: list[str]
+    granted_permissions: Annotated[list[str], Field(alias="permissions")]
+    credential_id: str  # the row of auth_credentials holding the password hash
+
+
+class PasswordChanged(Event, service="auth"):
+    user_id: str
+    credential_id: str
+
+
+class RoleCreated(Event, service="auth"):
+    role: str
+    role_description: Annotated[str, Field(alias="description")]
+    role_permissions: Annotated[list[str], Field(alias="permissions")]
+
+
+class RoleAssigned(Event, service="auth"):
+    user_id: str
+    role: str
+
+
+class RoleUnassigned(Event, service="auth"):
+    user_id: str
+    role: str
+
+
+class PermissionGranted(Event, service="auth"):
+    user_id: str
+    permission: str
+
+
+class PermissionRevoked(Event, service="auth"):
+    user_id: str
+    permission: str
+
+
+class SessionStarted(Event, service="auth"):
+    session_id: str
+    user_id: str
+    credential_id: str  # the password it was signed in with: changing it ends the session
+    token_hash: str  # SHA-256 of the refresh token
+    expires_at: int  # epoch seconds; rotation keeps it
+
+
+class SessionRefreshed(Event, service="auth"):
+    session_id: str
+    token_hash: str
+
+
+class SessionRevoked(Event, service="auth"):
+    session_id: str
+    user_id: str
+    reason: Literal["signed-out", "token-reused", "password-changed"]
+
+
+EVENTS = (
+    EmailClaimed,
+    UserCreated,
+    PasswordChanged,
+    RoleCreated,
+    RoleAssigned,
+    RoleUnassigned,
+    PermissionGranted,
+    PermissionRevoked,
+    SessionStarted,
+    SessionRefreshed,
+    SessionRevoked,
+)

@@ -1,0 +1,123 @@
+"""Signing in and out: sessions of rotating refresh tokens, and theft detection.
+
+A refresh token works once: refreshing replaces it. Presenting a replaced token again means
+two parties hold the session, so the whole session (every token of it) is revoked.
+"""
+
+import hmac
+import time
+import uuid
+from typing import Literal
+
+from auth.access import effective_permissions
+from auth.contracts import (
+    Authenticate,
+    AuthTokens,
+    RefreshToken,
+    RevokeToken,
+    RevokeTokenResult,
+    TokenUser,
+)
+from auth.domain import EmailClaim, Session, User
+from auth.errors import InvalidCredentials, RefreshTokenExpired
+from auth.events import SessionRefreshed, SessionRevoked, SessionStarted
+from auth.passwords import NO_CREDENTIAL, load_hash, verify_password
+from auth.refresh_tokens import TTL_SECONDS, new_refresh_token, session_of, token_hash
+from auth.resources import resources
+from pipelines import Caller, Context
+from pipelines.errors import Unauthorized
+
+EndReason = Literal["signed-out", "token-reused", "password-changed"]
+NOBODY = "-"  # a user id no user has
+
+
+async def authenticate(command: Authenticate, ctx: Context) -> AuthTokens:
+    throttle = resources().throttle
+    await throttle.check(command.email)
+    # The same reads and the same hashing whether or not the email exists; and from the
+    # aggregates, not a read model, so a change of password applies at once.
+    claim = await ctx.load(EmailClaim, command.email)
+    user = await ctx.load(User, claim.user_id or NOBODY)
+    stored = await load_hash(ctx.store.pool, user.credential_id or NO_CREDENTIAL)
+    matched = await verify_password(stored, command.password)
+    if not (user.exists and matched):
+        await throttle.failed(command.email)
+        raise InvalidCredentials()
+    await throttle.succeeded(command.email)
+    session = ctx.create(Session, uuid.uuid4().hex)
+    token = new_refresh_token(session.id)
+    session.record(
+        SessionStarted(
+            session_id=session.id,
+            user_id=user.id,
+            credential_id=user.credential_id,
+            token_hash=token_hash(token),
+            expires_at=int(time.time()) + TTL_SECONDS,
+        )
+    )
+    return await issue_tokens(ctx, user, token)
+
+
+async def refresh_token(command: RefreshToken, ctx: Context) -> AuthTokens:
+    session = await find_session(ctx, command.refresh_token)
+    if session is None:
+        raise Unauthorized("invalid refresh token")
+    presented = token_hash(command.refresh_token)
+    if presented in session.used_hashes:
+        await end_now(ctx, session, "token-reused")
+        raise Unauthorized("refresh token was already used: its session is revoked")
+    if not hmac.compare_digest(presented, session.token_hash):
+        raise Unauthorized("invalid refresh token")
+    if session.expires_at <= time.time():
+        raise RefreshTokenExpired("refresh token has expired")
+    user = await ctx.load(User, session.user_id)
+    if user.credential_id != session.credential_id:
+        await end_now(ctx, session, "password-changed")
+        raise Unauthorized("the password has changed since this session began")
+    token = new_refresh_token(session.id)
+    session.record(SessionRefreshed(session_id=session.id, token_hash=token_hash(token)))
+    return await issue_tokens(ctx, user, token)
+
+
+async def revoke_token(command: RevokeToken, ctx: Context) -> RevokeTokenResult:
+    session = await find_session(ctx, command.refresh_token)
+    presented = token_hash(command.refresh_token)
+    if session is None or presented not in (session.token_hash, *session.used_hashes):
+        return RevokeTokenResult(revoked=False)
+    end(session, "signed-out")
+    return RevokeTokenResult(revoked=True)
+
+
+async def find_session(ctx: Context, token: str) -> Session | None:
+    """The live session a refresh token names (None if unknown, malformed or revoked)."""
+    session_id = session_of(token)
+    if session_id is None:
+        return None
+    session = await ctx.load(Session, session_id)
+    return session if session.exists and not session.revoked else None
+
+
+def end(session: Session, reason: EndReason) -> None:
+    session.record(SessionRevoked(session_id=session.id, user_id=session.user_id, reason=reason))
+
+
+async def end_now(ctx: Context, session: Session, reason: EndReason) -> None:
+    """Revoke and append at once: the handler then refuses, and a refusal appends nothing."""
+    end(session, reason)
+    await ctx.store.append(
+        ctx.new_events(), correlation_id=ctx.correlation_id, causation_id=ctx.message_id
+    )
+
+
+async def issue_tokens(ctx: Context, user: User, refresh: str) -> AuthTokens:
+    """An access token with the user's permissions as they are now, and `refresh`."""
+    permissions = await effective_permissions(ctx, user)
+    codec = resources().tokens
+    roles = tuple(sorted(user.roles))
+    caller = Caller(user.id, user.email, user.name, frozenset(permissions), roles)
+    return AuthTokens(
+        access_token=codec.issue(caller),
+        refresh_token=refresh,
+        expires_in=codec.expiration,
+        user=TokenUser(id=user.id, email=user.email, permissions=permissions),
+    )
