@@ -168,3 +168,32 @@ async def test_platform_endpoints(http) -> None:
 
 async def _metric_seen(http) -> bool:
     return "gateway_requests_total" in (await http.get("/metrics")).text
+
+
+async def test_development_headers_only_in_development_mode(settings, orders, caplog) -> None:
+    dev = {"X-Dev-User-Id": "dev-user", "X-Dev-Permissions": "orders:place"}
+    body = {"customerId": "dev-user", "items": ITEMS}
+    app, server, client = await serve(settings, development_auth_enabled=True)
+    try:
+        placed = await client.post("/api/orders/place-order", json=body, headers=dev)
+        assert placed.status_code == 200, placed.text
+    finally:
+        await close(app, server, client)
+    app, server, client = await serve(
+        settings, development_auth_enabled=True, environment="production"
+    )
+    try:
+        refused = await client.post("/api/orders/place-order", json=body, headers=dev)
+        assert refused.json()["error"]["code"] == "NO_AUTH_HEADER"
+        assert any(
+            r.levelname == "CRITICAL" and "DEVELOPMENT_AUTH_ENABLED" in r.getMessage()
+            for r in caplog.records
+        )
+    finally:
+        await close(app, server, client)
+    app, server, client = await serve(settings)
+    try:
+        ignored = await client.post("/api/orders/place-order", json=body, headers=dev)
+        assert ignored.status_code == 401  # off by default
+    finally:
+        await close(app, server, client)
