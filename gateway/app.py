@@ -14,9 +14,10 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
-from gateway import openapi, rest
+from gateway import graphql, openapi, rest, websocket
 from gateway.errors import GatewayError, error_response
 from gateway.state import GatewayState, RegistrySource
+from gateway.subscriptions import EventHub
 from pipelines.errors import PlatformError
 from pipelines.logs import configure_logging
 from pipelines.settings import Settings, get_settings
@@ -58,6 +59,9 @@ def create_app(settings: Settings | None = None, source: RegistrySource | None =
     _add_error_handlers(app)
     _add_platform_routes(app, state)
     app.include_router(rest.router)
+    hub = EventHub(state)
+    graphql.mount(app, state, hub)
+    websocket.mount(app, state, hub)
     return app
 
 

@@ -1,0 +1,41 @@
+"""`/graphql`: queries and mutations over HTTP, GraphiQL on GET, subscriptions over WebSocket."""
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.websockets import WebSocket
+
+from gateway import requests
+from gateway.errors import GatewayError
+from gateway.graphql.context import GraphQLContext
+from gateway.graphql.errors import format_error, platform_error
+from gateway.graphql.transport import CallerHandlers, ConnectionHandler
+from gateway.state import GatewayState
+from gateway.subscriptions import EventHub
+
+
+def mount(app: FastAPI, state: GatewayState, hub: EventHub) -> None:
+    handlers = CallerHandlers(state)
+
+    async def graphql_http(request: Request) -> Response:
+        correlation_id = request.state.correlation_id
+        try:
+            identity = state.auth.identify(request.headers)
+            request.state.graphql = GraphQLContext(
+                state,
+                hub,
+                identity,
+                correlation_id,
+                client=request.client.host if request.client else "",
+                min_position=requests.min_position(request),
+                traceparent=requests.traceparent(request),
+            )
+            return await handlers.for_caller(identity.caller).handle_request(request)
+        except GatewayError as exc:
+            body = {"errors": [format_error(platform_error(exc, correlation_id))]}
+            return JSONResponse(body, exc.status, exc.headers)
+
+    async def graphql_websocket(websocket: WebSocket) -> None:
+        await ConnectionHandler(state, hub, handlers).handle_websocket(websocket)
+
+    app.add_route("/graphql", graphql_http, methods=["GET", "POST"], include_in_schema=False)
+    app.add_api_websocket_route("/graphql", graphql_websocket)

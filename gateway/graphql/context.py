@@ -1,0 +1,34 @@
+"""What one GraphQL operation carries to its resolvers, and the positions it reports back."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ariadne.types import Extension
+
+from gateway.auth import Identity
+from gateway.state import GatewayState
+from gateway.subscriptions import EventHub, Subscription
+
+
+@dataclass
+class GraphQLContext:
+    state: GatewayState
+    hub: EventHub
+    identity: Identity
+    correlation_id: str
+    client: str = ""  # the caller's address: anonymous callers are rate-limited by it
+    min_position: int = 0  # X-Min-Position: queries wait for their projection to reach it
+    traceparent: str | None = None
+    positions: list[int] = field(default_factory=list)  # of the events the mutations appended
+    subscriptions: list[Subscription] = field(default_factory=list)  # the connection's, to close
+
+
+class EventPositions(Extension):
+    """`extensions: {"eventPosition": N}`: the last position a mutation of the request wrote.
+
+    Send it as `X-Min-Position` with a later query to read your own writes.
+    """
+
+    def format(self, context: Any) -> dict[str, Any]:
+        positions = getattr(context, "positions", None)
+        return {"eventPosition": max(positions)} if positions else {}

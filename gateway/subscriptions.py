@@ -1,0 +1,185 @@
+"""Fan-out of bus events to the gateway's live subscribers (GraphQL subscriptions and `/ws`).
+
+A subscription names one event type and optional equality filters on top-level data fields.
+Subscribing checks that the caller may see the event (its required permissions) and binds the
+event's routing key to this gateway's own queue (`EventFeed`) before it returns, so every event
+published afterwards reaches the subscriber. Each event is checked again on delivery, against
+the contract as the registry holds it now.
+
+A subscriber that falls `CAPACITY` events behind is dropped with SUBSCRIPTION_OVERFLOW rather
+than letting the gateway's memory grow.
+"""
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.auth import Authenticator, Identity
+from gateway.errors import GatewayError
+from gateway.state import GatewayState
+from pipelines import headers as h
+from pipelines.identity import Caller
+from pipelines.registry import ContractInfo
+from pipelines.topology import event_routing_key
+
+CAPACITY = 1000
+SCALAR = (str, int, float, bool, type(None))
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One event as subscribers receive it."""
+
+    event_type: str
+    data: dict[str, Any]
+    position: int | None
+    event_id: str | None
+    occurred_at: str | None
+    correlation_id: str | None
+
+    @classmethod
+    def of(cls, event_type: str, data: dict[str, Any], headers: Mapping[str, Any]) -> "Delivery":
+        position = _text(headers.get(h.GLOBAL_POSITION))
+        return cls(
+            event_type,
+            data,
+            int(position) if position and position.isdigit() else None,
+            _text(headers.get(h.EVENT_ID)),
+            _text(headers.get(h.OCCURRED_AT)),
+            _text(headers.get(h.CORRELATION_ID)),
+        )
+
+    def envelope(self) -> dict[str, Any]:
+        return {
+            "eventType": self.event_type,
+            "eventId": self.event_id,
+            "position": self.position,
+            "occurredAt": self.occurred_at,
+            "correlationId": self.correlation_id,
+            "data": self.data,
+        }
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Subscription:
+    """An async iterator of the matching deliveries of one event type."""
+
+    def __init__(
+        self, hub: "EventHub", event_type: str, caller: Caller | None, filters: dict[str, Any]
+    ) -> None:
+        self.hub = hub
+        self.event_type = event_type
+        self.caller = caller
+        self.filters = filters
+        self.closed = False
+        self.overflowed = False
+        self._queue: asyncio.Queue[Delivery | None] = asyncio.Queue(CAPACITY)
+
+    def matches(self, delivery: Delivery) -> bool:
+        return all(delivery.data.get(name) == value for name, value in self.filters.items())
+
+    def offer(self, delivery: Delivery) -> None:
+        try:
+            self._queue.put_nowait(delivery)
+        except asyncio.QueueFull:
+            self.overflowed = True
+            self.hub.remove(self)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.hub.remove(self)
+        with contextlib.suppress(asyncio.QueueFull):  # full: the reader is not waiting
+            self._queue.put_nowait(None)
+
+    def __aiter__(self) -> "Subscription":
+        return self
+
+    async def __anext__(self) -> Delivery:
+        if self._queue.empty():
+            if self.overflowed:
+                raise GatewayError(
+                    503,
+                    "SUBSCRIPTION_OVERFLOW",
+                    f"more than {CAPACITY} {self.event_type} events waited to be sent; "
+                    "subscribe again",
+                )
+            if self.closed:
+                raise StopAsyncIteration
+        delivery = await self._queue.get()
+        if delivery is None:
+            raise StopAsyncIteration
+        return delivery
+
+    async def aclose(self) -> None:
+        self.close()
+
+
+class EventHub:
+    """The subscriptions of one gateway process, fed by its `EventFeed`."""
+
+    def __init__(self, state: GatewayState) -> None:
+        self.state = state
+        self._by_type: dict[str, set[Subscription]] = defaultdict(set)
+        state.feed.listeners.append(self.publish)
+
+    async def subscribe(
+        self, event_type: str, identity: Identity, filters: Any = None
+    ) -> Subscription:
+        known = self.state.routes.events.get(event_type)
+        if known is None:
+            raise GatewayError(404, "NOT_FOUND", f"no service publishes {event_type!r}")
+        service, contract = known
+        Authenticator.authorize(identity, contract)
+        filters = checked_filters(contract, {} if filters is None else filters)
+        await self.state.feed.bind(event_routing_key(service, event_type))
+        subscription = Subscription(self, event_type, identity.caller, filters)
+        self._by_type[event_type].add(subscription)
+        return subscription
+
+    def remove(self, subscription: Subscription) -> None:
+        self._by_type[subscription.event_type].discard(subscription)
+
+    def count(self) -> int:
+        return sum(len(subscriptions) for subscriptions in self._by_type.values())
+
+    async def publish(self, event_type: str, data: Any, headers: dict[str, Any]) -> None:
+        subscribers = self._by_type.get(event_type)
+        known = self.state.routes.events.get(event_type)
+        if not subscribers or known is None or not isinstance(data, dict):
+            return
+        delivery, contract = Delivery.of(event_type, data, headers), known[1]
+        allowed = [s for s in subscribers if Authenticator.may_see(s.caller, contract)]
+        for subscription in allowed:
+            if subscription.matches(delivery):
+                subscription.offer(delivery)
+
+
+def checked_filters(contract: ContractInfo, filters: Any) -> dict[str, Any]:
+    """Equality filters on the event's top-level fields, with scalar values."""
+    if not isinstance(filters, dict):
+        raise GatewayError(400, "VALIDATION_ERROR", "filters must be an object")
+    fields = contract.input_schema.get("properties", {})
+    problems = [
+        {"field": name, "message": "not a field of the event"}
+        for name in filters
+        if name not in fields
+    ] + [
+        {"field": name, "message": "filter values must be strings, numbers, booleans or null"}
+        for name, value in filters.items()
+        if not isinstance(value, SCALAR)
+    ]
+    if problems:
+        raise GatewayError(
+            400, "VALIDATION_ERROR", f"invalid filters for {contract.message_type}", problems
+        )
+    return dict(filters)

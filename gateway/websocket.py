@@ -1,0 +1,185 @@
+"""The plain WebSocket at `/ws`: live events by type, with equality filters.
+
+Authentication: `?token=<jwt>`, an `Authorization: Bearer` header, or an `auth` message
+(which may also change the identity later). Each subscription needs the event's permissions.
+
+Client -> server:
+    {"type": "auth", "token": "<jwt>"}
+    {"type": "subscribe", "eventType": "OrderPlaced", "filters": {"customerId": "c-1"}, "id": "s1"}
+    {"type": "unsubscribe", "id": "s1"}
+    {"type": "ping"}
+Server -> client:
+    {"type": "authenticated", "userId": "u-1"}            (userId null: anonymous)
+    {"type": "subscribed", "id": "s1", "eventType": "OrderPlaced", "filters": {...}}
+    {"type": "event", "id": "s1", "eventType", "eventId", "position", "occurredAt",
+     "correlationId", "data"}
+    {"type": "unsubscribed", "id": "s1"}
+    {"type": "pong"}
+    {"type": "error", "id": "s1", "error": {"code", "message", "details"}}  (id when it has one)
+
+`id` is optional on subscribe (one is made up and returned). Filters match when every named
+top-level field of the event's data equals the given value. At most 100 subscriptions per
+connection. A bad token closes the connection (4401) after the error message.
+"""
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.datastructures import Headers
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from gateway.auth import ANONYMOUS, Identity
+from gateway.errors import GatewayError
+from gateway.state import GatewayState
+from gateway.subscriptions import EventHub, Subscription
+from pipelines.errors import PlatformError
+
+MAX_SUBSCRIPTIONS = 100
+UNAUTHORIZED_CLOSE = 4401
+Message = dict[str, Any]
+
+
+def mount(app: FastAPI, state: GatewayState, hub: EventHub) -> None:
+    async def endpoint(websocket: WebSocket) -> None:
+        await Connection(state, hub, websocket).run()
+
+    app.add_api_websocket_route("/ws", endpoint)
+
+
+def identify(
+    state: GatewayState, websocket: WebSocket, authorization: str | None = None
+) -> Identity:
+    """The caller of a socket: `authorization` if given, else `?token=`, else its handshake."""
+    headers = dict(websocket.headers)
+    token = websocket.query_params.get("token")
+    if authorization:
+        headers["authorization"] = authorization
+    elif token:
+        headers["authorization"] = f"Bearer {token}"
+    return state.auth.identify(Headers(headers))
+
+
+class Connection:
+    def __init__(self, state: GatewayState, hub: EventHub, websocket: WebSocket) -> None:
+        self.state = state
+        self.hub = hub
+        self.websocket = websocket
+        self.identity = ANONYMOUS
+        self.subscriptions: dict[str, tuple[Subscription, asyncio.Task[None]]] = {}
+        self._sending = asyncio.Lock()
+        self._handlers: dict[str, Callable[[Message], Awaitable[None]]] = {
+            "auth": self.authenticate,
+            "subscribe": self.subscribe,
+            "unsubscribe": self.unsubscribe,
+            "ping": self.ping,
+        }
+
+    async def run(self) -> None:
+        await self.websocket.accept()
+        try:
+            self.identity = identify(self.state, self.websocket)
+        except GatewayError as exc:
+            await self.send_error(exc)
+            await self.websocket.close(UNAUTHORIZED_CLOSE, exc.code)
+            return
+        try:
+            while True:
+                await self.receive(await self.websocket.receive_text())
+        except WebSocketDisconnect:
+            pass
+        finally:
+            for subscription_id in list(self.subscriptions):
+                await self.stop(subscription_id)
+
+    async def receive(self, text: str) -> None:
+        message: Any = None
+        with contextlib.suppress(ValueError):
+            message = json.loads(text)
+        if not isinstance(message, dict):
+            await self.send_error(GatewayError(400, "VALIDATION_ERROR", "send JSON objects"))
+            return
+        handler = self._handlers.get(str(message.get("type")))
+        try:
+            if handler is None:
+                raise GatewayError(
+                    400,
+                    "VALIDATION_ERROR",
+                    f"unknown message type {message.get('type')!r}",
+                    {"expected": sorted(self._handlers)},
+                )
+            await handler(message)
+        except PlatformError as exc:
+            await self.send_error(exc, message.get("id"))
+
+    async def authenticate(self, message: Message) -> None:
+        token = message.get("token")
+        if not isinstance(token, str) or not token:
+            raise GatewayError(400, "VALIDATION_ERROR", "auth needs a token")
+        self.identity = identify(self.state, self.websocket, f"Bearer {token}")
+        caller = self.identity.caller
+        await self.send({"type": "authenticated", "userId": caller.user_id if caller else None})
+
+    async def subscribe(self, message: Message) -> None:
+        subscription_id = str(message.get("id") or uuid.uuid4().hex)
+        if subscription_id in self.subscriptions:
+            raise GatewayError(409, "CONFLICT", f"subscription {subscription_id!r} exists")
+        if len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
+            raise GatewayError(
+                429, "TOO_MANY_SUBSCRIPTIONS", f"at most {MAX_SUBSCRIPTIONS} per connection"
+            )
+        event_type = message.get("eventType")
+        if not isinstance(event_type, str):
+            raise GatewayError(400, "VALIDATION_ERROR", "subscribe needs an eventType")
+        subscription = await self.hub.subscribe(event_type, self.identity, message.get("filters"))
+        task = asyncio.create_task(self.forward(subscription_id, subscription))
+        self.subscriptions[subscription_id] = (subscription, task)
+        await self.send(
+            {
+                "type": "subscribed",
+                "id": subscription_id,
+                "eventType": event_type,
+                "filters": subscription.filters,
+            }
+        )
+
+    async def unsubscribe(self, message: Message) -> None:
+        subscription_id = str(message.get("id"))
+        if subscription_id not in self.subscriptions:
+            raise GatewayError(404, "NOT_FOUND", f"no subscription {subscription_id!r}")
+        await self.stop(subscription_id)
+        await self.send({"type": "unsubscribed", "id": subscription_id})
+
+    async def ping(self, message: Message) -> None:
+        await self.send({"type": "pong"})
+
+    async def forward(self, subscription_id: str, subscription: Subscription) -> None:
+        try:
+            async for delivery in subscription:
+                await self.send({"type": "event", "id": subscription_id, **delivery.envelope()})
+        except GatewayError as exc:  # overflowed
+            self.subscriptions.pop(subscription_id, None)
+            await self.send_error(exc, subscription_id)
+
+    async def stop(self, subscription_id: str) -> None:
+        subscription, task = self.subscriptions.pop(subscription_id)
+        subscription.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def send(self, message: Message) -> None:
+        async with self._sending:  # subscriptions forward events from their own tasks
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+                await self.websocket.send_json(message)
+
+    async def send_error(self, exc: PlatformError, subscription_id: Any = None) -> None:
+        error = {"code": exc.code, "message": exc.message, "details": exc.details}
+        message: Message = {"type": "error", "error": error}
+        if subscription_id is not None:
+            message["id"] = subscription_id
+        await self.send(message)
