@@ -18,6 +18,7 @@ os.environ.update(
         "READ_YOUR_WRITES_TIMEOUT": "1.5",
         "ANNOUNCE_ENABLED": "false",
         "SERVICE_MODULES": "examples.orders",
+        "DATABASE_POOL_SIZE": "4",  # many instances share the server's connection limit
         "CACHE_PREFIX": f"banyan-test-{_ENV['BANYAN_TEST_RUN']}",
     }
 )
