@@ -1,12 +1,12 @@
 """PostgreSQL connections and the versioned migrations the platform applies on start."""
 
-import json
 import logging
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeAlias, cast
 
 import asyncpg
+import orjson
 
 from pipelines.settings import Settings
 
@@ -16,13 +16,13 @@ Pool: TypeAlias = asyncpg.Pool
 
 
 def _encode_json(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    return value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for name in ("jsonb", "json"):
         await conn.set_type_codec(
-            name, encoder=_encode_json, decoder=json.loads, schema="pg_catalog"
+            name, encoder=_encode_json, decoder=orjson.loads, schema="pg_catalog"
         )
 
 

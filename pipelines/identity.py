@@ -19,6 +19,7 @@ from jwt.algorithms import RSAAlgorithm
 from pipelines.errors import TokenExpired, Unauthorized
 from pipelines.settings import Settings
 
+VERIFIED_CACHE_SIZE = 10_000  # tokens remembered per process (cleared when full)
 ALL = "*"  # held only by platform services acting on their own (never issued to users)
 
 
@@ -58,6 +59,7 @@ class TokenCodec:
             self._verifying_key: Any = settings.jwt_public_key
         else:
             self._signing_key = self._verifying_key = settings.jwt_secret
+        self._verified: dict[str, tuple[Caller, float]] = {}
         self.key_id = rsa_key_id(self._verifying_key) if self.algorithm == "RS256" else None
 
     def issue(self, caller: Caller, ttl: int | None = None, **extra: Any) -> str:
@@ -77,6 +79,17 @@ class TokenCodec:
         return jwt.encode(claims, self._signing_key, algorithm=self.algorithm, headers=headers)
 
     def verify(self, token: str) -> Caller:
+        """The caller a token names, checked once and then remembered until it expires."""
+        known = self._verified.get(token)
+        if known is not None and known[1] > time.time():
+            return known[0]
+        caller, expires = self._verify(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token] = (caller, expires)
+        return caller
+
+    def _verify(self, token: str) -> tuple[Caller, float]:
         try:
             claims = jwt.decode(
                 token,
@@ -88,7 +101,7 @@ class TokenCodec:
             raise TokenExpired("access token has expired") from exc
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid access token: {exc}") from exc
-        return Caller.from_claims(claims)
+        return Caller.from_claims(claims), float(claims["exp"])
 
     def jwks(self) -> dict[str, Any]:
         """The public keys that verify this codec's tokens (RFC 7517); none for HS256."""
