@@ -5,13 +5,15 @@ Every comparison runs the SDK and its hand-written baseline in alternating round
 `baseline_time / sdk_time`: above 1 the SDK is faster, the goal is at least GOAL.
 """
 
+import argparse
 import asyncio
 import gc
 import math
 import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from time import perf_counter, perf_counter_ns
+from typing import Any, TypeVar
 
 GOAL = 0.8
 
@@ -205,3 +207,70 @@ def print_summary(comparisons: list[Comparison]) -> None:
     _table(header, rows)
     below = [c.name for c in comparisons if not all(map(meets_goal, c.ratios))]
     print(f"\nbelow goal: {'; '.join(below)}" if below else "\nall ratios meet the goal")
+
+
+# --- helpers for benchmarks with their own goals and size options ------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Goal:
+    """A target beyond the ratio GOAL, e.g. "p50 under 5 ms" or "at least 10x faster"."""
+
+    name: str
+    value: float
+    target: float
+    unit: str = ""
+    at_most: bool = False  # the value must stay at or under the target (a latency)
+
+    @property
+    def met(self) -> bool:
+        return self.value <= self.target if self.at_most else self.value >= self.target
+
+
+def print_goals(goals: list[Goal]) -> None:
+    print("\nGoals:")
+    rows = [
+        [
+            g.name,
+            f"{g.value:,.2f}{g.unit}",
+            f"{'<=' if g.at_most else '>='} {g.target:g}{g.unit}",
+            "met" if g.met else "MISSED",
+        ]
+        for g in goals
+    ]
+    _table(["goal", "measured", "target", ""], rows, indent="  ")
+    sys.stdout.flush()
+
+
+async def timed_count(ops: list[Op], concurrency: int, probe: int, seconds: float) -> int:
+    """How many operations each side may run to take about `seconds` at the slowest side's
+    pace, measured over `probe` operations of each (which also warm them up)."""
+    rates = []
+    for op in ops:
+        sample = await run_ops(op, probe, concurrency)
+        rates.append(len(sample.latencies_ns) / max(sample.elapsed_s, 1e-9))
+    return max(1, round(min(rates) * seconds))
+
+
+SizesT = TypeVar("SizesT")
+
+
+def add_size_options(parser: argparse.ArgumentParser, default: Any, quick: Any) -> None:
+    """`--name N` for each field of a sizes dataclass, with its default and quick values."""
+    for f in fields(default):
+        parser.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            type=type(getattr(default, f.name)),
+            metavar="N",
+            help=f"default {getattr(default, f.name)}, quick {getattr(quick, f.name)}",
+        )
+
+
+def chosen_sizes(args: argparse.Namespace, sizes: SizesT) -> SizesT:
+    """`sizes` with the fields given on the command line replaced."""
+    overrides = {
+        f.name: getattr(args, f.name)
+        for f in fields(sizes)  # type: ignore[arg-type]
+        if getattr(args, f.name, None) is not None
+    }
+    return replace(sizes, **overrides)  # type: ignore[type-var]

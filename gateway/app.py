@@ -18,6 +18,7 @@ from gateway import graphql, openapi, rest, websocket
 from gateway.errors import GatewayError, error_response
 from gateway.state import GatewayState, RegistrySource
 from gateway.subscriptions import EventHub
+from pipelines import telemetry
 from pipelines.errors import PlatformError
 from pipelines.logs import configure_logging
 from pipelines.settings import Settings, get_settings
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None, source: RegistrySource | None =
         expose_headers=["X-Correlation-ID", "X-Event-Position", "X-RateLimit-Limit",
                         "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After"],
     )  # fmt: skip
+    telemetry.instrument(app, "gateway", settings, state.metrics.registry, state.breaker_states)
     _add_error_handlers(app)
     _add_platform_routes(app, state)
     app.include_router(rest.router)
@@ -69,6 +71,7 @@ async def correlate(request: Request, call_next: RequestResponseEndpoint) -> Res
     """Accept or create the correlation id, echo it, count and time the request."""
     correlation_id = request.headers.get("x-correlation-id") or uuid.uuid4().hex
     request.state.correlation_id = correlation_id
+    telemetry.set_correlation(correlation_id)
     state: GatewayState = request.app.state.gateway
     limit = state.settings.max_body_bytes
     if int(request.headers.get("content-length") or 0) > limit:

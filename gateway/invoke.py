@@ -13,7 +13,9 @@ from gateway.auth import Identity
 from gateway.errors import GatewayError
 from gateway.routes import Route
 from gateway.state import GatewayState
+from gateway.validation import validate
 from pipelines import headers as h
+from pipelines import telemetry
 from pipelines.errors import PlatformError, status_for
 from pipelines.rpc import Response
 
@@ -43,7 +45,9 @@ class Call:
 async def invoke(state: GatewayState, call: Call) -> Outcome:
     contract = call.route.contract
     state.auth.authorize(call.identity, contract)
+    validate(call.route, call.payload)
     caller = call.identity.caller
+    telemetry.set_user(caller.user_id if caller else None)
     subject = f"user:{caller.user_id}" if caller else f"address:{call.client}"
     verdict = await state.limiter.check(
         subject, caller is not None, contract.message_type, contract.rate_limit
@@ -69,7 +73,8 @@ async def _answer(state: GatewayState, call: Call) -> Outcome:
     if not breaker.allow():
         raise GatewayError(503, "CIRCUIT_BREAKER_OPEN", f"{route.service} is failing; retry later")
     try:
-        response = await _request(state, call)
+        with telemetry.continuing(call.traceparent):  # no HTTP span: a websocket's call
+            response = await _request(state, call)
     except PlatformError:
         breaker.record(False)
         raise

@@ -2,6 +2,8 @@
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from pipelines.telemetry import METRICS
+
 
 class GatewayMetrics:
     def __init__(self) -> None:
@@ -36,4 +38,5 @@ class GatewayMetrics:
         )
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The gateway's families, then the platform's (its RPC latencies among them)."""
+        return generate_latest(self.registry) + METRICS.render()

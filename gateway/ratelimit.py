@@ -7,6 +7,11 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 WINDOW = 60  # seconds
+COUNT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return count
+"""
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,7 @@ class Verdict:
 class RateLimiter:
     def __init__(self, client: aioredis.Redis, prefix: str, user: int, anonymous: int) -> None:
         self.redis = client
+        self._count = client.register_script(COUNT)
         self.prefix = prefix
         self.user_limit = user
         self.anonymous_limit = anonymous
@@ -44,10 +50,7 @@ class RateLimiter:
         scope = contract if override else "*"
         key = f"{self.prefix}:rl:{subject}:{scope}:{window}"
         try:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.incr(key)
-                pipe.expire(key, WINDOW + 1)
-                count, _ = await pipe.execute()
+            count = int(await self._count(keys=[key], args=[WINDOW + 1]))
         except RedisError:  # without Redis, do not turn every request away
             return Verdict(True, limit, limit, window + WINDOW)
         return Verdict(count <= limit, limit, max(0, limit - count), window + WINDOW)

@@ -20,9 +20,11 @@ async def payload(request: Request, route: Route, limit: int) -> dict[str, Any]:
     body = await request.body()
     if len(body) > limit:
         raise GatewayError(413, "PAYLOAD_TOO_LARGE", f"request body over {limit} bytes")
+    if b"\\u0000" in body or b"\x00" in body:
+        raise GatewayError(400, "VALIDATION_ERROR", "NUL characters are not allowed")
     try:
         data = json.loads(body or b"{}")
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise GatewayError(400, "VALIDATION_ERROR", f"body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise GatewayError(400, "VALIDATION_ERROR", "body must be a JSON object")
@@ -32,6 +34,8 @@ async def payload(request: Request, route: Route, limit: int) -> dict[str, Any]:
 def query_payload(request: Request, route: Route) -> dict[str, Any]:
     """Query-string fields typed by the contract's JSON Schema (lists from repeated keys)."""
     properties = route.contract.input_schema.get("properties", {})
+    if any("\x00" in value for _, value in request.query_params.multi_items()):
+        raise GatewayError(400, "VALIDATION_ERROR", "NUL characters are not allowed")
     out: dict[str, Any] = {}
     for name in request.query_params:
         schema = properties.get(name, {})

@@ -45,6 +45,13 @@ async def relay(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def status(settings: Settings, args: argparse.Namespace) -> int:
+    from pipelines.status_report import report
+
+    print(await report(settings))
+    return 0
+
+
 async def up(settings: Settings, args: argparse.Namespace) -> int:
     from pipelines.devserver import up as run_up
 
@@ -70,6 +77,9 @@ def parser() -> argparse.ArgumentParser:
     projections_cli.add_commands(groups)
     groups.add_parser("relay", help="run the event relay alone").set_defaults(run=relay)
     groups.add_parser("up", help="run every platform process (development)").set_defaults(run=up)
+    groups.add_parser("status", help="services, health, queues, projections").set_defaults(
+        run=status
+    )
     return root
 
 

@@ -20,6 +20,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from faststream.rabbit import RabbitMessage
 
 from pipelines import headers as h
+from pipelines import telemetry
 from pipelines.aggregate import Aggregate
 from pipelines.context import Context, dump_record, dump_result
 from pipelines.contracts import Contract
@@ -103,6 +104,9 @@ class Processor:
         self.handler = handler
         self.queue = queue
         self.message_type = handler.contract.message_type()
+        self.telemetry = telemetry.MessageTelemetry(
+            runtime.service, queue, self.message_type, handler.contract.__kind__
+        )
 
     async def __call__(self, message: RabbitMessage) -> None:
         raw: AbstractIncomingMessage = message.raw_message
@@ -116,24 +120,29 @@ class Processor:
 
     async def _handle(self, raw: AbstractIncomingMessage) -> None:
         incoming = Incoming.from_raw(raw)
-        try:
-            outcome = await self._with_retries(incoming)
-        except Exhausted as exc:
-            if isinstance(exc.cause, INFRASTRUCTURE_ERRORS):
-                await raw.nack(requeue=True)
-                return
-            await self.rt.dead_letter(raw, self.queue, exc.cause, exc.attempts)
-            outcome = Reply.error(
-                HandlerFailed(f"{self.message_type} failed: {exc.cause}"), incoming.correlation_id
-            )
-        await self.finish(incoming, outcome)
-        await raw.ack()
+        with self.telemetry.consuming(incoming) as consumed:
+            try:
+                outcome = await self._with_retries(incoming)
+            except Exhausted as exc:
+                if isinstance(exc.cause, INFRASTRUCTURE_ERRORS):
+                    consumed.code = "REQUEUED"
+                    await raw.nack(requeue=True)
+                    return
+                await self.rt.dead_letter(raw, self.queue, exc.cause, exc.attempts)
+                outcome = Reply.error(
+                    HandlerFailed(f"{self.message_type} failed: {exc.cause}"),
+                    incoming.correlation_id,
+                )
+            consumed.answered(outcome)
+            await self.finish(incoming, outcome)
+            await raw.ack()
 
     async def _with_retries(self, incoming: Incoming) -> Reply:
         attempts = max(1, self.rt.settings.retry_attempts)
         for attempt in range(1, attempts + 1):
             try:
-                return await self.process(incoming)
+                with self.telemetry.handling(attempt):
+                    return await self.process(incoming)
             except PlatformError as exc:
                 return await self.refuse(incoming, exc)
             except Exception as exc:
@@ -154,6 +163,7 @@ class Processor:
         self, incoming: Incoming, caller: Caller | None, store: EventStore | None = None
     ) -> Context:
         assert self.rt.store is not None
+        telemetry.set_user(caller.user_id if caller else None)
         return Context(
             service=self.rt.service,
             message_type=self.message_type,
@@ -162,7 +172,7 @@ class Processor:
             caller=caller,
             store=store or self.rt.store,
             causation_id=incoming.causation_id,
-            traceparent=incoming.header(h.TRACEPARENT),
+            traceparent=telemetry.current_traceparent() or incoming.header(h.TRACEPARENT),
             sender=self.rt.sender(incoming),
             settings=self.rt.settings,
         )
@@ -181,7 +191,8 @@ class Processor:
         return Reply.error(exc, incoming.correlation_id)
 
     async def finish(self, incoming: Incoming, outcome: Reply) -> None:
-        await self.rt.reply(incoming, outcome)
+        with self.telemetry.replying(incoming):
+            await self.rt.reply(incoming, outcome)
 
 
 class QueryProcessor(Processor):

@@ -10,6 +10,7 @@ import asyncpg
 
 from pipelines.errors import ConcurrencyError
 from pipelines.notifier import Notifier
+from pipelines.telemetry import traced_append
 
 EVENT_COLUMNS = (
     "position, event_id, aggregate_type, aggregate_id, version, event_type, data, metadata, "
@@ -84,6 +85,7 @@ class EventStore:
         if self.notifier is not None:
             self.notifier.signal()
 
+    @traced_append
     async def append(
         self,
         events: Sequence[NewEvent],
@@ -105,7 +107,7 @@ class EventStore:
             [e.version for e in events],
             [e.event_type for e in events],
             [e.data for e in events],
-            [e.metadata for e in events],
+            [_with_correlation(e.metadata, correlation_id) for e in events],
             correlation_id,
             causation_id,
             command.command_id if command else None,
@@ -232,3 +234,8 @@ class EventStore:
             version,
             state,
         )
+
+
+def _with_correlation(metadata: dict[str, Any], correlation_id: str | None) -> dict[str, Any]:
+    """Metadata that names the request the event came from, as the column does."""
+    return {**metadata, "correlationId": correlation_id} if correlation_id else metadata

@@ -11,11 +11,11 @@ from faststream import AckPolicy, FastStream
 from faststream.rabbit import Channel, RabbitBroker
 from yarl import URL
 
+from pipelines import telemetry
 from pipelines.announce import Announcer, new_instance_id
 from pipelines.database import create_pool, migrate
 from pipelines.dispatch import CommandProcessor, EventProcessor, Processor, QueryProcessor
 from pipelines.http import HttpServer
-from pipelines.logs import configure_logging
 from pipelines.notifier import Notifier
 from pipelines.positions import PositionWatcher
 from pipelines.querycache import QueryCache
@@ -130,7 +130,7 @@ class ServiceInstance:
         await self._teardown()
 
     async def _setup(self) -> None:
-        configure_logging(self.service.name, self.settings.log_level)
+        telemetry.start(self.service.name, self.settings)
         await self._retrying("RabbitMQ", _safe_url(self.settings.rabbitmq_url), self.broker.connect)
         pool = await self._retrying(
             "PostgreSQL", _safe_url(self.settings.database_url), self._open_database
@@ -190,6 +190,7 @@ class ServiceInstance:
             self.announcer = Announcer(registration, self.runtime.rpc, self.settings)
             self._spawn(self.announcer.run(), "announcer")
         await self._start_http()
+        self._spawn(telemetry.sample_forever(self), "telemetry")
         invalidate = self.runtime.cache.invalidate if self.runtime.cache else None
         for task in self.service.background_tasks:
             self._spawn(task(self), task.__name__)
@@ -207,6 +208,7 @@ class ServiceInstance:
         app.state.instance = self
         if not any(getattr(r, "path", None) == "/health" for r in app.routes):
             app.add_api_route("/health", self.health, methods=["GET"])
+        telemetry.expose_metrics(app)
         self.http = HttpServer(app, self.settings.http_host, port)
         await self.http.start()
 
@@ -225,7 +227,8 @@ class ServiceInstance:
             await self.announcer.deregister()
 
     def _spawn(self, coro: Any, name: str) -> None:
-        self._tasks.append(asyncio.create_task(coro, name=f"banyan {name}"))
+        in_service = telemetry.in_service(self.service.name)  # its spans name this service
+        self._tasks.append(asyncio.create_task(coro, name=f"banyan {name}", context=in_service))
 
     async def _stop_background(self) -> None:
         for task in self._tasks:

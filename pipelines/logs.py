@@ -1,45 +1,123 @@
-"""Process logging: JSON lines for machines, a readable line on a terminal."""
+"""Process logging: JSON lines for machines, a readable line on a terminal.
+
+Each line names the service, correlation id, trace and span and user of the message or request
+it was written for (`pipelines.telemetry.context`), and holds no secret: the values of keys
+that look secret (password, token, secret, apiKey...) and of fields marked `Sensitive` in any
+contract or model are replaced, at any depth of what the line carries.
+"""
 
 import json
 import logging
 import sys
+import time
 from datetime import UTC, datetime
+from typing import TextIO
+
+from pydantic import BaseModel
+
+from pipelines.contracts import Model, Sensitive
+from pipelines.telemetry import context
 
 REDACTED = "***REDACTED***"
 SECRET_KEYS = ("password", "token", "secret", "apikey", "api_key", "authorization")
 STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
+CONTEXT_FIELDS = ("service", "correlationId", "traceId", "spanId", "userId")
+TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(service)s %(name)s [%(correlationId)s] %(message)s"
+SENSITIVE_REFRESH = 10.0  # seconds: contracts are declared at import, rarely later
+
+_sensitive: tuple[float, frozenset[str]] = (0.0, frozenset())
+
+
+def sensitive_names() -> frozenset[str]:
+    """Names (and wire aliases) of every model field marked `Sensitive`."""
+    global _sensitive
+    now = time.monotonic()
+    if now - _sensitive[0] > SENSITIVE_REFRESH:
+        _sensitive = (now, frozenset(_sensitive_fields(Model)))
+    return _sensitive[1]
+
+
+def _sensitive_fields(cls: type[Model]) -> set[str]:
+    # every subclass is visited, so nested models need no special case; this reads the marker
+    # itself, as a model may have a field named `sensitive_fields`
+    names: set[str] = set()
+    for sub in cls.__subclasses__():
+        for name, info in sub.model_fields.items():
+            if any(m is Sensitive or isinstance(m, Sensitive) for m in info.metadata):
+                names.update((name, info.alias or name))
+        names |= _sensitive_fields(sub)
+    return names
 
 
 def redact(value: object, key: str = "") -> object:
-    """Replace the values of secret-looking keys, at any depth."""
-    if any(word in key.lower() for word in SECRET_KEYS):
+    """Replace the values of secret-looking keys and sensitive fields, at any depth."""
+    if key and (key in sensitive_names() or any(w in key.lower() for w in SECRET_KEYS)):
         return REDACTED
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json", by_alias=True)
     if isinstance(value, dict):
         return {k: redact(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return [redact(v) for v in value]
     return value
 
 
-class JsonFormatter(logging.Formatter):
-    def __init__(self, service: str) -> None:
-        super().__init__()
-        self.service = service
+class ContextFilter(logging.Filter):
+    """Stamps each record with the context it was written in (unless `extra` set a field)."""
 
+    def filter(self, record: logging.LogRecord) -> bool:
+        trace_id, span_id = context.current_ids()
+        found = {
+            "service": context.current_service(),
+            "correlationId": context.correlation_id.get(),
+            "traceId": trace_id,
+            "spanId": span_id,
+            "userId": context.user_id.get(),
+        }
+        for name, value in found.items():
+            if getattr(record, name, None) is None:
+                setattr(record, name, value)
+        return True
+
+
+class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, object] = {
             "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname.lower(),
             "message": record.getMessage(),
-            "service": self.service,
-            "logger": record.name,
         }
+        for name in CONTEXT_FIELDS:
+            line[name] = getattr(record, name, None)
+        line["logger"] = record.name
         for key, value in vars(record).items():
-            if key not in STANDARD_ATTRS and not key.startswith("_"):
+            if key not in STANDARD_ATTRS and key not in line and not key.startswith("_"):
                 line[key] = redact(value, key)
         if record.exc_info:
             line["error"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """One readable line, for a person at a terminal."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        if getattr(record, "correlationId", None) is None:
+            record.correlationId = "-"
+        return super().format(record)
+
+
+def handler(stream: TextIO | None = None, text: bool | None = None) -> logging.Handler:
+    """A handler writing platform lines (text on a terminal, else JSON) to `stream`."""
+    out = logging.StreamHandler(stream or sys.stderr)
+    if text is None:
+        text = out.stream.isatty()
+    out.setFormatter(TextFormatter() if text else JsonFormatter())
+    out.addFilter(ContextFilter())
+    return out
 
 
 def configure_logging(service: str, level: str) -> None:
@@ -47,13 +125,10 @@ def configure_logging(service: str, level: str) -> None:
     root = logging.getLogger()
     if any(getattr(h, "banyan", False) for h in root.handlers):
         return
-    handler = logging.StreamHandler(sys.stderr)
-    if sys.stderr.isatty():
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-    else:
-        handler.setFormatter(JsonFormatter(service))
-    handler.banyan = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
+    context.process_service = service
+    out = handler()
+    out.banyan = True  # type: ignore[attr-defined]
+    root.addHandler(out)
     root.setLevel(level.upper())
     for chatty in ("aio_pika", "aiormq"):  # at DEBUG they log whole messages, secrets included
         logging.getLogger(chatty).setLevel(max(logging.INFO, root.level))

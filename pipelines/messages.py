@@ -62,6 +62,8 @@ def _text(value: Any) -> str | None:
 
 def decode(contract: type[Contract], body: bytes) -> Contract:
     """The message as its contract, or a VALIDATION_ERROR naming each bad field."""
+    if b"\\u0000" in body:  # PostgreSQL cannot store it in text or jsonb
+        raise ValidationError("NUL characters are not allowed", [{"field": "(body)"}])
     try:
         return contract.model_validate_json(body)
     except PydanticValidationError as exc:

@@ -15,6 +15,7 @@ import aio_pika
 import asyncpg
 
 from pipelines import headers as h
+from pipelines import telemetry
 from pipelines.database import Pool, connect
 from pipelines.eventstore import EventStore
 from pipelines.messages import encode_body
@@ -127,12 +128,13 @@ class EventRelay:
         )
         if not rows:
             return 0
-        await asyncio.gather(
-            *(
-                exchange.publish(message, routing_key=key, mandatory=False)
-                for key, message in map(event_message, rows)
+        with telemetry.relaying(rows):
+            await asyncio.gather(
+                *(
+                    exchange.publish(message, routing_key=key, mandatory=False)
+                    for key, message in map(event_message, rows)
+                )
             )
-        )
         last = rows[-1]["position"]
         await self.pool.execute(
             "UPDATE relay_positions SET position = $2, updated_at = now() WHERE name = $1",

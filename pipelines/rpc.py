@@ -16,6 +16,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 from aio_pika.exceptions import DeliveryError, PublishError
 
 from pipelines import headers as h
+from pipelines import telemetry
 from pipelines.contracts import Contract
 from pipelines.errors import PlatformError, ServiceUnavailable, Timeout, error_from_body
 from pipelines.messages import Incoming, encode_body
@@ -118,29 +119,32 @@ class RpcClient:
         body, encoding = encode_body(body)
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self._waiting[key] = future
-        try:
-            await self._channel.default_exchange.publish(
-                aio_pika.Message(
-                    body,
-                    headers=all_headers,
-                    correlation_id=key,
-                    reply_to=REPLY_TO,
-                    message_id=message_id or uuid.uuid4().hex,
-                    content_type="application/json",
-                    content_encoding=encoding,
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                ),
-                routing_key=queue,
-            )
-            return await asyncio.wait_for(future, timeout)
-        except (DeliveryError, PublishError) as exc:
-            raise ServiceUnavailable(f"nothing consumes {queue}") from exc
-        except TimeoutError as exc:
-            raise Timeout(f"no reply from {queue} within {timeout:g}s") from exc
-        finally:
-            self._waiting.pop(key, None)
-            with contextlib.suppress(Exception):
-                future.cancel()
+        with telemetry.requesting(self.service_name, queue, all_headers, correlation_id) as sent:
+            try:
+                await self._channel.default_exchange.publish(
+                    aio_pika.Message(
+                        body,
+                        headers=all_headers,
+                        correlation_id=key,
+                        reply_to=REPLY_TO,
+                        message_id=message_id or uuid.uuid4().hex,
+                        content_type="application/json",
+                        content_encoding=encoding,
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    ),
+                    routing_key=queue,
+                )
+                response = await asyncio.wait_for(future, timeout)
+                sent.ok = response.ok
+                return response
+            except (DeliveryError, PublishError) as exc:
+                raise ServiceUnavailable(f"nothing consumes {queue}") from exc
+            except TimeoutError as exc:
+                raise Timeout(f"no reply from {queue} within {timeout:g}s") from exc
+            finally:
+                self._waiting.pop(key, None)
+                with contextlib.suppress(Exception):
+                    future.cancel()
 
     async def send(
         self,

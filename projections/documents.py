@@ -12,6 +12,7 @@ import asyncpg
 
 Doc = dict[str, Any]
 FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_OFFSET = 2**62
 
 
 def field_sql(field: str) -> str:
@@ -110,9 +111,10 @@ class DocumentReader:
         order = "ORDER BY id"
         if order_by is not None:
             order = f"ORDER BY {field_sql(order_by)} {'DESC' if descending else 'ASC'}, id"
+        offset = min(int(offset), MAX_OFFSET)  # past any table: an empty page, not an error
         rows = await self.pool.fetch(
             f'SELECT doc, count(*) OVER () AS total FROM "{self.view}" {clause} '
-            f"{order} OFFSET {int(offset)} LIMIT {int(limit)}",
+            f"{order} OFFSET {offset} LIMIT {int(limit)}",
             *args,
         )
         total = rows[0]["total"] if rows else await self._count(clause, args)

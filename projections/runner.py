@@ -13,6 +13,7 @@ import logging
 
 import asyncpg
 
+from pipelines import telemetry
 from pipelines.database import Pool, connect
 from pipelines.eventstore import EventStore, RecordedEvent
 from pipelines.notifier import events_channel
@@ -111,7 +112,8 @@ class ProjectionRunner:
             if (current.position, current.generation) != (self.position, self.generation):
                 self.position, self.generation = current.position, current.generation
                 return False
-            await self.projection.apply(conn, self.generation, events)
+            with telemetry.applying(self.projection.name, events):
+                await self.projection.apply(conn, self.generation, events)
             await state.advance(conn, self.projection.name, covered)
         self.position = covered
         return True

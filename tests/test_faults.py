@@ -16,6 +16,14 @@ from tests.conftest import eventually
 ITEMS = [{"sku": "pear", "quantity": 1, "unitPrice": "2.00"}]
 
 
+async def purge_dead_letters(settings) -> None:
+    connection = await aio_pika.connect(settings.rabbitmq_url)
+    async with connection:
+        channel = await connection.channel()
+        dlq = await channel.get_queue("dlq.service.sample.commands.Explode", ensure=False)
+        await dlq.purge()
+
+
 async def event_count(orders) -> int:
     return await orders.runtime.pool.fetchval("SELECT count(*) FROM events")
 
@@ -59,6 +67,7 @@ async def test_forged_identity_is_refused(orders, rpc) -> None:
 async def test_handler_that_raises_is_retried_then_dead_lettered(
     settings, sample_service, rpc
 ) -> None:
+    await purge_dead_letters(settings)  # other tests dead-letter Explode commands too
     sample.calls["explode"] = 0
     note = uuid.uuid4().hex
     response = await rpc.send("sample", sample.Explode(note=note), timeout=10)
@@ -82,6 +91,7 @@ async def test_handler_that_raises_is_retried_then_dead_lettered(
 async def test_dead_letters_are_listed_and_replayed_after_a_fix(
     settings, sample_service, rpc
 ) -> None:
+    await purge_dead_letters(settings)
     note = uuid.uuid4().hex
     with pytest.raises(HandlerFailed):
         (await rpc.send("sample", sample.Explode(note=note), timeout=10)).result()

@@ -1,0 +1,142 @@
+"""`banyan status`: one screen on the running platform.
+
+Services and their instances as discovery knows them, the `/health` of each HTTP process,
+queue depths, dead letters and projection lag. A part that cannot be read says why; the rest
+is shown all the same (discovery, for one, may not be running).
+"""
+
+import asyncio
+import json
+import urllib.request
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import asyncpg
+
+from pipelines import deadletters
+from pipelines.database import connect
+from pipelines.deadletters import QueueDepth
+from pipelines.modules import load_services
+from pipelines.registry import DISCOVERY, ListServices, ServiceInfo, ServiceList
+from pipelines.rpc import RpcClient
+from pipelines.settings import Settings
+from projections.status import known_projections, status
+
+TIMEOUT = 3.0  # seconds for each source
+PROBE_HOST = "127.0.0.1"
+MAX_QUEUES = 12  # lines of queues on the screen; the empty ones are summed up past that
+
+
+@dataclass
+class Section:
+    title: str
+    lines: list[str] = field(default_factory=list)
+
+    def render(self) -> str:
+        return "\n".join([self.title, *(f"  {line}" for line in self.lines or ["(none)"])])
+
+
+async def report(settings: Settings) -> str:
+    parts: list[tuple[str, Callable[[Settings], Awaitable[list[Section]]]]] = [
+        ("Services (discovery)", services),
+        ("Processes (/health)", processes),
+        ("Queues", queues),
+        ("Projections", projections),
+    ]
+    sections = await asyncio.gather(*(_guarded(title, part, settings) for title, part in parts))
+    now = f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    return "\n\n".join(
+        [f"Banyan status  {now}", *(s.render() for group in sections for s in group)]
+    )
+
+
+async def _guarded(
+    title: str, part: Callable[[Settings], Awaitable[list[Section]]], settings: Settings
+) -> list[Section]:
+    try:
+        return await asyncio.wait_for(part(settings), TIMEOUT * 2)
+    except Exception as exc:  # one unreachable source must not hide the others
+        return [Section(title, [f"unavailable: {_reason(exc)}"])]
+
+
+async def services(settings: Settings) -> list[Section]:
+    async with RpcClient(settings.rabbitmq_url, service_name="banyan-status") as rpc:
+        reply = await rpc.send(DISCOVERY, ListServices(), timeout=TIMEOUT)
+    listing = ServiceList.model_validate(reply.result())
+    return [Section("Services (discovery)", [_service_line(s) for s in listing.services])]
+
+
+def _service_line(service: ServiceInfo) -> str:
+    healthy = sum(1 for i in service.instances if i.healthy)
+    instances = ", ".join(
+        f"{i.instance_id} {'ok' if i.healthy else 'unhealthy'}" for i in service.instances
+    )
+    state = "healthy" if service.healthy else "UNHEALTHY"
+    return (
+        f"{service.name:<16} {service.version:<10} {state:<10} "
+        f"{healthy}/{len(service.instances)} instances  {instances}"
+    )
+
+
+async def processes(settings: Settings) -> list[Section]:
+    targets = {"gateway": settings.gateway_port}
+    for service in load_services(settings):
+        port = getattr(settings, f"{service.name}_port", None)
+        port = service.http_port if port is None else port
+        if port:
+            targets[service.name] = port
+    results = await asyncio.gather(*(asyncio.to_thread(_probe, p) for p in targets.values()))
+    lines = [f"{name:<16} :{port:<6} {result}" for (name, port), result in
+             zip(targets.items(), results, strict=True)]  # fmt: skip
+    return [Section("Processes (/health)", lines)]
+
+
+def _probe(port: int) -> str:
+    try:
+        with urllib.request.urlopen(f"http://{PROBE_HOST}:{port}/health", timeout=TIMEOUT) as r:
+            body = json.load(r)
+        return str(body.get("status", "ok")) if isinstance(body, dict) else "ok"
+    except Exception as exc:
+        return f"down ({_reason(exc)})"
+
+
+async def queues(settings: Settings) -> list[Section]:
+    found = await asyncio.to_thread(deadletters.list_queues, settings)
+    work = [q for q in found if not q.name.startswith(deadletters.DLQ_PREFIX)]
+    dead = [q for q in found if q.name.startswith(deadletters.DLQ_PREFIX) and q.messages]
+    return [
+        Section("Queues (ready messages)", _queue_lines(work)),
+        Section("Dead letters", [f"{q.messages:>8}  {q.name}" for q in sorted(dead, key=_depth)]),
+    ]
+
+
+def _queue_lines(found: list[QueueDepth]) -> list[str]:
+    ordered = sorted(found, key=_depth)
+    shown = [q for q in ordered[:MAX_QUEUES] if q.messages] or ordered[:MAX_QUEUES]
+    lines = [f"{q.messages:>8}  {q.name}" for q in shown]
+    if rest := len(ordered) - len(shown):
+        waiting = sum(q.messages for q in ordered[len(shown) :])
+        lines.append(f"{waiting:>8}  in {rest} more queue(s)")
+    return lines
+
+
+def _depth(queue: QueueDepth) -> tuple[int, str]:
+    return (-queue.messages, queue.name)
+
+
+async def projections(settings: Settings) -> list[Section]:
+    names = sorted(known_projections(settings))
+    conn = await connect(settings)
+    try:
+        lines = [(await status(conn, name)).describe() for name in names]
+    except asyncpg.UndefinedTableError:
+        lines = ["no projection has run: the database is not migrated (banyan db migrate)"]
+    finally:
+        await conn.close()
+    return [Section("Projections", lines)]
+
+
+def _reason(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+    return str(reason).splitlines()[0][:120]
