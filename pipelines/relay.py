@@ -110,8 +110,7 @@ class EventRelay:
                     self._wake.clear()
         finally:
             self.is_leader.clear()
-            with contextlib.suppress(Exception):
-                await asyncio.shield(conn.close())
+            conn.terminate()  # never waits: a graceful close can hang a cancelled task
 
     async def _checkpoint(self) -> int:
         position = await self.pool.fetchval(

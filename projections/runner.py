@@ -70,8 +70,7 @@ class ProjectionRunner:
                     self._wake.clear()
         finally:
             self.is_leader.clear()
-            with contextlib.suppress(Exception):
-                await asyncio.shield(conn.close())
+            conn.terminate()  # never waits: a graceful close can hang a cancelled task
 
     async def step(self, conn: asyncpg.Connection) -> bool:
         """Apply the next batch; False when there was nothing to do."""

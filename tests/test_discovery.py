@@ -1,0 +1,600 @@
+"""Discovery against real RabbitMQ, PostgreSQL and Redis: the example service announces itself,
+falls silent, comes back; discovery restarts; bad and breaking registrations are refused."""
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from discovery import service as discovery_service
+from discovery.compatibility import breaking_changes
+from examples.orders import service as orders_service
+from pipelines import Command, Context, Event, Model, Service
+from pipelines.contracts import Contract
+from pipelines.instance import ServiceInstance
+from pipelines.registry import (
+    ContractInfo,
+    ContractList,
+    ContractsChanged,
+    DeregisterService,
+    ListContracts,
+    ListServices,
+    RegisterService,
+    ServiceDeregistered,
+    ServiceHealthChanged,
+    ServiceList,
+    describe,
+)
+from pipelines.rpc import RpcClient
+from pipelines.settings import Settings
+from tests.conftest import eventually
+from tests.tcp_proxy import free_port
+
+# Short, but not so short that a busy shared database delays heartbeats past 3 intervals.
+HEARTBEAT = 0.5
+# 3 missed heartbeats, then a sweep of the monitor and the check's own round trips
+UNHEALTHY_WITHIN = 4 * HEARTBEAT
+REGISTER_QUEUE = "service.discovery.commands.RegisterService"
+
+
+def announcing(settings: Settings) -> Settings:
+    """Settings of the instances a test starts and stops: they announce themselves quickly
+    and leave relaying the log to the long-lived `announcements` subscriber."""
+    return frugal(settings).model_copy(
+        update={"announce_enabled": True, "heartbeat_interval": HEARTBEAT, "relay_enabled": False}
+    )
+
+
+def frugal(settings: Settings) -> Settings:
+    """Few connections: the database server is shared with every other test process."""
+    return settings.model_copy(update={"database_pool_size": 3})
+
+
+class Discovery:
+    """A discovery instance on a free port, which a test may restart."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = announcing(settings)
+        self.instance: ServiceInstance | None = None
+
+    async def start(self) -> None:
+        port = free_port()
+        self.instance = discovery_service.instance(
+            self.settings.model_copy(update={"discovery_port": port})
+        )
+        await self.instance.start()
+        self.http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}")
+        announcer = self.instance.announcer
+        assert announcer is not None
+        await eventually(announcer.registered.is_set, what="discovery registering itself")
+
+    async def stop(self) -> None:
+        if self.instance is not None:
+            await self.http.aclose()
+            await self.instance.stop()
+            self.instance = None
+
+    async def get(self, path: str, status: int = 200) -> Any:
+        response = await self.http.get(path)
+        assert response.status_code == status, response.text
+        return response.json()
+
+    async def service(self, name: str) -> dict[str, Any]:
+        found: dict[str, Any] = await self.get(f"/api/services/{name}")
+        return found
+
+
+@pytest.fixture
+async def discovery(settings: Settings) -> AsyncIterator[Discovery]:
+    running = Discovery(settings)
+    await running.start()
+    yield running
+    await running.stop()
+
+
+@pytest.fixture(scope="module")
+async def announcements(settings: Settings) -> AsyncIterator[list[Event]]:
+    """Every event discovery publishes, as a subscriber receives it (its relay publishes)."""
+    seen: list[Event] = []
+    watchers = Service("discovery-watchers")
+
+    async def collect(event: Event, ctx: Context) -> None:
+        seen.append(event)
+
+    for event in (ContractsChanged, ServiceHealthChanged, ServiceDeregistered):
+        watchers.on(event)(collect)
+    instance = watchers.instance(frugal(settings))
+    await instance.start()
+    yield seen
+    await instance.stop()
+
+
+@pytest.fixture
+async def start_orders(settings: Settings) -> AsyncIterator[Callable[..., Any]]:
+    """Start instances of the example service that announce themselves (stopped after)."""
+    started: list[ServiceInstance] = []
+
+    async def start() -> ServiceInstance:
+        instance = orders_service.instance(announcing(settings))
+        started.append(instance)
+        await instance.start()
+        return instance
+
+    yield start
+    for instance in started:
+        if instance.runtime.pool is not None:  # not stopped by the test already
+            await instance.stop()
+
+
+async def silence(instance: ServiceInstance) -> None:
+    """The process freezes or its network drops: no heartbeat, no goodbye."""
+    task = next(t for t in instance._tasks if t.get_name() == "banyan announcer")
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def resume(instance: ServiceInstance) -> None:
+    assert instance.announcer is not None
+    instance._spawn(instance.announcer.run(), "announcer")
+
+
+def health_event(
+    seen: list[Event], instance_id: str, healthy: bool, since: int = 0
+) -> ServiceHealthChanged | None:
+    """The first such event from `seen[since]` on."""
+    return next(
+        (
+            e
+            for e in seen[since:]
+            if isinstance(e, ServiceHealthChanged)
+            and e.instance_id == instance_id
+            and e.healthy is healthy
+        ),
+        None,
+    )
+
+
+def instance_health(service: dict[str, Any]) -> dict[str, bool]:
+    return {i["instanceId"]: i["healthy"] for i in service["instances"]}
+
+
+async def listed_healthy(discovery: Discovery, instance: ServiceInstance) -> bool:
+    found = await discovery.get("/api/services")
+    return any(
+        i["instanceId"] == instance.instance_id and i["healthy"]
+        for s in found["services"]
+        for i in s["instances"]
+    )
+
+
+# --- the example service announced --------------------------------------------------------
+
+
+async def test_contracts_appear_over_http(discovery, start_orders, rpc: RpcClient) -> None:
+    orders = await start_orders()
+    await eventually(lambda: listed_healthy(discovery, orders), what="orders registered")
+
+    version = orders_service.version
+    announced = {c.message_type: c for c in orders_service.registration("x").contracts}
+    contracts = (await discovery.get("/api/contracts"))["contracts"]
+    of_orders = {c["messageType"]: c for c in contracts if c["serviceName"] == "orders"}
+    assert of_orders.keys() == announced.keys()
+    for name, contract in of_orders.items():
+        assert contract.pop("version") == version and contract.pop("serviceName") == "orders"
+        assert ContractInfo.model_validate(contract) == announced[name]  # schemas and all
+    place = of_orders["PlaceOrder"]
+    assert place["kind"] == "command" and place["isPublic"] is False
+    assert place["requiredPermissions"] == ["orders:place"]
+    assert "customerId" in place["inputSchema"]["properties"]
+    assert "orderId" in place["outputSchema"]["properties"]
+    assert of_orders["OrderPlaced"]["kind"] == "event"
+
+    listed = await discovery.service("orders")
+    assert listed["version"] == version and listed["versions"] == [version]
+    assert listed["healthy"] is True
+    assert instance_health(listed)[orders.instance_id] is True
+    assert {c["messageType"] for c in listed["contracts"]} == announced.keys()
+    assert (await discovery.get("/health"))["status"] == "ok"
+    missing = await discovery.get("/api/services/nowhere", status=404)
+    assert missing["error"]["code"] == "NOT_FOUND"
+
+    # the same registry over the bus, in the shapes the gateway parses
+    over_bus = ContractList.model_validate((await rpc.send("discovery", ListContracts())).result())
+    assert over_bus == ContractList.model_validate(await discovery.get("/api/contracts"))
+    services = ServiceList.model_validate((await rpc.send("discovery", ListServices())).result())
+    assert "orders" in {s.name for s in services.services}
+
+
+async def test_silent_instance_turns_unhealthy_then_recovers(
+    discovery, start_orders, announcements
+) -> None:
+    orders = await start_orders()
+    await eventually(lambda: listed_healthy(discovery, orders), what="orders registered")
+    loop = asyncio.get_running_loop()
+    silenced_at = loop.time()
+    await silence(orders)
+
+    async def unhealthy() -> bool:
+        return instance_health(await discovery.service("orders"))[orders.instance_id] is False
+
+    await eventually(unhealthy, timeout=5, what="the silent instance turning unhealthy")
+    took = loop.time() - silenced_at
+    assert HEARTBEAT * 1.5 < took < UNHEALTHY_WITHIN, f"unhealthy after {took:.2f}s"
+    assert (await discovery.service("orders"))["healthy"] is False
+    await eventually(lambda: health_event(announcements, orders.instance_id, False))
+    event = health_event(announcements, orders.instance_id, False)
+    assert event is not None and event.service_name == "orders"
+    assert event.service_healthy is False
+
+    mark = len(announcements)
+    resume(orders)
+    await eventually(lambda: health_event(announcements, orders.instance_id, True, mark))
+    assert instance_health(await discovery.service("orders"))[orders.instance_id] is True
+    assert (await discovery.service("orders"))["healthy"] is True
+
+
+async def test_service_stays_healthy_while_one_instance_is(
+    discovery, start_orders, announcements
+) -> None:
+    first, second = await start_orders(), await start_orders()
+    for instance in (first, second):
+        await eventually(lambda i=instance: listed_healthy(discovery, i))
+
+    await silence(first)
+    await eventually(lambda: health_event(announcements, first.instance_id, False))
+    event = health_event(announcements, first.instance_id, False)
+    assert event is not None and event.service_healthy is True
+    listed = await discovery.service("orders")
+    health = instance_health(listed)
+    assert health[first.instance_id] is False and health[second.instance_id] is True
+    assert listed["healthy"] is True
+
+    await second.stop()  # gracefully: it says goodbye
+    await eventually(
+        lambda: any(
+            isinstance(e, ServiceDeregistered) and e.instance_id == second.instance_id
+            for e in announcements
+        ),
+        what="ServiceDeregistered",
+    )
+    goodbye = health_event(announcements, second.instance_id, False)
+    assert goodbye is not None and goodbye.service_healthy is False
+    listed = await discovery.service("orders")
+    assert second.instance_id not in instance_health(listed)
+    assert listed["healthy"] is False
+
+
+async def test_registry_survives_a_discovery_restart(
+    discovery, start_orders, announcements, rpc: RpcClient, caplog
+) -> None:
+    caplog.set_level(logging.INFO, logger="banyan.discovery")
+    orders = await start_orders()
+    await eventually(lambda: listed_healthy(discovery, orders), what="orders registered")
+    before = await discovery.service("orders")
+    await silence(orders)  # nothing re-registers while discovery is away
+
+    await discovery.stop()
+    await discovery.start()
+
+    after = await discovery.service("orders")
+    assert after["contracts"] == before["contracts"]
+    assert orders.instance_id in instance_health(after)
+    services = ServiceList.model_validate((await rpc.send("discovery", ListServices())).result())
+    assert orders.instance_id in {
+        i.instance_id for s in services.services if s.name == "orders" for i in s.instances
+    }
+    # still silent, it turns unhealthy; its heartbeats are then recognised, no registration
+    await eventually(lambda: health_event(announcements, orders.instance_id, False))
+    mark, logged = len(announcements), len(caplog.records)
+    resume(orders)
+    await eventually(lambda: health_event(announcements, orders.instance_id, True, mark))
+    since_resumed = [r.getMessage() for r in caplog.records[logged:]]
+    assert f"orders instance {orders.instance_id} is heartbeating again: healthy" in since_resumed
+    assert not any(m.startswith("registered orders") for m in since_resumed)
+
+
+# --- validation at registration -----------------------------------------------------------
+
+
+class Line(Model):
+    sku: str
+    quantity: int
+
+
+def lockers_v1() -> list[ContractInfo]:
+    class RentLocker(Command, permissions=["lockers:rent"]):
+        customer_id: str
+        lines: list[Line]
+        note: str | None = None
+
+    class LockerRented(Event, service="lockers"):
+        rental_id: str
+        lines: list[Line]
+
+    return [describe(RentLocker), describe(LockerRented)]
+
+
+def lockers_v1_compatible() -> list[ContractInfo]:
+    """Adds an optional input field, accepts more input, adds an event field: fine."""
+
+    class WideLine(Model):
+        sku: str
+        quantity: int | str
+
+    class RentLocker(Command, permissions=["lockers:rent"]):
+        customer_id: str
+        lines: list[WideLine]
+        note: str | None = None
+        priority: int = 0
+
+    class LockerRented(Event, service="lockers"):
+        rental_id: str
+        lines: list[Line]
+        warehouse: str
+
+    return [describe(RentLocker), describe(LockerRented)]
+
+
+def lockers_v2() -> list[ContractInfo]:
+    """Drops a field, adds a required one, changes a nested type."""
+
+    class Line(Model):
+        sku: str
+        quantity: str
+
+    class RentLocker(Command, permissions=["lockers:rent"]):
+        lines: list[Line]
+        warehouse: str
+
+    class LockerRented(Event, service="lockers"):
+        rental_id: str
+        lines: list[Line]
+
+    return [describe(RentLocker), describe(LockerRented)]
+
+
+def registration(
+    name: str, version: str, contracts: list[ContractInfo], instance: str | None = None
+) -> RegisterService:
+    return RegisterService(
+        service_name=name,
+        version=version,
+        instance_id=instance or f"{name}-{uuid.uuid4().hex[:6]}",
+        contracts=contracts,
+    )
+
+
+async def send(rpc: RpcClient, message: Contract) -> Any:
+    return await rpc.send("discovery", message, timeout=10)
+
+
+def rejections(caplog: pytest.LogCaptureFixture, service: str) -> list[logging.LogRecord]:
+    return [
+        r
+        for r in caplog.records
+        if r.name == "banyan.discovery.registry"
+        and r.getMessage().startswith(f"rejected registration of {service} ")
+    ]
+
+
+async def test_incompatible_change_is_rejected_with_the_diff(
+    discovery, rpc: RpcClient, announcements, caplog
+) -> None:
+    caplog.set_level(logging.INFO, logger="banyan.discovery")
+    first = registration("lockers", "1.0.0", lockers_v1())
+    assert (await send(rpc, first)).result()["changed"] is True
+    await eventually(
+        lambda: any(
+            isinstance(e, ContractsChanged) and e.service_name == "lockers" for e in announcements
+        )
+    )
+
+    reply = await send(rpc, registration("lockers", "1.1.0", lockers_v2()))
+    assert not reply.ok
+    error = reply.json()["error"]
+    assert error["code"] == "CONFLICT"
+    assert "lockers 1.1.0 would break callers of 1.0.0" in error["message"]
+    assert "2.0.0" in error["message"]
+    assert [
+        {k: v for k, v in change.items() if k != "message"}
+        for change in error["details"]["breakingChanges"]
+    ] == [
+        {"contract": "LockerRented", "schema": "input", "path": "lines[].quantity",
+         "change": "type-changed", "old": "integer", "new": "string"},
+        {"contract": "RentLocker", "schema": "input", "path": "customerId",
+         "change": "field-removed"},
+        {"contract": "RentLocker", "schema": "input", "path": "lines[].quantity",
+         "change": "type-changed", "old": "integer", "new": "string"},
+        {"contract": "RentLocker", "schema": "input", "path": "note", "change": "field-removed"},
+        {"contract": "RentLocker", "schema": "input", "path": "warehouse",
+         "change": "required-field-added"},
+    ]  # fmt: skip
+    assert rejections(caplog, "lockers")
+    listed = await discovery.service("lockers")
+    assert listed["version"] == "1.0.0" and listed["versions"] == ["1.0.0"]
+
+    compatible = await send(rpc, registration("lockers", "1.1.0", lockers_v1_compatible()))
+    assert compatible.result() == {
+        "accepted": True, "serviceName": "lockers", "version": "1.1.0", "changed": True,
+    }  # fmt: skip
+
+    major = await send(rpc, registration("lockers", "2.0.0", lockers_v2()))
+    assert major.result()["changed"] is True
+    await eventually(
+        lambda: any(
+            isinstance(e, ContractsChanged) and e.service_name == "lockers" and e.version == "2.0.0"
+            for e in announcements
+        ),
+        what="ContractsChanged for lockers 2.0.0",
+    )
+    listed = await discovery.service("lockers")
+    assert listed["version"] == "2.0.0"
+    assert listed["versions"] == ["1.0.0", "1.1.0", "2.0.0"]
+    reserve = next(c for c in listed["contracts"] if c["messageType"] == "RentLocker")
+    assert "warehouse" in reserve["inputSchema"]["required"]
+
+    # an instance of an older major version still running: listed, the contracts stay 2.0.0
+    old = await send(rpc, registration("lockers", "1.1.0", lockers_v1_compatible()))
+    assert old.result()["changed"] is False
+    assert (await discovery.service("lockers"))["version"] == "2.0.0"
+
+
+async def test_invalid_registrations_are_rejected_logged_and_not_stored(
+    discovery, rpc: RpcClient, caplog
+) -> None:
+    caplog.set_level(logging.WARNING, logger="banyan.discovery")
+    owner = orders_service.registration(f"orders-test-{uuid.uuid4().hex[:6]}")
+    assert (await send(rpc, owner)).ok
+    place = next(c for c in owner.contracts if c.message_type == "PlaceOrder")
+
+    duplicate = await send(rpc, registration("copycat", "1.0.0", [place]))
+    assert duplicate.json()["error"]["code"] == "CONFLICT"
+    assert duplicate.json()["error"]["details"]["duplicates"] == [
+        {"messageType": "PlaceOrder", "owner": "orders"}
+    ]
+
+    bad_permission = place.model_copy(
+        update={"message_type": "PlaceThing", "required_permissions": ["Orders Place"]}
+    )
+    refused = (await send(rpc, registration("badperms", "1.0.0", [bad_permission]))).json()
+    assert refused["error"]["code"] == "VALIDATION_ERROR"
+    assert "invalid permission 'Orders Place'" in refused["error"]["message"]
+    assert refused["error"]["details"][0]["field"] == "contracts[0].requiredPermissions[0]"
+
+    bad_schema = place.model_copy(
+        update={
+            "message_type": "PlaceOther",
+            "input_schema": {
+                "type": "object",
+                "properties": {"when": {"type": "date"}, "line": {"$ref": "#/$defs/Line"}},
+            },
+        }
+    )
+    refused = (await send(rpc, registration("badschema", "1.0.0", [bad_schema]))).json()
+    assert refused["error"]["code"] == "VALIDATION_ERROR"
+    assert {d["field"] for d in refused["error"]["details"]} == {
+        "contracts[0].inputSchema.properties.when.type",
+        "contracts[0].inputSchema.properties.line.$ref",
+    }
+
+    for name in ("copycat", "badperms", "badschema"):
+        assert rejections(caplog, name), f"{name} rejection not logged"
+        await discovery.get(f"/api/services/{name}", status=404)
+    pool = discovery.instance.runtime.pool
+    assert not await pool.fetchval(
+        "SELECT count(*) FROM discovery_services WHERE name = ANY($1::text[])",
+        ["copycat", "badperms", "badschema"],
+    )
+    await send(rpc, DeregisterService(service_name="orders", instance_id=owner.instance_id))
+
+
+MALFORMED = [
+    b"not json at all",
+    b"[]",
+    b"{}",
+    b'{"serviceName": 5, "version": "1.0.0", "instanceId": "x", "contracts": []}',
+    json.dumps(
+        {
+            "serviceName": "broken",
+            "version": "1.0.0",
+            "instanceId": "broken-1",
+            "contracts": [{"messageType": "DoIt", "kind": "command"}],
+        }
+    ).encode(),
+    json.dumps(
+        {"serviceName": "broken", "version": "one", "instanceId": "broken-1", "contracts": []}
+    ).encode(),
+]
+
+
+async def test_malformed_registration_messages_change_nothing(
+    discovery, rpc: RpcClient, caplog
+) -> None:
+    caplog.set_level(logging.WARNING, logger="banyan.discovery")
+    pool = discovery.instance.runtime.pool
+    tables = ["discovery_services", "discovery_versions", "discovery_contracts"]
+    tables.append("discovery_instances")
+
+    async def counts() -> list[int]:
+        return [await pool.fetchval(f"SELECT count(*) FROM {t}") for t in tables]
+
+    before = await counts()
+    ids = [uuid.uuid4().hex for _ in MALFORMED]
+    for body, message_id in zip(MALFORMED, ids, strict=True):
+        reply = await rpc.request(
+            REGISTER_QUEUE,
+            body,
+            headers={"x-message-type": "RegisterService"},
+            message_id=message_id,
+            timeout=10,
+        )
+        assert not reply.ok, body
+        assert reply.json()["error"]["code"] == "VALIDATION_ERROR", body
+        assert reply.json()["error"]["details"], body
+
+    assert await counts() == before
+    assert not await pool.fetchval(
+        "SELECT count(*) FROM events WHERE causation_id = ANY($1::text[])", ids
+    )
+    assert not await pool.fetchval(
+        "SELECT count(*) FROM command_results WHERE command_id = ANY($1::text[])", ids
+    )
+    logged = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert sum("RegisterService" in r.getMessage() for r in logged) >= len(MALFORMED)
+    assert any("'one' is not a semantic version" in r.getMessage() for r in logged)
+
+
+# --- the compatibility rules themselves -------------------------------------------------------
+
+
+def test_compatible_evolutions_are_not_flagged() -> None:
+    old, new = by_type(lockers_v1()), by_type(lockers_v1_compatible())
+    assert breaking_changes(old, new) == []
+
+
+def test_each_kind_of_breaking_change_is_named() -> None:
+    class Before(Command):
+        status: str | None = None
+        count: int = 1
+
+    class Outcome(Model):
+        total: int
+        status: str
+
+    class After(Command):
+        status: str
+        count: int
+
+    class Widened(Model):
+        total: int | None = None
+        status: str | None
+
+    old = describe(Before, _Handler(Outcome))
+    new = describe(After, _Handler(Widened)).model_copy(update={"message_type": "Before"})
+    changes = [c.describe() for c in breaking_changes({"Before": old}, {"Before": new})]
+    assert changes == [
+        "Before input: field 'status' changed type from null|string to string",
+        "Before input: field 'count' became required",
+        "Before input: field 'status' became required",
+        "Before output: field 'total' changed type from integer to integer|null",
+        "Before output: field 'status' changed type from string to null|string",
+        "Before output: field 'total' is no longer always present",
+    ]
+    removed = breaking_changes({"Before": old}, {})
+    assert [c.describe() for c in removed] == ["Before: contract removed"]
+
+
+class _Handler:
+    def __init__(self, result: type[Model]) -> None:
+        self.result = result
+
+
+def by_type(contracts: list[ContractInfo]) -> dict[str, ContractInfo]:
+    return {c.message_type: c for c in contracts}
