@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from flows import cli as flows_cli
 from pipelines import deadletters
 from pipelines.settings import Settings, get_settings
 from projections import cli as projections_cli
@@ -75,6 +76,7 @@ def parser() -> argparse.ArgumentParser:
     replay.set_defaults(run=dlq_replay)
 
     projections_cli.add_commands(groups)
+    flows_cli.add_commands(groups)
     groups.add_parser("relay", help="run the event relay alone").set_defaults(run=relay)
     groups.add_parser("up", help="run every platform process (development)").set_defaults(run=up)
     groups.add_parser("status", help="services, health, queues, projections").set_defaults(

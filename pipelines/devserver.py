@@ -15,6 +15,8 @@ PROCESSES: list[tuple[str, str, list[str]]] = [
     ("discovery", "discovery", ["-m", "faststream", "run", "discovery:app"]),
     ("gateway", "gateway", ["-m", "uvicorn", "gateway:app", "--port", "3003"]),
     ("orders", "examples.orders", ["-m", "faststream", "run", "examples.orders:app"]),
+    ("inventory", "examples.inventory", ["-m", "faststream", "run", "examples.inventory:app"]),
+    ("fulfilment", "examples.fulfilment", ["-m", "faststream", "run", "examples.fulfilment:app"]),
 ]
 
 

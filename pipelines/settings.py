@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     cache_prefix: str = "banyan"
     rebuild_batch_size: int = 5000
     # modules exposing a `service`: their migrations, projections and processes
-    service_modules: str = "auth,discovery,examples.orders"
+    service_modules: str = "auth,discovery,examples.orders,examples.inventory,examples.fulfilment"
 
 
 @lru_cache

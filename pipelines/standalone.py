@@ -4,6 +4,7 @@ import asyncio
 
 import aio_pika
 
+from pipelines import telemetry
 from pipelines.database import create_pool, migrate
 from pipelines.relay import EventRelay
 from pipelines.settings import Settings
@@ -11,6 +12,7 @@ from pipelines.topology import EVENTS_EXCHANGE
 
 
 async def run_relay(settings: Settings) -> None:
+    telemetry.start("relay", settings)  # its publish spans link back to each event's trace
     await migrate(settings)
     pool = await create_pool(settings, size=2)
     connection = await aio_pika.connect_robust(settings.rabbitmq_url)
@@ -23,3 +25,4 @@ async def run_relay(settings: Settings) -> None:
     finally:
         await connection.close()
         await pool.close()
+        telemetry.shutdown()

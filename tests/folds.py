@@ -4,12 +4,14 @@ from typing import Any
 
 import asyncpg
 
+FINAL = {"OrderCancelled": "cancelled", "OrderConfirmed": "confirmed", "OrderRejected": "rejected"}
+
 
 async def folded_orders(pool: asyncpg.Pool) -> dict[str, dict[str, Any]]:
     orders: dict[str, dict[str, Any]] = {}
     rows = await pool.fetch(
-        "SELECT event_type, data FROM events "
-        "WHERE event_type IN ('OrderPlaced', 'OrderCancelled') ORDER BY position"
+        "SELECT event_type, data FROM events WHERE event_type IN "
+        "('OrderPlaced', 'OrderCancelled', 'OrderConfirmed', 'OrderRejected') ORDER BY position"
     )
     for row in rows:
         data = row["data"]
@@ -18,7 +20,7 @@ async def folded_orders(pool: asyncpg.Pool) -> dict[str, dict[str, Any]]:
                 "customerId": data["customerId"], "total": data["total"], "status": "placed",
             }  # fmt: skip
         elif data["orderId"] in orders:
-            orders[data["orderId"]]["status"] = "cancelled"
+            orders[data["orderId"]]["status"] = FINAL[row["event_type"]]
     return orders
 
 

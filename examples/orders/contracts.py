@@ -32,9 +32,26 @@ class CancelOrder(Command, permissions=["orders:cancel"]):
     reason: str | None = None
 
 
-class CancelOrderResult(Model):
+class OrderStatusResult(Model):
     order_id: str
     status: str
+
+
+class CancelOrderResult(OrderStatusResult):
+    pass
+
+
+class ConfirmOrder(Command, permissions=["orders:confirm"]):
+    """Confirm a placed order: its stock is reserved (sent by the fulfilment flow)."""
+
+    order_id: Annotated[str, Field(min_length=1)]
+
+
+class RejectOrder(Command, permissions=["orders:reject"]):
+    """Reject a placed order, saying why (sent by the fulfilment flow)."""
+
+    order_id: Annotated[str, Field(min_length=1)]
+    reason: Annotated[str, Field(min_length=1, max_length=1000)]
 
 
 class OrderPlaced(Event, service="orders"):
@@ -50,6 +67,20 @@ class OrderCancelled(Event, service="orders"):
     reason: str | None = None
 
 
+class OrderConfirmed(Event, service="orders"):
+    order_id: str
+    customer_id: str
+
+
+class OrderRejected(Event, service="orders"):
+    order_id: str
+    customer_id: str
+    reason: str
+
+
+OrderStatus = Literal["placed", "confirmed", "rejected", "cancelled"]
+
+
 class GetOrder(Query, permissions=["orders:read"]):
     """One order as the order_summary read model shows it."""
 
@@ -60,7 +91,7 @@ class ListOrders(Query, permissions=["orders:read"]):
     """Orders, newest first, optionally of one customer or in one status."""
 
     customer_id: str | None = None
-    status: Literal["placed", "cancelled"] | None = None
+    status: OrderStatus | None = None
     page: Annotated[int, Field(ge=1)] = 1
     page_size: Annotated[int, Field(ge=1, le=100)] = 20
 
@@ -74,6 +105,9 @@ class OrderSummary(Model):
     placed_at: str
     cancelled_at: str | None = None
     cancel_reason: str | None = None
+    confirmed_at: str | None = None
+    rejected_at: str | None = None
+    reject_reason: str | None = None
 
 
 class OrderPage(Model):

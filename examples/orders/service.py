@@ -5,23 +5,30 @@ import uuid
 from examples.orders.contracts import (
     CancelOrder,
     CancelOrderResult,
+    ConfirmOrder,
     GetOrder,
     ListOrders,
     OrderCancelled,
+    OrderConfirmed,
     OrderPage,
     OrderPlaced,
+    OrderRejected,
+    OrderStatusResult,
     OrderSummary,
     PlaceOrder,
     PlaceOrderResult,
+    RejectOrder,
 )
 from examples.orders.domain import Order
 from examples.orders.summary import order_summary
 from pipelines import Conflict, Context, NotFound, Service
 from pipelines.querycache import Cached
 
-service = Service("orders", version="1.0.0", description="Places, cancels and lists orders")
+service = Service(
+    "orders", version="1.0.0", description="Places, confirms, rejects, cancels and lists orders"
+)
 service.projection(order_summary)
-service.publishes(OrderPlaced, OrderCancelled)
+service.publishes(OrderPlaced, OrderConfirmed, OrderRejected, OrderCancelled)
 
 
 @service.command(PlaceOrder, result=PlaceOrderResult)
@@ -39,6 +46,37 @@ async def place_order(command: PlaceOrder, ctx: Context) -> PlaceOrderResult:
     return PlaceOrderResult(order_id=order.id)
 
 
+async def existing(ctx: Context, order_id: str) -> Order:
+    order = await ctx.load(Order, order_id)
+    if not order.exists:
+        raise NotFound(f"order {order_id} does not exist")
+    return order
+
+
+async def placed(ctx: Context, order_id: str, outcome: str) -> Order:
+    """The order, if it is still waiting to be confirmed or rejected."""
+    order = await existing(ctx, order_id)
+    if order.status != "placed":
+        raise Conflict(f"order {order_id} is {order.status}; only a placed order can be {outcome}")
+    return order
+
+
+@service.command(ConfirmOrder, result=OrderStatusResult)
+async def confirm_order(command: ConfirmOrder, ctx: Context) -> OrderStatusResult:
+    order = await placed(ctx, command.order_id, "confirmed")
+    order.record(OrderConfirmed(order_id=order.id, customer_id=order.customer_id))
+    return OrderStatusResult(order_id=order.id, status=order.status)
+
+
+@service.command(RejectOrder, result=OrderStatusResult)
+async def reject_order(command: RejectOrder, ctx: Context) -> OrderStatusResult:
+    order = await placed(ctx, command.order_id, "rejected")
+    order.record(
+        OrderRejected(order_id=order.id, customer_id=order.customer_id, reason=command.reason)
+    )
+    return OrderStatusResult(order_id=order.id, status=order.status)
+
+
 async def own_order_or_admin(command: CancelOrder, ctx: Context) -> bool:
     """Only the customer who placed the order, or a holder of orders:admin, may cancel it."""
     if ctx.caller is not None and ctx.caller.has("orders:admin"):
@@ -51,11 +89,9 @@ async def own_order_or_admin(command: CancelOrder, ctx: Context) -> bool:
 
 @service.command(CancelOrder, policies=[own_order_or_admin], result=CancelOrderResult)
 async def cancel_order(command: CancelOrder, ctx: Context) -> CancelOrderResult:
-    order = await ctx.load(Order, command.order_id)
-    if not order.exists:
-        raise NotFound(f"order {command.order_id} does not exist")
-    if order.status == "cancelled":
-        raise Conflict(f"order {command.order_id} is already cancelled")
+    order = await existing(ctx, command.order_id)
+    if order.status in ("cancelled", "rejected"):
+        raise Conflict(f"order {command.order_id} is already {order.status}")
     order.record(
         OrderCancelled(
             order_id=order.id,

@@ -1,6 +1,6 @@
 """The order_summary read model: one document per order."""
 
-from examples.orders.contracts import OrderCancelled, OrderPlaced
+from examples.orders.contracts import OrderCancelled, OrderConfirmed, OrderPlaced, OrderRejected
 from pipelines.eventstore import RecordedEvent
 from projections import Documents, Projection
 
@@ -30,5 +30,22 @@ async def cancelled(event: OrderCancelled, docs: Documents, meta: RecordedEvent)
             "status": "cancelled",
             "cancelledAt": meta.occurred_at.isoformat(),
             "cancelReason": event.reason,
+        },
+    )
+
+
+@order_summary.on(OrderConfirmed)
+async def confirmed(event: OrderConfirmed, docs: Documents, meta: RecordedEvent) -> None:
+    docs.patch(event.order_id, {"status": "confirmed", "confirmedAt": meta.occurred_at.isoformat()})
+
+
+@order_summary.on(OrderRejected)
+async def rejected(event: OrderRejected, docs: Documents, meta: RecordedEvent) -> None:
+    docs.patch(
+        event.order_id,
+        {
+            "status": "rejected",
+            "rejectedAt": meta.occurred_at.isoformat(),
+            "rejectReason": event.reason,
         },
     )

@@ -1,0 +1,7 @@
+"""Example service running the order fulfilment flow: `faststream run examples.fulfilment:app`."""
+
+from examples.fulfilment.service import service
+
+app = service.app
+
+__all__ = ["app", "service"]

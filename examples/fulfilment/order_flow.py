@@ -1,0 +1,46 @@
+"""Order fulfilment: reserve the stock of every line, then confirm the order. If a line cannot
+be reserved (or inventory does not answer in time), release what was reserved and reject the
+order with the reason.
+"""
+
+from examples.fulfilment.settings import settings
+from examples.inventory.contracts import ReleaseStock, Reservation, ReserveStock
+from examples.orders.contracts import ConfirmOrder, OrderPlaced, RejectOrder
+from flows import Flow, Run
+
+fulfilment = Flow("order-fulfilment", starts_with=OrderPlaced, key=lambda order: order.order_id)
+
+
+@fulfilment.steps
+async def reserve_every_line_then_confirm(order: OrderPlaced, run: Run) -> None:
+    await run.all(
+        run.send(
+            "inventory",
+            ReserveStock(order_id=order.order_id, sku=sku, quantity=quantity),
+            step=f"reserve {sku}",
+            undo=ReleaseStock(order_id=order.order_id, sku=sku),
+            deadline=settings.reserve_within,
+            returns=Reservation,
+            refusal=shortage,
+        )
+        for sku, quantity in quantities(order).items()
+    )
+    await run.send("orders", ConfirmOrder(order_id=order.order_id))
+
+
+@fulfilment.on_failure
+async def reject(order: OrderPlaced, run: Run, reason: str) -> None:
+    await run.send("orders", RejectOrder(order_id=order.order_id, reason=reason))
+
+
+def quantities(order: OrderPlaced) -> dict[str, int]:
+    """Units per SKU: two lines of one SKU are one reservation."""
+    wanted: dict[str, int] = {}
+    for line in order.items:
+        wanted[line.sku] = wanted.get(line.sku, 0) + line.quantity
+    return wanted
+
+
+def shortage(reservation: Reservation) -> str | None:
+    """Why inventory did not reserve (None: it did)."""
+    return None if reservation.reserved else reservation.reason or "not reserved"
