@@ -1,28 +1,24 @@
 """Refusals particular to signing in (the SDK's errors cover the rest)."""
 
-from pipelines.errors import PlatformError, Unauthorized
+from pipelines import errors
 
 
-class InvalidCredentials(Unauthorized):
+class InvalidCredentials(errors.InvalidCredentials):
     """The same answer whether the email is unknown or the password wrong."""
-
-    code = "INVALID_CREDENTIALS"
 
     def __init__(self, message: str = "invalid email or password") -> None:
         super().__init__(message)
 
 
-class SignInRequired(Unauthorized):
-    code = "NO_AUTH_HEADER"
+class SignInRequired(errors.NoAuthHeader):
+    pass
 
 
-class RefreshTokenExpired(Unauthorized):
-    code = "TOKEN_EXPIRED"
+class RefreshTokenExpired(errors.TokenExpired):
+    pass
 
 
-class TooManyAttempts(PlatformError):
-    code, status = "RATE_LIMIT_EXCEEDED", 429
-
+class TooManyAttempts(errors.RateLimited):
     def __init__(self, retry_after: int) -> None:
         super().__init__(
             "too many failed sign-in attempts; try again later", {"retryAfter": retry_after}

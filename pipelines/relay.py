@@ -18,9 +18,9 @@ from pipelines import headers as h
 from pipelines import telemetry
 from pipelines.database import Pool, connect
 from pipelines.eventstore import EventStore
+from pipelines.leadership import keep_leading
 from pipelines.messages import encode_body
 from pipelines.notifier import events_channel
-from pipelines.retry import INFRASTRUCTURE_ERRORS
 from pipelines.settings import Settings
 from pipelines.topology import EVENTS_EXCHANGE, event_routing_key
 
@@ -84,13 +84,7 @@ class EventRelay:
 
     async def run(self) -> None:
         """Lead when the lock is free, publish until cancelled; survive lost connections."""
-        while True:
-            try:
-                await self._lead()
-            except INFRASTRUCTURE_ERRORS as exc:
-                self.is_leader.clear()
-                log.warning("relay lost its connection (%s); retrying", exc)
-                await asyncio.sleep(self.settings.relay_poll_interval)
+        await keep_leading("relay", self._lead, self.is_leader, self.settings.relay_poll_interval)
 
     async def _lead(self) -> None:
         conn = await connect(self.settings)

@@ -16,8 +16,8 @@ import asyncpg
 from pipelines import telemetry
 from pipelines.database import Pool, connect
 from pipelines.eventstore import EventStore, RecordedEvent
+from pipelines.leadership import keep_leading
 from pipelines.notifier import events_channel
-from pipelines.retry import INFRASTRUCTURE_ERRORS
 from pipelines.settings import Settings
 from projections import state
 from projections.projection import Invalidate, Projection, ProjectionError
@@ -44,13 +44,12 @@ class ProjectionRunner:
         self.is_leader = asyncio.Event()
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self._lead()
-            except INFRASTRUCTURE_ERRORS as exc:
-                self.is_leader.clear()
-                log.warning("projection %s lost its connection (%s)", self.projection.name, exc)
-                await asyncio.sleep(self.settings.relay_poll_interval)
+        await keep_leading(
+            f"projection {self.projection.name}",
+            self._lead,
+            self.is_leader,
+            self.settings.relay_poll_interval,
+        )
 
     async def _lead(self) -> None:
         conn = await connect(self.settings)
