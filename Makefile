@@ -32,7 +32,9 @@ test: lint services
 	$(PY) -m pytest
 
 bench: install services
-	$(PY) -m bench.foundation
+	$(PY) -m bench.foundation --quick
+	$(PY) -m bench.projections --quick
+	$(PY) -m bench.gateway --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
