@@ -10,6 +10,7 @@
 import asyncio
 import json
 import uuid
+from contextlib import AsyncExitStack
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -22,6 +23,8 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
+
+from pipelines.settings import Settings
 
 REPLY_TO = "amq.rabbitmq.reply-to"
 
@@ -322,3 +325,24 @@ class BaselineAppender:
             None,
             None,
         )
+
+
+async def start_baseline_orders(
+    settings: Settings, schema: str, queue: str, stack: AsyncExitStack
+) -> RawRpcClient:
+    """The hand-written orders service on its own tables, and a raw client to call it."""
+    pool = await create_pool(settings.database_url, schema, settings.database_pool_size)
+    stack.push_async_callback(pool.close)
+    orders = BaselineOrders(
+        settings.rabbitmq_url,
+        pool,
+        queue,
+        jwt_secret=settings.jwt_secret,
+        prefetch=settings.prefetch_count,
+    )
+    stack.push_async_callback(orders.stop)
+    await orders.start()
+    client = RawRpcClient()
+    stack.push_async_callback(client.close)
+    await client.connect(settings.rabbitmq_url)
+    return client

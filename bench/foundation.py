@@ -16,7 +16,6 @@ at the end, also on failure.
 import argparse
 import asyncio
 import copy
-import logging
 import os
 import sys
 import uuid
@@ -28,13 +27,14 @@ from typing import Any
 
 from bench.baseline import (
     BaselineAppender,
-    BaselineOrders,
     RawRpcClient,
     create_pool,
     create_schema,
     drop_schema,
+    start_baseline_orders,
 )
 from bench.common import GOAL, Comparison, Op, compare, print_summary
+from bench.environment import isolated_settings
 from pipelines.database import create_pool as sdk_pool
 from pipelines.database import migrate
 from pipelines.eventstore import EventStore, NewEvent
@@ -42,7 +42,7 @@ from pipelines.identity import Caller, TokenCodec
 from pipelines.instance import ServiceInstance
 from pipelines.settings import Settings
 from pipelines.topology import request_queue_name
-from tests.isolation import create_isolated_env, drop_isolated_env
+from tests.isolation import drop_isolated_env
 
 ORDER = b'{"customerId":"bench-customer","items":[{"sku":"apple","quantity":3,"unitPrice":"1.50"}]}'
 EVENT_DATA = '{"orderId":"o-1","customerId":"bench-customer","total":"4.50"}'
@@ -148,20 +148,7 @@ async def bench_commands(
     instance = orders_instance(settings, options.projections)
     stack.push_async_callback(instance.stop)
     await instance.start()
-    pool = await create_pool(settings.database_url, baseline_schema, settings.database_pool_size)
-    stack.push_async_callback(pool.close)
-    baseline = BaselineOrders(
-        settings.rabbitmq_url,
-        pool,
-        BASELINE_QUEUE,
-        jwt_secret=settings.jwt_secret,
-        prefetch=settings.prefetch_count,
-    )
-    stack.push_async_callback(baseline.stop)
-    await baseline.start()
-    client = RawRpcClient()
-    stack.push_async_callback(client.close)
-    await client.connect(settings.rabbitmq_url)
+    client = await start_baseline_orders(settings, baseline_schema, BASELINE_QUEUE, stack)
 
     token = TokenCodec(settings).issue(
         Caller("bench-customer", permissions=frozenset({"orders:place"})), ttl=24 * 3600
@@ -306,17 +293,7 @@ def _on(flag: bool) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     options = parse_args(argv)
-    logging.getLogger().setLevel(logging.WARNING)  # services configure logging from LOG_LEVEL
-    env = create_isolated_env()
-    os.environ.update(env)
-    os.environ.update(
-        {
-            "LOG_LEVEL": "WARNING",
-            "RELAY_ENABLED": str(options.relay).lower(),
-            "ANNOUNCE_ENABLED": "false",  # no discovery service in this run
-        }
-    )
-    settings = Settings()  # after the environment names this run's vhost and schema
+    settings, env = isolated_settings(relay=options.relay)
     baseline_schema = f"{settings.database_schema}_baseline"
     try:
         describe(settings, options, baseline_schema)

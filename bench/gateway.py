@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import cProfile
 import json
-import logging
 import os
 import pstats
 import ssl
@@ -46,7 +45,7 @@ import uvicorn
 from faststream.rabbit import RabbitBroker
 from starlette.types import Receive, Scope, Send
 
-from bench.baseline import BaselineOrders, RawRpcClient, create_pool, create_schema
+from bench.baseline import RawRpcClient, create_schema, start_baseline_orders
 from bench.common import (
     GOAL,
     Comparison,
@@ -59,6 +58,7 @@ from bench.common import (
     print_summary,
     timed_count,
 )
+from bench.environment import isolated_settings
 from bench.foundation import BASELINE_QUEUE, ORDER, cleanup, orders_instance
 from pipelines import headers as h
 from pipelines.database import migrate
@@ -66,7 +66,6 @@ from pipelines.identity import Caller, TokenCodec
 from pipelines.rpc import RpcClient
 from pipelines.settings import Settings
 from pipelines.topology import queue_for
-from tests.isolation import create_isolated_env
 from tests.sample import service as sample_service
 
 CLIENTS = (1, 16, 64)
@@ -279,20 +278,7 @@ async def start_gateway(settings: Settings, stack: AsyncExitStack) -> str:
 async def start_bare(
     settings: Settings, baseline_schema: str, stack: AsyncExitStack
 ) -> BareGateway:
-    pool = await create_pool(settings.database_url, baseline_schema, settings.database_pool_size)
-    stack.push_async_callback(pool.close)
-    orders = BaselineOrders(
-        settings.rabbitmq_url,
-        pool,
-        BASELINE_QUEUE,
-        jwt_secret=settings.jwt_secret,
-        prefetch=settings.prefetch_count,
-    )
-    stack.push_async_callback(orders.stop)
-    await orders.start()
-    rpc = RawRpcClient()
-    stack.push_async_callback(rpc.close)
-    await rpc.connect(settings.rabbitmq_url)
+    rpc = await start_baseline_orders(settings, baseline_schema, BASELINE_QUEUE, stack)
     redis = aioredis.from_url(settings.redis_url)
     stack.push_async_callback(redis.aclose)
     return BareGateway(rpc, redis, settings.jwt_secret, settings.cache_prefix)
@@ -543,18 +529,7 @@ def profiled(path: str, main: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     options = parse_args(argv)
-    logging.getLogger().setLevel(logging.WARNING)  # services configure logging from LOG_LEVEL
-    env = create_isolated_env()
-    os.environ.update(env)
-    os.environ.update(
-        {
-            "LOG_LEVEL": "WARNING",
-            "RELAY_ENABLED": "false",  # neither side publishes events in this run
-            "ANNOUNCE_ENABLED": "false",  # no discovery service in this run
-            "CACHE_PREFIX": f"banyan-bench-{env['BANYAN_TEST_RUN']}",
-        }
-    )
-    settings = Settings()  # after the environment names this run's vhost and schema
+    settings, env = isolated_settings(relay=False)
     baseline_schema = f"{settings.database_schema}_baseline"
 
     def go() -> None:

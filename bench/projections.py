@@ -19,7 +19,6 @@ The run gets its own RabbitMQ vhost, PostgreSQL schemas and cache prefix, droppe
 import argparse
 import asyncio
 import io
-import logging
 import os
 from bisect import bisect_left
 from collections.abc import Callable, Coroutine, Sequence
@@ -47,6 +46,7 @@ from bench.common import (
     print_goals,
     print_summary,
 )
+from bench.environment import isolated_settings
 from examples.orders import service
 from examples.orders.contracts import GetOrder, PlaceOrder
 from examples.orders.summary import order_summary
@@ -59,7 +59,7 @@ from pipelines.settings import Settings
 from pipelines.topology import request_queue_name
 from projections.progress import Progress
 from projections.rebuild import Rebuild
-from tests.isolation import create_isolated_env, drop_isolated_env
+from tests.isolation import drop_isolated_env
 
 BASELINE_TABLE = "bench_order_summary"
 BASELINE_QUERY_QUEUE = "bench.baseline.queries.GetOrder"
@@ -480,18 +480,7 @@ def describe(settings: Settings, options: Options) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     options = parse_args(argv)
-    logging.getLogger().setLevel(logging.WARNING)  # services configure logging from LOG_LEVEL
-    env = create_isolated_env()
-    os.environ.update(env)
-    os.environ.update(
-        {
-            "LOG_LEVEL": "WARNING",
-            "RELAY_ENABLED": str(options.relay).lower(),
-            "ANNOUNCE_ENABLED": "false",  # no discovery service in this run
-            "CACHE_PREFIX": f"banyan-bench-{env['BANYAN_TEST_RUN']}",
-        }
-    )
-    settings = Settings()  # after the environment names this run's vhost, schema and prefix
+    settings, env = isolated_settings(relay=options.relay)
     try:
         describe(settings, options)
         asyncio.run(run(settings, options))

@@ -1,6 +1,7 @@
 """The orders service: pure business rules over its contracts."""
 
 import uuid
+from decimal import Decimal
 
 from examples.orders.contracts import (
     CancelOrder,
@@ -34,7 +35,7 @@ service.publishes(OrderPlaced, OrderConfirmed, OrderRejected, OrderCancelled)
 @service.command(PlaceOrder, result=PlaceOrderResult)
 async def place_order(command: PlaceOrder, ctx: Context) -> PlaceOrderResult:
     order = ctx.create(Order, str(uuid.uuid4()))
-    total = sum((line.unit_price * line.quantity for line in command.items), start=0)
+    total = sum((line.unit_price * line.quantity for line in command.items), start=Decimal(0))
     order.record(
         OrderPlaced(
             order_id=order.id,
