@@ -8,8 +8,10 @@ subscriber. A message is acknowledged only after its effects are committed. Fail
 """
 
 import asyncio
+import contextlib
 import inspect
 import json
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -46,6 +48,7 @@ from pipelines.querycache import Cached
 from pipelines.retry import INFRASTRUCTURE_ERRORS, backoff_delay
 from pipelines.runtime import Runtime
 
+RESULT_SWEEP_INTERVAL = 300.0  # seconds between one processor's sweeps of expired results
 HandlerFn = Callable[[Any, Context], Awaitable[Any]]
 Policy = Callable[[Any, Context], Awaitable[bool | None] | bool | None]
 
@@ -112,6 +115,12 @@ class Processor:
         raw: AbstractIncomingMessage = message.raw_message
         try:
             await self._handle(raw)
+        except INFRASTRUCTURE_ERRORS:
+            # The effects are committed but the reply or the ack could not be sent: the
+            # broker delivers the message again (idempotency answers it), never dead-letter it.
+            self.rt.log.warning("lost the broker while finishing a message from %s", self.queue)
+            with contextlib.suppress(*INFRASTRUCTURE_ERRORS):  # no channel: requeued anyway
+                await raw.nack(requeue=True)
         except Exception:
             # A fault outside the handler (a broken message, a platform bug): never leave the
             # message unacknowledged, park it in its dead-letter queue for inspection.
@@ -243,10 +252,24 @@ class QueryProcessor(Processor):
 
 
 class CommandProcessor(Processor):
+    def __init__(self, runtime: Runtime, handler: Handler, queue: str) -> None:
+        super().__init__(runtime, handler, queue)
+        self._next_sweep = 0.0  # time.monotonic() of this processor's next results sweep
+
     async def process(self, incoming: Incoming) -> Reply:
         assert self.rt.store is not None and self.rt.pool is not None
+        self._expire_results(self.rt.store)
         async with self.rt.pool.acquire() as conn:  # one connection for the whole command
             return await self._process(incoming, self.rt.store.on(conn))
+
+    def _expire_results(self, store: EventStore) -> None:
+        """Now and then, in the background, forget idempotency records past their retention:
+        the processors that add records keep the table bounded, on every instance."""
+        retention = self.rt.settings.command_result_retention
+        now = time.monotonic()
+        if retention > 0 and now >= self._next_sweep:
+            self._next_sweep = now + RESULT_SWEEP_INTERVAL
+            self.rt.spawn(store.expire_command_results(retention))
 
     async def _process(self, incoming: Incoming, store: EventStore) -> Reply:
         if incoming.message_id and (done := await store.command_result(incoming.message_id)):

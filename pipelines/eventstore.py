@@ -17,6 +17,12 @@ EVENT_COLUMNS = (
     "occurred_at, correlation_id, causation_id"
 )
 DUPLICATE_COMMAND_STATE = "BNY01"  # raised by append_events()
+# SKIP LOCKED: instances sweeping at the same time take different rows instead of waiting
+EXPIRE_COMMAND_RESULTS = (
+    "DELETE FROM command_results WHERE command_id = ANY(ARRAY("
+    "SELECT command_id FROM command_results WHERE created_at < now() - make_interval(secs => $1) "
+    "ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED))"
+)
 Runner: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 
@@ -210,6 +216,20 @@ class EventStore:
             "SELECT result, position FROM command_results WHERE command_id = $1", command_id
         )
         return StoredResult(row["result"], row["position"]) if row else None
+
+    async def expire_command_results(
+        self, older_than: float, batch: int = 1000, batches: int = 10
+    ) -> int:
+        """Forget the results of commands handled over `older_than` seconds ago, in at most
+        `batches` short transactions of `batch` rows; returns how many were deleted."""
+        deleted = 0
+        for _ in range(batches):
+            status: str = await self.pool.execute(EXPIRE_COMMAND_RESULTS, older_than, batch)
+            count = int(status.rsplit(" ", 1)[1])  # "DELETE n"
+            deleted += count
+            if count < batch:
+                break
+        return deleted
 
     async def load_snapshot(
         self, aggregate_type: str, aggregate_id: str

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     retry_initial_delay: float = 1.0
     retry_max_delay: float = 30.0
     concurrency_retries: int = 3
+    # seconds a command's idempotency record (its id and result) is kept; 0 keeps them forever
+    command_result_retention: float = 7 * 24 * 3600.0
     relay_enabled: bool = True
     relay_batch_size: int = 500
     relay_poll_interval: float = 0.5

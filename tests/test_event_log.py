@@ -50,8 +50,8 @@ async def test_same_command_id_appends_once(store: EventStore) -> None:
 
 
 async def test_concurrent_writers_never_make_a_reader_skip(store: EventStore) -> None:
-    """Writers commit out of position order; a reader following the log must see every event
-    exactly once, in increasing position order."""
+    """Writers (of single events and of batches) commit out of position order; a reader
+    following the log must see every event exactly once, in increasing position order."""
     writers, per_writer = 16, 60
     run = uuid.uuid4().hex
     start = await store.head_position()
@@ -59,13 +59,16 @@ async def test_concurrent_writers_never_make_a_reader_skip(store: EventStore) ->
     done = asyncio.Event()
 
     async def writer(w: int) -> None:
+        version = 0
         for i in range(per_writer):
-            event = new(f"{run}-{w}", i + 1, i)
+            size = 1 + (w * i) % 3
+            events = [new(f"{run}-{w}", version + k + 1, i) for k in range(size)]
+            version += size
             async with store.pool.acquire() as conn, conn.transaction():
-                await store.append([event], conn=conn)
+                await store.append(events, conn=conn)
                 # hold the transaction open a little, so commits interleave with later positions
                 await asyncio.sleep(0.001 * ((w + i) % 3))
-            written.add(str(event.event_id))
+            written.update(str(e.event_id) for e in events)
 
     async def reader() -> list[str]:
         seen: list[str] = []
