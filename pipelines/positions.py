@@ -11,6 +11,11 @@ from pipelines.settings import Settings
 REFRESH = 0.25  # seconds between reads of the table while waiting, in case a NOTIFY was lost
 
 
+def positions_channel(settings: Settings) -> str:
+    """Where projection runners announce checkpoints; payload "{name}:{position}"."""
+    return f"{settings.database_schema}.projections"
+
+
 class PositionWatcher:
     def __init__(self, settings: Settings, pool: Pool) -> None:
         self.settings = settings
@@ -21,9 +26,7 @@ class PositionWatcher:
 
     async def start(self) -> None:
         self._conn = await connect(self.settings)
-        await self._conn.add_listener(
-            f"{self.settings.database_schema}.projections", self._on_notify
-        )
+        await self._conn.add_listener(positions_channel(self.settings), self._on_notify)
 
     async def stop(self) -> None:
         if self._conn is not None:

@@ -73,13 +73,10 @@ class Rebuild:
     ) -> int:
         """Apply batches until the whole log as of now is in the new generation."""
         while True:
-            events, covered = await self.store.read_page(
-                position, self.batch, self.projection.event_types, conn
-            )
-            if covered == position:
-                return position
             async with conn.transaction():
-                await self.projection.apply(conn, generation, events)
+                applied, covered = await self._next_batch(conn, generation, position)
+                if covered == position:
+                    return position
                 await conn.execute(
                     "UPDATE projection_rebuilds SET position = $2, updated_at = now() "
                     "WHERE name = $1",
@@ -87,21 +84,24 @@ class Rebuild:
                     covered,
                 )
             position = covered
-            self.progress.update(len(events), position, max(target, position))
+            self.progress.update(applied, position, max(target, position))
+
+    async def _next_batch(
+        self, conn: asyncpg.Connection, generation: int, position: int
+    ) -> tuple[int, int]:
+        """Apply the events after `position` that one batch holds: (how many, position covered)."""
+        events, covered = await self.store.read_page(
+            position, self.batch, self.projection.event_types, conn
+        )
+        await self.projection.apply(conn, generation, events)
+        return len(events), covered
 
     async def _swap(self, conn: asyncpg.Connection, generation: int, position: int) -> int:
         name = self.projection.name
         async with conn.transaction():
-            live = await state.load(conn, name, lock=True)  # the live runner waits from here
+            live = await state.load(conn, name, lock=True)  # live checkpoints wait from here
             while position < live.position:
-                events = await self.store.read_all(
-                    position, self.batch, self.projection.event_types, conn=conn
-                )
-                if not events:
-                    position = live.position
-                    break
-                await self.projection.apply(conn, generation, events)
-                position = events[-1].position
+                _, position = await self._next_batch(conn, generation, position)
             await state.point_view(conn, self.projection, generation)
             await conn.execute(
                 "UPDATE projection_positions SET generation = $2, position = $3, "

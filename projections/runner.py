@@ -63,16 +63,20 @@ class ProjectionRunner:
             self.is_leader.set()
             log.info("projection %s running from position %d", self.projection.name, self.position)
             while True:
+                self._wake.clear()  # an append committing from here on wakes the wait below
                 if not await self.step(conn):
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self.settings.relay_poll_interval)
-                    self._wake.clear()
         finally:
             self.is_leader.clear()
             conn.terminate()  # never waits: a graceful close can hang a cancelled task
 
     async def step(self, conn: asyncpg.Connection) -> bool:
-        """Apply the next batch; False when there was nothing to do."""
+        """Apply the next batch; True if more may be ready right away.
+
+        A batch shorter than the limit covered the log up to its readable bound: whatever
+        commits later comes with a NOTIFY, so there is no need to read again until then.
+        """
         if self.failed:
             current = await state.load(conn, self.projection.name)
             if current.state == "failed":
@@ -89,39 +93,62 @@ class ProjectionRunner:
         except ProjectionError as exc:
             await self._stop_at(conn, events, exc)
             return False
-        if applied:
-            await self._published(conn, events)
-        return True
+        if not applied:
+            return True
+        await self._published(conn, events)
+        return len(events) == self.projection.batch_size
 
     async def _published(self, conn: asyncpg.Connection, events: list[RecordedEvent]) -> None:
-        """After a commit: invalidate cached answers first, then wake read-your-writes waiters."""
+        """After a commit: invalidate cached answers first, then wake read-your-writes waiters.
+
+        The other way round, a waiter would cache its fresh answer under the counters about
+        to be bumped, and the next query would miss.
+        """
         if events and self.invalidate is not None:
             await self.invalidate(self.projection.name, {e.event_type for e in events})
-        await state.announce(
-            conn, self.projection.name, self.position, self.settings.database_schema
-        )
+        await state.announce(conn, self.projection.name, self.position, self.settings)
 
     async def _commit(
         self, conn: asyncpg.Connection, events: list[RecordedEvent], covered: int
     ) -> bool:
-        """Apply and checkpoint atomically, unless a rebuild swapped tables meanwhile."""
-        async with conn.transaction():
-            current = await state.load(conn, self.projection.name, lock=True)
-            if (current.position, current.generation) != (self.position, self.generation):
-                self.position, self.generation = current.position, current.generation
+        """Apply and checkpoint atomically; False if a rebuild or a skip moved the checkpoint."""
+        name = self.projection.name
+        try:
+            async with conn.transaction():
+                with telemetry.applying(name, events):
+                    await self.projection.apply(conn, self.generation, events)
+                expected = (self.position, self.generation)
+                if not await state.advance(conn, name, expected, covered):
+                    raise Superseded
+        except (Superseded, ProjectionError, asyncpg.UndefinedTableError):
+            # Applied to a generation a swap has replaced (its table may be gone already):
+            # rolled back, and nothing to report; the next step reads the new checkpoint.
+            if await self._follow_checkpoint(conn):
                 return False
-            with telemetry.applying(self.projection.name, events):
-                await self.projection.apply(conn, self.generation, events)
-            await state.advance(conn, self.projection.name, covered)
+            raise
         self.position = covered
+        return True
+
+    async def _follow_checkpoint(self, conn: asyncpg.Connection) -> bool:
+        """Take the stored checkpoint if it moved under this runner; False if it did not."""
+        current = await state.load(conn, self.projection.name)
+        if (current.position, current.generation) == (self.position, self.generation):
+            return False
+        self.position, self.generation = current.position, current.generation
         return True
 
     async def _stop_at(
         self, conn: asyncpg.Connection, events: list[RecordedEvent], exc: ProjectionError
     ) -> None:
         good = [e for e in events if e.position < exc.position]
-        if good and await self._commit(conn, good, good[-1].position):
+        if good:
+            if not await self._commit(conn, good, good[-1].position):
+                return  # superseded: the next step meets the event again, if at all
             await self._published(conn, good)
         await state.fail(conn, self.projection.name, exc.position, repr(exc.cause))
         self.failed = True
         log.error("projection %s stopped: %s", self.projection.name, exc)
+
+
+class Superseded(Exception):
+    """The checkpoint moved under a runner's batch: roll the batch back."""

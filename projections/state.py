@@ -1,13 +1,14 @@
 """A projection's row in `projection_positions`, and its tables' generations."""
 
+import contextlib
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
+from pipelines.positions import positions_channel
+from pipelines.settings import Settings
 from projections.projection import Projection
-
-POSITIONS_CHANNEL = "projections"  # NOTIFY payload: "{name}:{position}"
 
 
 @dataclass(frozen=True)
@@ -32,17 +33,32 @@ async def load(conn: asyncpg.Connection, name: str, *, lock: bool = False) -> Pr
     return ProjectionState(*row.values())
 
 
+class GenerationMoved(Exception):
+    """A rebuild swapped generations while `ensure` created the tables of the old one."""
+
+
 async def ensure(conn: asyncpg.Connection, projection: Projection) -> ProjectionState:
     """Create the projection's row, tables and view on first run."""
-    async with conn.transaction():
-        await conn.execute(
-            "INSERT INTO projection_positions (name) VALUES ($1) ON CONFLICT DO NOTHING",
-            projection.name,
-        )
-        state = await load(conn, projection.name, lock=True)
-        for statement in projection.ddl(state.generation):
-            await conn.execute(statement)
-        await point_view(conn, projection, state.generation)
+    while True:
+        with contextlib.suppress(GenerationMoved):
+            async with conn.transaction():
+                return await _create(conn, projection)
+
+
+async def _create(conn: asyncpg.Connection, projection: Projection) -> ProjectionState:
+    # Tables first, then the row lock: the order a live runner takes them in (its batch, then
+    # its checkpoint); the other order deadlocks with it.
+    await conn.execute(
+        "INSERT INTO projection_positions (name) VALUES ($1) ON CONFLICT DO NOTHING",
+        projection.name,
+    )
+    generation = (await load(conn, projection.name)).generation
+    for statement in projection.ddl(generation):
+        await conn.execute(statement)
+    state = await load(conn, projection.name, lock=True)
+    if state.generation != generation:
+        raise GenerationMoved
+    await point_view(conn, projection, generation)
     return state
 
 
@@ -53,19 +69,28 @@ async def point_view(conn: asyncpg.Connection, projection: Projection, generatio
     )
 
 
-async def advance(conn: asyncpg.Connection, name: str, position: int) -> None:
-    await conn.execute(
-        "UPDATE projection_positions SET position = $2, updated_at = now(), state = 'running', "
-        "error = NULL, error_position = NULL WHERE name = $1",
+async def advance(
+    conn: asyncpg.Connection, name: str, expected: tuple[int, int], position: int
+) -> bool:
+    """Move the checkpoint on from `expected` (position, generation), in the caller's transaction.
+
+    False, with nothing changed, if a rebuild or a skip moved it first. A swap holds the row
+    lock until it commits, and this re-checks the row once the lock is free.
+    """
+    status = await conn.execute(
+        "UPDATE projection_positions SET position = $4, updated_at = now(), state = 'running', "
+        "error = NULL, error_position = NULL WHERE name = $1 AND position = $2 AND generation = $3",
         name,
+        *expected,
         position,
     )
+    return bool(status == "UPDATE 1")
 
 
-async def announce(conn: asyncpg.Connection, name: str, position: int, schema: str) -> None:
+async def announce(conn: asyncpg.Connection, name: str, position: int, settings: Settings) -> None:
     """Tell read-your-writes waiters; sent after the cache was invalidated, not at commit."""
     await conn.execute(
-        "SELECT pg_notify($1, $2)", f"{schema}.{POSITIONS_CHANNEL}", f"{name}:{position}"
+        "SELECT pg_notify($1, $2)", positions_channel(settings), f"{name}:{position}"
     )
 
 

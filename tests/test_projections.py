@@ -237,3 +237,28 @@ async def test_interrupted_rebuild_resumes(settings, orders, rpc, token) -> None
     assert "resuming" in out.getvalue() and "rebuilt" in out.getvalue()
     assert await pool.fetchval("SELECT count(*) FROM projection_rebuilds") == 0
     assert await projected_orders(pool) == await folded_orders(pool)
+
+
+async def test_a_superseded_runner_writes_nothing(settings, orders, rpc, token) -> None:
+    """A batch read before a swap (whose old table is gone) or a moved checkpoint rolls back."""
+    pool = orders.runtime.pool
+    await asyncio.wait_for(orders.runners["order_summary"].is_leader.wait(), 30)
+    conn = await pool.acquire()
+    try:
+        before = await state.load(conn, "order_summary")
+        await place(rpc, token, "superseded")
+        await Rebuild(order_summary, settings, pool, Progress("o", io.StringIO())).run()
+        stale = order_summary.runner(settings, pool, None)
+        stale.position, stale.generation = before.position, before.generation
+        assert await stale.step(conn)  # into the dropped table: rolled back, checkpoint followed
+        after = await state.load(conn, "order_summary")
+        assert (stale.position, stale.generation) == (after.position, after.generation)
+
+        written = await pool.fetchval("SELECT max(updated_at) FROM order_summary")
+        stale.position = before.position  # the live generation, but behind its checkpoint
+        assert await stale.step(conn)
+        assert await pool.fetchval("SELECT max(updated_at) FROM order_summary") == written
+        assert stale.position == (await state.load(conn, "order_summary")).position
+    finally:
+        await pool.release(conn)
+    assert await projected_orders(pool) == await folded_orders(pool)

@@ -12,13 +12,10 @@ order_summary = Projection(
 
 @order_summary.on(OrderPlaced)
 async def placed(event: OrderPlaced, docs: Documents, meta: RecordedEvent) -> None:
+    # meta.data is the event in its wire form already: cheaper than dumping the model again
     docs.put(
         event.order_id,
-        {
-            **event.model_dump(mode="json", by_alias=True),
-            "status": "placed",
-            "placedAt": meta.occurred_at.isoformat(),
-        },
+        {**meta.data, "status": "placed", "placedAt": meta.occurred_at.isoformat()},
     )
 
 
