@@ -8,6 +8,8 @@
     reply-to, awaited by correlation id) -> the hand-written orders service (aio-pika, asyncpg).
 (b) `GET /api/orders/get-order` answered from the gateway's Redis cache (one warm-up request
     fills it), versus the bare ASGI app answering with a Redis GET of a key.
+    Both sides count each request against the caller's rate limit in Redis, in the same round
+    trip as the cache read (a Lua script: INCR, EXPIRE, GET), and for (a) in one of its own.
     (a) and (b) at 1, 16 and 64 concurrent clients, each with its own httpx client (the same
     for both sides); both apps are served by uvicorn in this process, which binds their
     sockets as `uvicorn gateway:app` does.
@@ -17,7 +19,7 @@
     handler that waits 20 ms (the sample service's Dawdle, prefetch 64).
 
 Both sides do the same work: no event relay, no discovery announcements, no rate limit that
-could refuse (the gateway still counts each request in Redis); the orders read model runs only
+could refuse (both still count each request in Redis); the orders read model runs only
 during (b), where it answers the warm-up request. Counts are paced by time: a warm-up of each
 side measures its pace. The run gets its own RabbitMQ vhost, PostgreSQL schemas and Redis
 prefix, dropped at the end, also on failure.
@@ -31,6 +33,7 @@ import os
 import pstats
 import ssl
 import sys
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -75,6 +78,14 @@ COMMAND_P50_MS = 5.0  # a command through the gateway at 1 client
 UNLIMITED = 1_000_000_000  # requests per minute: the bench must never be rate limited
 KEEP_ALIVE = 600  # seconds: idle client connections must survive between comparisons
 JSON = [(b"content-type", b"application/json")]
+RATE_WINDOW = 60  # seconds
+# the bare app's rate limit: count the caller's request in this window, and read the cache
+COUNT_AND_GET = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+if KEYS[2] == nil then return {count} end
+return {count, redis.call('GET', KEYS[2])}
+"""
 
 
 @dataclass(frozen=True)
@@ -131,6 +142,7 @@ class BareGateway:
 
     def __init__(self, rpc: RawRpcClient, redis: aioredis.Redis, secret: str, prefix: str):
         self.rpc, self.redis, self.secret, self.prefix = rpc, redis, secret, prefix
+        self._count_and_get = redis.register_script(COUNT_AND_GET)
 
     def cache_key(self, order_id: str) -> str:
         return f"{self.prefix}:bare:order:{order_id}"
@@ -149,14 +161,25 @@ class BareGateway:
     async def _answer(self, scope: Scope, receive: Receive) -> Answer:
         path, method = scope["path"], scope["method"]
         if (method, path) == ("POST", "/place-order"):
-            token = self._verify(scope, "orders:place")
+            token, user = self._verify(scope, "orders:place")
+            await self._count(user)
             return await self._place(token, await _body(receive))
         if (method, path) == ("GET", "/get-order"):
-            self._verify(scope, "orders:read")
-            return await self._get(parse_qs(scope["query_string"].decode()))
+            _, user = self._verify(scope, "orders:read")
+            order_id = parse_qs(scope["query_string"].decode()).get("orderId", [""])[-1]
+            return self._cached(await self._count(user, self.cache_key(order_id)))
         raise Rejected(404, "not found")
 
-    def _verify(self, scope: Scope, permission: str) -> str:
+    async def _count(self, user: str, *keys: str) -> list[Any]:
+        """Count the request against the user's limit; read `keys` in the same round trip."""
+        window = int(time.time()) // RATE_WINDOW
+        rate_key = f"{self.prefix}:bare:rl:{user}:{window}"
+        reply: list[Any] = await self._count_and_get(keys=[rate_key, *keys], args=[RATE_WINDOW + 1])
+        if int(reply[0]) > UNLIMITED:
+            raise Rejected(429, "too many requests")
+        return reply
+
+    def _verify(self, scope: Scope, permission: str) -> tuple[str, str]:
         raw: bytes = dict(scope["headers"]).get(b"authorization", b"")
         scheme, _, token = raw.decode().partition(" ")
         if scheme.lower() != "bearer":
@@ -169,7 +192,7 @@ class BareGateway:
             raise Rejected(401, f"invalid token: {exc}") from exc
         if permission not in claims.get("permissions", ()):
             raise Rejected(403, f"requires {permission}")
-        return token
+        return token, str(claims["sub"])
 
     async def _place(self, token: str, body: bytes) -> Answer:
         try:
@@ -184,8 +207,9 @@ class BareGateway:
             return 400, reply.body, []
         return 200, reply.body, [(b"x-event-position", str(got[h.EVENT_POSITION]).encode())]
 
-    async def _get(self, query: dict[str, list[str]]) -> Answer:
-        value = await self.redis.get(self.cache_key(query.get("orderId", [""])[-1]))
+    @staticmethod
+    def _cached(reply: list[Any]) -> Answer:
+        value = reply[1]
         if value is None:
             raise Rejected(404, "no such order")
         return 200, value.encode() if isinstance(value, str) else value, []

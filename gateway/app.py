@@ -1,7 +1,5 @@
 """The gateway's FastAPI application: middleware, error bodies, health, docs, routes."""
 
-import logging
-import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,9 +10,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
 from gateway import graphql, openapi, rest, websocket
+from gateway.correlation import Correlate
 from gateway.errors import GatewayError, error_response
 from gateway.state import GatewayState, RegistrySource
 from gateway.subscriptions import EventHub
@@ -22,8 +20,6 @@ from pipelines import telemetry
 from pipelines.errors import PlatformError
 from pipelines.logs import configure_logging
 from pipelines.settings import Settings, get_settings
-
-log = logging.getLogger("banyan.gateway")
 
 
 def create_app(settings: Settings | None = None, source: RegistrySource | None = None) -> FastAPI:
@@ -46,9 +42,11 @@ def create_app(settings: Settings | None = None, source: RegistrySource | None =
     app = FastAPI(
         title="Banyan API gateway", lifespan=lifespan, docs_url=None, redoc_url=None,
         openapi_url=None,
+        # the platform traces requests itself (telemetry.instrument): no second server span
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )  # fmt: skip
     app.state.gateway = state
-    app.add_middleware(BaseHTTPMiddleware, dispatch=correlate)
+    app.add_middleware(Correlate, metrics=state.metrics, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=[o.strip() for o in settings.cors_origins.split(",")],
@@ -59,32 +57,12 @@ def create_app(settings: Settings | None = None, source: RegistrySource | None =
     )  # fmt: skip
     telemetry.instrument(app, "gateway", settings, state.metrics.registry, state.breaker_states)
     _add_error_handlers(app)
+    rest.mount(app)  # first: routes are tried in order, and /api is the hot path
     _add_platform_routes(app, state)
-    app.include_router(rest.router)
     hub = EventHub(state)
     graphql.mount(app, state, hub)
     websocket.mount(app, state, hub)
     return app
-
-
-async def correlate(request: Request, call_next: RequestResponseEndpoint) -> Response:
-    """Accept or create the correlation id, echo it, count and time the request."""
-    correlation_id = request.headers.get("x-correlation-id") or uuid.uuid4().hex
-    request.state.correlation_id = correlation_id
-    telemetry.set_correlation(correlation_id)
-    state: GatewayState = request.app.state.gateway
-    limit = state.settings.max_body_bytes
-    if int(request.headers.get("content-length") or 0) > limit:
-        response: Response = error_response(
-            413, "PAYLOAD_TOO_LARGE", f"request body over {limit} bytes", correlation_id
-        )
-    else:
-        started = time.perf_counter()
-        response = await call_next(request)
-        state.metrics.latency.labels("http").observe(time.perf_counter() - started)
-    state.metrics.requests.labels("http", request.method, str(response.status_code)).inc()
-    response.headers["X-Correlation-ID"] = correlation_id
-    return response
 
 
 def _correlation(request: Request) -> str:
@@ -110,11 +88,6 @@ def _add_error_handlers(app: FastAPI) -> None:
             400, "VALIDATION_ERROR", "invalid request", _correlation(request),
             [{"field": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in exc.errors()],
         )  # fmt: skip
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error", extra={"correlationId": _correlation(request)})
-        return error_response(500, "INTERNAL_ERROR", "internal error", _correlation(request))
 
 
 def _add_platform_routes(app: FastAPI, state: GatewayState) -> None:

@@ -9,6 +9,7 @@ one for them, so services still only ever trust signed identities.
 import logging
 from dataclasses import dataclass
 
+import jwt
 from starlette.datastructures import Headers
 
 from gateway.errors import GatewayError
@@ -25,6 +26,15 @@ DEV_TOKEN_TTL = 60
 class Identity:
     caller: Caller | None
     token: str | None  # what travels on the bus in x-user-token
+    issued_here: bool = False  # the token stands in for development headers
+
+    def expires_at(self) -> float | None:
+        """When the caller's own token stops being valid (epoch seconds), if they sent one."""
+        if self.token is None or self.issued_here:
+            return None
+        # verified when the identity was made: only its expiry is read here
+        claims = jwt.decode(self.token, options={"verify_signature": False})
+        return float(claims["exp"])
 
 
 ANONYMOUS = Identity(None, None)
@@ -68,7 +78,7 @@ class Authenticator:
     def _development(self, headers: Headers) -> Identity:
         permissions = {p.strip() for p in headers.get("x-dev-permissions", "").split(",")}
         caller = Caller(headers["x-dev-user-id"], permissions=frozenset(permissions - {""}))
-        return Identity(caller, self.codec.issue(caller, ttl=DEV_TOKEN_TTL))
+        return Identity(caller, self.codec.issue(caller, ttl=DEV_TOKEN_TTL), issued_here=True)
 
     @staticmethod
     def authorize(identity: Identity, contract: ContractInfo) -> None:

@@ -22,6 +22,7 @@ class Breaker:
     opened_at: float = 0.0
     trial_running: bool = False
     outcomes: deque[tuple[float, bool]] = field(default_factory=deque)
+    failures: int = 0  # among `outcomes`: kept as they come and go, not counted per request
 
     def allow(self) -> bool:
         if self.state == OPEN and time.monotonic() - self.opened_at >= self.cooldown:
@@ -37,20 +38,24 @@ class Breaker:
             self._close() if ok else self._open(now)
             return
         self.outcomes.append((now, ok))
-        while self.outcomes and now - self.outcomes[0][0] > self.window:
-            self.outcomes.popleft()
-        failures = sum(1 for _, good in self.outcomes if not good)
+        self.failures += not ok
+        while now - self.outcomes[0][0] > self.window:
+            self.failures -= not self.outcomes.popleft()[1]
         total = len(self.outcomes)
-        if total >= self.min_requests and failures / total >= self.threshold:
+        if total >= self.min_requests and self.failures / total >= self.threshold:
             self._open(now)
 
     def _open(self, now: float) -> None:
         self.state, self.opened_at, self.trial_running = OPEN, now, False
-        self.outcomes.clear()
+        self._forget()
 
     def _close(self) -> None:
         self.state, self.trial_running = CLOSED, False
+        self._forget()
+
+    def _forget(self) -> None:
         self.outcomes.clear()
+        self.failures = 0
 
 
 class Breakers:

@@ -1,7 +1,8 @@
 """Calling a contract for an HTTP or GraphQL request: the checks, the cache, the bus.
 
-Order: permissions (layer 1), rate limit, service health and circuit breaker, the query
-cache, then the request over RabbitMQ with its timeout. Every answer is an `Outcome`.
+Order: permissions (layer 1), rate limit and the query cache (one Redis round trip), service
+health and circuit breaker, then the request over RabbitMQ with its timeout. Every answer is an
+`Outcome`.
 """
 
 import json
@@ -9,6 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.admission import Admission
 from gateway.auth import Identity
 from gateway.errors import GatewayError
 from gateway.routes import Route
@@ -48,27 +50,23 @@ async def invoke(state: GatewayState, call: Call) -> Outcome:
     validate(call.route, call.payload)
     caller = call.identity.caller
     telemetry.set_user(caller.user_id if caller else None)
-    subject = f"user:{caller.user_id}" if caller else f"address:{call.client}"
-    verdict = await state.limiter.check(
-        subject, caller is not None, contract.message_type, contract.rate_limit
-    )
-    if not verdict.allowed:
+    admission = await state.admissions.admit(call)
+    if not admission.verdict.allowed:
         state.metrics.rate_limited.inc()
         raise GatewayError(
-            429, "RATE_LIMIT_EXCEEDED", "too many requests", headers=verdict.headers()
+            429, "RATE_LIMIT_EXCEEDED", "too many requests", headers=admission.verdict.headers()
         )
-    outcome = await _answer(state, call)
-    outcome.headers.update(verdict.headers())
+    outcome = await _answer(state, call, admission)
+    outcome.headers.update(admission.verdict.headers())
     return outcome
 
 
-async def _answer(state: GatewayState, call: Call) -> Outcome:
+async def _answer(state: GatewayState, call: Call, admission: Admission) -> Outcome:
     route = call.route
     if not state.routes.health.get(route.service, True):
         raise GatewayError(503, "SERVICE_UNAVAILABLE", f"{route.service} has no healthy instance")
-    cache_key, hit = await state.cached_answer(call)
-    if hit is not None:
-        return Outcome(200, hit.body, {"X-Cache": "hit"})
+    if admission.hit is not None:
+        return Outcome(200, admission.hit.body, {"X-Cache": "hit"})
     breaker = state.breakers.get(route.service)
     if not breaker.allow():
         raise GatewayError(503, "CIRCUIT_BREAKER_OPEN", f"{route.service} is failing; retry later")
@@ -81,7 +79,7 @@ async def _answer(state: GatewayState, call: Call) -> Outcome:
     breaker.record(response.ok or status_for(_code(response)) < 500)
     outcome = to_outcome(response)
     if response.ok:
-        await state.remember(cache_key, call, response)
+        await state.admissions.remember(admission.cache_key, call, response)
     return outcome
 
 

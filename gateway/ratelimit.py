@@ -7,6 +7,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 WINDOW = 60  # seconds
+EXPIRY = WINDOW + 1  # of a window's counter
 COUNT = """
 local count = redis.call('INCR', KEYS[1])
 if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
@@ -32,6 +33,22 @@ class Verdict:
         return out
 
 
+@dataclass(frozen=True)
+class Window:
+    """The counter of one caller (and contract, if it has its own limit) in the current window."""
+
+    key: str
+    limit: int
+    reset: int  # epoch seconds when the window ends
+
+    def verdict(self, count: int) -> Verdict:
+        return Verdict(count <= self.limit, self.limit, max(0, self.limit - count), self.reset)
+
+    def unchecked(self) -> Verdict:
+        """Without Redis, do not turn every request away."""
+        return Verdict(True, self.limit, self.limit, self.reset)
+
+
 class RateLimiter:
     def __init__(self, client: aioredis.Redis, prefix: str, user: int, anonymous: int) -> None:
         self.redis = client
@@ -40,17 +57,20 @@ class RateLimiter:
         self.user_limit = user
         self.anonymous_limit = anonymous
 
-    async def check(
+    def window(
         self, subject: str, authenticated: bool, contract: str, override: int | None
-    ) -> Verdict:
-        """Count one request of `subject` (a user, or the address of an anonymous caller)."""
+    ) -> Window:
+        """The window of `subject`: a user, or the address of an anonymous caller."""
         limit = override or (self.user_limit if authenticated else self.anonymous_limit)
         now = int(time.time())
-        window = now - now % WINDOW
+        start = now - now % WINDOW
         scope = contract if override else "*"
-        key = f"{self.prefix}:rl:{subject}:{scope}:{window}"
+        return Window(f"{self.prefix}:rl:{subject}:{scope}:{start}", limit, start + WINDOW)
+
+    async def check(self, window: Window) -> Verdict:
+        """Count one request in `window`."""
         try:
-            count = int(await self._count(keys=[key], args=[WINDOW + 1]))
-        except RedisError:  # without Redis, do not turn every request away
-            return Verdict(True, limit, limit, window + WINDOW)
-        return Verdict(count <= limit, limit, max(0, limit - count), window + WINDOW)
+            count = int(await self._count(keys=[window.key], args=[EXPIRY]))
+        except RedisError:
+            return window.unchecked()
+        return window.verdict(count)

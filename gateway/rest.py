@@ -1,17 +1,40 @@
-"""REST: `POST /api/{service}/{command}` and `GET /api/{service}/{query}`."""
+"""REST: `POST /api/{service}/{command}` and `GET /api/{service}/{query}`.
 
-from fastapi import APIRouter, Request, Response
+A plain Starlette route: FastAPI's dependency machinery would cost every request and give
+nothing here (the OpenAPI document comes from the registry, `gateway.openapi`).
+"""
+
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Match, Route
+from starlette.types import Scope
 
 from gateway import requests
 from gateway.errors import GatewayError
 from gateway.invoke import Call, invoke
 from gateway.state import GatewayState
 
-router = APIRouter()
+
+class ContractRoute(Route):
+    """Names itself in the scope as FastAPI's routes do: the request's span is named after it."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        if match != Match.NONE:
+            child["route"] = self
+        return match, child
 
 
-@router.api_route("/api/{service}/{name}", methods=["GET", "POST"], include_in_schema=False)
-async def call_contract(service: str, name: str, request: Request) -> Response:
+def mount(app: FastAPI) -> None:
+    route = ContractRoute(
+        "/api/{service}/{name}", call_contract, methods=["GET", "POST"], include_in_schema=False
+    )
+    app.router.routes.append(route)
+
+
+async def call_contract(request: Request) -> Response:
+    service, name = request.path_params["service"], request.path_params["name"]
     state: GatewayState = request.app.state.gateway
     route = state.routes.find(service, name)
     if route is None:

@@ -4,8 +4,10 @@
 internal contracts (platform plumbing) are never routed.
 """
 
+import json
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from pipelines.registry import ContractInfo
 
@@ -41,6 +43,11 @@ class Route:
     @property
     def path(self) -> str:
         return f"/api/{self.service}/{kebab(self.contract.message_type)}"
+
+    @cached_property
+    def input_schema_text(self) -> str:
+        """The input schema, canonical: what its compiled validator is found by."""
+        return json.dumps(self.contract.input_schema, sort_keys=True)
 
 
 @dataclass

@@ -2,31 +2,27 @@
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from gateway.admission import Admissions
 from gateway.auth import Authenticator
 from gateway.breaker import OPEN, Breakers
 from gateway.events import EventFeed
 from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import RateLimiter
 from gateway.routes import Route, RouteTable, ServiceEntry
-from pipelines import headers as h
+from pipelines.connecting import until_connected
 from pipelines.errors import PlatformError
-from pipelines.querycache import CacheHit, QueryCache
+from pipelines.querycache import QueryCache
 from pipelines.registry import DISCOVERY
 from pipelines.retry import backoff_delay
-from pipelines.rpc import Response, RpcClient
+from pipelines.rpc import RpcClient
 from pipelines.settings import Settings
 from pipelines.topology import event_routing_key, queue_for
-
-if TYPE_CHECKING:
-    from gateway.invoke import Call
 
 RegistrySource = Callable[[RpcClient], Awaitable[list[ServiceEntry]]]
 REGISTRY_EVENTS = ("ContractsChanged", "ServiceHealthChanged", "ServiceDeregistered")
@@ -48,9 +44,10 @@ class GatewayState:
             settings.rate_limit_per_user,
             settings.rate_limit_anonymous,
         )
+        self.metrics = GatewayMetrics()
+        self.admissions = Admissions(self.limiter, self.cache, self.metrics)
         self.breakers = Breakers()
         self.auth = Authenticator(settings)
-        self.metrics = GatewayMetrics()
         self.routes = RouteTable()
         self.loaded = False
         self.on_routes_changed: list[Callable[[RouteTable], None]] = []
@@ -60,7 +57,8 @@ class GatewayState:
         self._follower: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await self.rpc.connect()
+        settings = self.settings
+        await until_connected("RabbitMQ", settings.rabbitmq_url, self.rpc.connect, settings, log)
         self.feed.listeners.append(self._on_event)
         await self.feed.start([event_routing_key(DISCOVERY, e) for e in REGISTRY_EVENTS])
         self._follower = asyncio.create_task(self._follow_registry())
@@ -120,31 +118,3 @@ class GatewayState:
         for name, current in states.items():
             self.metrics.breaker_open.labels(name).set(1 if current == OPEN else 0)
         return states
-
-    def _cache_base(self, call: "Call") -> str | None:
-        info = call.route.contract.cache
-        if info is None or call.route.contract.has_policies:
-            return None
-        user = call.identity.caller.user_id if info.per_user and call.identity.caller else None
-        canonical = json.dumps(call.payload, sort_keys=True, separators=(",", ":")).encode()
-        return self.cache.base_key(
-            f"gateway:{call.route.service}", call.route.contract.message_type, canonical, user
-        )
-
-    async def cached_answer(self, call: "Call") -> tuple[str | None, CacheHit | None]:
-        """The cache key for the call's answer, and a cached answer recent enough for it."""
-        base, info = self._cache_base(call), call.route.contract.cache
-        if base is None or info is None:
-            return None, None
-        key, hit = await self.cache.lookup(base, info.projection, info.event_types)
-        fresh = hit is not None and hit.position >= call.min_position
-        self.metrics.cache.labels("hit" if fresh else "miss").inc()
-        return key, hit if fresh else None
-
-    async def remember(self, key: str | None, call: "Call", response: Response) -> None:
-        """Keep a query's answer under the key its lookup computed before the request."""
-        info = call.route.contract.cache
-        position = response.headers.get(h.READ_POSITION)
-        if key is None or info is None or position is None:
-            return
-        await self.cache.store(key, info.ttl, int(str(position)), response.body)

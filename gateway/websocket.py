@@ -19,12 +19,14 @@ Server -> client:
 
 `id` is optional on subscribe (one is made up and returned). Filters match when every named
 top-level field of the event's data equals the given value. At most 100 subscriptions per
-connection. A bad token closes the connection (4401) after the error message.
+connection. A bad token closes the connection (4401) after the error message; so does the
+expiry of the caller's token (TOKEN_EXPIRED), unless an `auth` message brought a fresh one.
 """
 
 import asyncio
 import contextlib
 import json
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -64,6 +66,40 @@ def identify(
     return state.auth.identify(Headers(headers))
 
 
+def expired() -> GatewayError:
+    return GatewayError(401, "TOKEN_EXPIRED", "access token has expired; connect with a fresh one")
+
+
+class ExpiryWatch:
+    """Runs `on_expiry` when a socket's caller's token expires; watching a new identity
+    forgets the old one."""
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[None] | None = None
+
+    def watch(self, identity: Identity, on_expiry: Callable[[], Awaitable[None]]) -> None:
+        self.stop()
+        expires = identity.expires_at()
+        if expires is not None:
+            self._task = asyncio.create_task(self._expire(expires, on_expiry))
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    @staticmethod
+    async def _expire(at: float, on_expiry: Callable[[], Awaitable[None]]) -> None:
+        await asyncio.sleep(max(0.0, at - time.time()))
+        await on_expiry()
+
+
+async def close_expired(websocket: WebSocket) -> None:
+    error = expired()
+    with contextlib.suppress(RuntimeError):  # closed already
+        await websocket.close(UNAUTHORIZED_CLOSE, f"{error.code}: {error.message}")
+
+
 class Connection:
     def __init__(self, state: GatewayState, hub: EventHub, websocket: WebSocket) -> None:
         self.state = state
@@ -72,6 +108,7 @@ class Connection:
         self.identity = ANONYMOUS
         self.subscriptions: dict[str, tuple[Subscription, asyncio.Task[None]]] = {}
         self._sending = asyncio.Lock()
+        self._expiry = ExpiryWatch()
         self._handlers: dict[str, Callable[[Message], Awaitable[None]]] = {
             "auth": self.authenticate,
             "subscribe": self.subscribe,
@@ -87,12 +124,14 @@ class Connection:
             await self.send_error(exc)
             await self.websocket.close(UNAUTHORIZED_CLOSE, exc.code)
             return
+        self._expiry.watch(self.identity, self.expire)
         try:
             while True:
                 await self.receive(await self.websocket.receive_text())
         except WebSocketDisconnect:
             pass
         finally:
+            self._expiry.stop()
             for subscription_id in list(self.subscriptions):
                 await self.stop(subscription_id)
 
@@ -121,6 +160,7 @@ class Connection:
         if not isinstance(token, str) or not token:
             raise GatewayError(400, "VALIDATION_ERROR", "auth needs a token")
         self.identity = identify(self.state, self.websocket, f"Bearer {token}")
+        self._expiry.watch(self.identity, self.expire)
         caller = self.identity.caller
         await self.send({"type": "authenticated", "userId": caller.user_id if caller else None})
 
@@ -171,6 +211,10 @@ class Connection:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+    async def expire(self) -> None:
+        await self.send_error(expired())
+        await close_expired(self.websocket)
 
     async def send(self, message: Message) -> None:
         async with self._sending:  # subscriptions forward events from their own tasks

@@ -5,14 +5,13 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-import aiormq
 import redis.asyncio as aioredis
 from faststream import AckPolicy, FastStream
 from faststream.rabbit import Channel, RabbitBroker
-from yarl import URL
 
 from pipelines import telemetry
 from pipelines.announce import Announcer, new_instance_id
+from pipelines.connecting import until_connected
 from pipelines.database import create_pool, migrate
 from pipelines.dispatch import CommandProcessor, EventProcessor, Processor, QueryProcessor
 from pipelines.http import HttpServer
@@ -20,7 +19,6 @@ from pipelines.notifier import Notifier
 from pipelines.positions import PositionWatcher
 from pipelines.querycache import QueryCache
 from pipelines.relay import EventRelay
-from pipelines.retry import INFRASTRUCTURE_ERRORS, backoff_delay
 from pipelines.rpc import RpcClient
 from pipelines.runtime import CONFIRM_CHANNEL, Runtime
 from pipelines.settings import Settings
@@ -37,12 +35,6 @@ from pipelines.topology import (
 
 if TYPE_CHECKING:
     from pipelines.service import Service
-
-CONNECT_MAX_DELAY = 30.0
-CONNECT_ERRORS: tuple[type[BaseException], ...] = (
-    *INFRASTRUCTURE_ERRORS,
-    aiormq.exceptions.AMQPConnectionError,
-)
 
 
 async def _as_is(message: Any) -> Any:
@@ -131,9 +123,10 @@ class ServiceInstance:
 
     async def _setup(self) -> None:
         telemetry.start(self.service.name, self.settings)
-        await self._retrying("RabbitMQ", _safe_url(self.settings.rabbitmq_url), self.broker.connect)
-        pool = await self._retrying(
-            "PostgreSQL", _safe_url(self.settings.database_url), self._open_database
+        settings, log = self.settings, self.log
+        await until_connected("RabbitMQ", settings.rabbitmq_url, self.broker.connect, settings, log)
+        pool = await until_connected(
+            "PostgreSQL", settings.database_url, self._open_database, settings, log
         )
         await self.notifier.start()
         self.runtime.attach(pool, self.notifier)
@@ -157,24 +150,6 @@ class ServiceInstance:
         for name in self.queues:
             dlq = await self.broker.declare_queue(dead_letter_queue(self.settings, name))
             await dlq.bind(DEAD_LETTER_EXCHANGE, routing_key=dlq.name)
-
-    async def _retrying(self, what: str, where: str, connect: Any) -> Any:
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await connect()
-            except CONNECT_ERRORS as exc:
-                delay = min(CONNECT_MAX_DELAY, backoff_delay(self.settings, attempt))
-                self.log.warning(
-                    "%s unreachable at %s (%s); retrying in %.1fs (attempt %d)",
-                    what,
-                    where,
-                    exc,
-                    delay,
-                    attempt,
-                )
-                await asyncio.sleep(delay)
 
     async def _start_background(self) -> None:
         """The relay and the projection runners: each leads only where it holds its lock."""
@@ -251,7 +226,3 @@ class ServiceInstance:
         if self.runtime.pool is not None:
             await self.runtime.pool.close()
             self.runtime.pool = None
-
-
-def _safe_url(url: str) -> str:
-    return str(URL(url).with_password("***")) if URL(url).password else url

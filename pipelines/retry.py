@@ -3,12 +3,14 @@
 import random
 
 import asyncpg
+from aiormq.exceptions import ChannelInvalidStateError
 
 from pipelines.settings import Settings
 
 # The database or broker went away: the message is not at fault, so it is never dead-lettered.
 INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
+    OSError,  # includes aiormq's AMQPConnectionError
+    ChannelInvalidStateError,  # a publish or ack on a channel whose connection is gone
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,

@@ -2,17 +2,25 @@
 
 FastStream's `broker.request` holds a broker-wide lock for the whole round trip; this client
 does not, so a gateway or a process manager can wait for thousands of replies at once.
+
+A request does not wait for its publisher confirm before it waits for the reply (the reply
+is the better proof, and usually comes first); the confirm still runs beside it, so a request
+the broker cannot route (mandatory, returned) fails at once with ServiceUnavailable.
 """
 
 import asyncio
-import contextlib
+import functools
 import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import (
+    AbstractIncomingMessage,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+)
 from aio_pika.exceptions import DeliveryError, PublishError
 
 from pipelines import headers as h
@@ -48,18 +56,25 @@ class RpcClient:
         self.url = url
         self.service_name = service_name
         self._connection: AbstractRobustConnection | None = None
-        self._channel: AbstractChannel | None = None
+        self._channel: AbstractRobustChannel | None = None
         self._waiting: dict[str, asyncio.Future[Response]] = {}
 
     async def connect(self) -> "RpcClient":
         self._connection = await aio_pika.connect_robust(self.url)
-        # confirmed publishes: a request the broker cannot route fails at once (no service)
+        # confirmed publishes: a request the broker cannot route is returned, and fails
         self._channel = await self._connection.channel(
             publisher_confirms=True, on_return_raises=True
         )
+        # direct reply-to is not a declared queue, so aio-pika does not restore its consumer
+        # when the channel reopens after a lost connection: consume again then
+        self._channel.reopen_callbacks.add(self._consume_replies)
+        await self._consume_replies()
+        return self
+
+    async def _consume_replies(self, _reopened: object = None, /) -> None:
+        assert self._channel is not None
         queue = await self._channel.get_queue(REPLY_TO, ensure=False)
         await queue.consume(self._on_reply, no_ack=True)
-        return self
 
     async def close(self) -> None:
         for future in self._waiting.values():
@@ -120,31 +135,30 @@ class RpcClient:
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self._waiting[key] = future
         with telemetry.requesting(self.service_name, queue, all_headers, correlation_id) as sent:
+            message = aio_pika.Message(
+                body,
+                headers=all_headers,  # as `requesting` completed them (trace context)
+                correlation_id=key,
+                reply_to=REPLY_TO,
+                message_id=message_id or uuid.uuid4().hex,
+                content_type="application/json",
+                content_encoding=encoding,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            )
+            published = asyncio.ensure_future(
+                self._channel.default_exchange.publish(message, routing_key=queue)
+            )
+            published.add_done_callback(functools.partial(_unless_published, future, queue))
             try:
-                await self._channel.default_exchange.publish(
-                    aio_pika.Message(
-                        body,
-                        headers=all_headers,
-                        correlation_id=key,
-                        reply_to=REPLY_TO,
-                        message_id=message_id or uuid.uuid4().hex,
-                        content_type="application/json",
-                        content_encoding=encoding,
-                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    ),
-                    routing_key=queue,
-                )
                 response = await asyncio.wait_for(future, timeout)
                 sent.ok = response.ok
                 return response
-            except (DeliveryError, PublishError) as exc:
-                raise ServiceUnavailable(f"nothing consumes {queue}") from exc
             except TimeoutError as exc:
                 raise Timeout(f"no reply from {queue} within {timeout:g}s") from exc
             finally:
                 self._waiting.pop(key, None)
-                with contextlib.suppress(Exception):
-                    future.cancel()
+                future.cancel()
+                published.cancel()  # done, or waiting for a confirm that no longer matters
 
     async def send(
         self,
@@ -169,3 +183,18 @@ class RpcClient:
             message_id=message_id,
             correlation_id=correlation_id,
         )
+
+
+def _unless_published(
+    reply: "asyncio.Future[Response]", queue: str, published: "asyncio.Future[object]"
+) -> None:
+    """Fail the waiting request if its publish failed (returned: nothing consumes `queue`)."""
+    if published.cancelled():
+        return
+    error = published.exception()
+    if error is None or reply.done():
+        return
+    if isinstance(error, DeliveryError | PublishError):
+        reply.set_exception(ServiceUnavailable(f"nothing consumes {queue}"))
+    else:  # no connection to the broker (it is reconnecting): a clear 503, not a crash
+        reply.set_exception(ServiceUnavailable(f"cannot reach RabbitMQ: {error!r}"))

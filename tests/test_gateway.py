@@ -1,6 +1,7 @@
 """The gateway over real HTTP, RabbitMQ, PostgreSQL and Redis."""
 
 import asyncio
+import dataclasses
 import time
 import uuid
 
@@ -96,6 +97,56 @@ async def test_errors_have_the_platform_shape(http, token) -> None:
         assert (response.status_code, error["code"]) == (status, code), response.text
         assert error["correlationId"] == response.headers["X-Correlation-ID"]
         assert "Traceback" not in response.text
+
+
+async def test_unexpected_errors_are_500s_with_the_correlation_id(settings, orders) -> None:
+    app, server, client = await serve(settings)
+
+    def broken(_headers: object) -> None:
+        raise RuntimeError("a bug, with a secret in its message")
+
+    app.state.gateway.auth.identify = broken
+    try:
+        given = await client.post(
+            "/api/orders/place-order", json={}, headers={"X-Correlation-ID": "corr-500"}
+        )
+        made = await client.get("/api/orders/get-order", params={"orderId": "o"})
+    finally:
+        await close(app, server, client)
+    for response in (given, made):
+        error = response.json()["error"]
+        assert (response.status_code, error["code"]) == (500, "INTERNAL_ERROR")
+        assert error["correlationId"] == response.headers["X-Correlation-ID"]
+        assert "secret" not in response.text and "Traceback" not in response.text
+    assert given.headers["X-Correlation-ID"] == "corr-500"
+
+
+async def test_a_command_nothing_can_receive_fails_at_once(settings, orders, token) -> None:
+    """Not waiting for publisher confirms must not turn an unroutable request into a hang."""
+
+    async def with_ghost(rpc):
+        entries = await from_services([orders_service])(rpc)
+        return [*entries, dataclasses.replace(entries[0], name="ghost")]  # no queue of its own
+
+    app = create_app(settings.model_copy(update={"command_timeout": 20.0}), with_ghost)
+    await app.state.gateway.start()
+    server = HttpServer(app, "127.0.0.1", 0)
+    await server.start()
+    client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=30)
+    try:
+        started = time.perf_counter()
+        response = await client.post(
+            "/api/ghost/place-order",
+            json={"customerId": "ghost", "items": ITEMS},
+            headers=bearer(token("ghost", *ALL)),
+        )
+        assert time.perf_counter() - started < 2.0
+        assert (response.status_code, response.json()["error"]["code"]) == (
+            503,
+            "SERVICE_UNAVAILABLE",
+        )
+    finally:
+        await close(app, server, client)
 
 
 async def test_policy_and_conflict_over_http(http, token) -> None:

@@ -175,6 +175,32 @@ async def test_mutation_then_query_reads_its_write(http, token) -> None:
     assert page["pageSize"] == 5 and order_id in [o["orderId"] for o in page["items"]]
 
 
+async def test_mutations_are_idempotent_with_an_idempotency_key(http, token) -> None:
+    auth, key = token("gql-idem", *ALL), uuid.uuid4().hex
+    order = {"input": {"customerId": "gql-idem", "items": ITEMS}}
+
+    async def place(query: str, idempotency_key: str) -> dict[str, Any]:
+        response = await graphql(
+            http, query, auth, variables=order, headers={"Idempotency-Key": idempotency_key}
+        )
+        body = response.json()
+        assert response.status_code == 200 and "errors" not in body, body
+        return dict(body)
+
+    first, again = await place(PLACE, key), await place(PLACE, key)
+    assert again == first  # the same order, and the position of its one event
+    other = await place(PLACE, uuid.uuid4().hex)
+    assert other["data"] != first["data"]
+    both = (
+        "mutation Place($input: PlaceOrderInput!) { a: placeOrder(input: $input) { orderId } "
+        "b: placeOrder(input: $input) { orderId } }"
+    )
+    twice = await place(both, key)
+    assert twice == await place(both, key)
+    placed = {twice["data"]["a"]["orderId"], twice["data"]["b"]["orderId"]}
+    assert len(placed | {first["data"]["placeOrder"]["orderId"]}) == 3  # three commands
+
+
 FIELDS = """{ __schema { queryType { fields { name } } mutationType { fields { name } }
               subscriptionType { fields { name } } } }"""
 
@@ -362,6 +388,33 @@ async def test_permissioned_event_reaches_only_permitted_subscribers(gateway, ht
         assert deposited.json()["data"]["deposit"] == 5
         event = (await client.receive())["payload"]["data"]["deposited"]
         assert event["data"] == {"amount": 5, "memo": {"note": "hi", "n": [1]}}
+
+
+async def test_sockets_close_when_their_token_expires(gateway, token) -> None:
+    async with await transport_ws(gateway) as socket:
+        client = TransportWS(socket)
+        assert (await client.init(token("gql-brief", *ALL, ttl=2)))["type"] == "connection_ack"
+        await client.subscribe("1", "subscription { orderPlaced { position } }")
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await client.receive()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+        assert closed.value.rcvd.reason.startswith("TOKEN_EXPIRED")
+    async with connect(f"ws://{gateway}/ws?token={token('ws-brief', *ALL, ttl=2)}") as socket:
+        client = PlainWS(socket)
+        assert (await client.ask({"type": "subscribe", "eventType": "OrderPlaced"}))["type"] == (
+            "subscribed"
+        )
+        assert (await client.receive())["error"]["code"] == "TOKEN_EXPIRED"
+        with pytest.raises(ConnectionClosed) as closed:
+            await client.receive()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+    async with connect(f"ws://{gateway}/ws?token={token('ws-renewed', ttl=2)}") as socket:
+        client = PlainWS(socket)
+        renewed = await client.ask({"type": "auth", "token": token("ws-renewed", ttl=60)})
+        assert renewed == {"type": "authenticated", "userId": "ws-renewed"}
+        await asyncio.sleep(2.5)  # past the first token's expiry
+        assert await client.ask({"type": "ping"}) == {"type": "pong"}
 
 
 async def test_subscription_refusals(gateway, token) -> None:

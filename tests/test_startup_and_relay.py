@@ -1,6 +1,7 @@
 """Start-up without a broker, and a relay that was stopped while events were appended."""
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 
@@ -16,28 +17,50 @@ ITEMS = [{"sku": "fig", "quantity": 2, "unitPrice": "0.75"}]
 
 
 async def test_service_waits_for_rabbitmq_with_backoff(settings, caplog) -> None:
-    real = URL(settings.rabbitmq_url)
-    port = free_port()
-    down = settings.model_copy(
-        update={
-            "rabbitmq_url": str(real.with_port(port)),
-            "relay_enabled": False,
-        }
-    )
+    down = broker_down(settings, relay_enabled=False)
     instance = sample.service.instance(down)
-    caplog.set_level(logging.WARNING, logger="banyan.sample")
-    starting = asyncio.create_task(instance.start())
+    async with started_once_rabbitmq_appears(
+        settings, down, caplog, "banyan.sample", instance.start()
+    ):
+        assert instance.broker.running
+        await instance.stop()
+
+
+async def test_gateway_waits_for_rabbitmq_with_backoff(settings, caplog) -> None:
+    from gateway.app import create_app
+
+    down = broker_down(settings)
+    app = create_app(down)
+    gateway = app.state.gateway
+    async with started_once_rabbitmq_appears(
+        settings, down, caplog, "banyan.gateway", gateway.start()
+    ):
+        assert gateway.rpc.connected
+        await gateway.stop()
+
+
+def broker_down(settings, **extra):
+    """The settings with RabbitMQ on a port where nothing listens yet."""
+    url = URL(settings.rabbitmq_url).with_port(free_port())
+    return settings.model_copy(update={"rabbitmq_url": str(url), **extra})
+
+
+@contextlib.asynccontextmanager
+async def started_once_rabbitmq_appears(settings, down, caplog, logger: str, start):
+    """`start` retries, saying so, until RabbitMQ appears on the port of `down`."""
+    caplog.set_level(logging.WARNING, logger=logger)
+    starting = asyncio.ensure_future(start)
     await eventually(
         lambda: sum("RabbitMQ unreachable" in r.getMessage() for r in caplog.records) >= 2,
         what="two logged connection retries",
     )
     assert not starting.done()
+    real = URL(settings.rabbitmq_url)
     proxy = TcpProxy(real.host or "127.0.0.1", real.port or 5672)
-    await proxy.start(port)
+    await proxy.start(URL(down.rabbitmq_url).port)
     try:
         await asyncio.wait_for(starting, 15)
-        assert instance.broker.running
-        await instance.stop()
+        yield
     finally:
         await proxy.stop()
 

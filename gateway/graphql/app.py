@@ -8,6 +8,7 @@ from gateway import requests
 from gateway.errors import GatewayError
 from gateway.graphql.context import GraphQLContext
 from gateway.graphql.errors import format_error, platform_error
+from gateway.graphql.graphiql import ASSETS_PATH, assets
 from gateway.graphql.transport import CallerHandlers, ConnectionHandler
 from gateway.state import GatewayState
 from gateway.subscriptions import EventHub
@@ -28,6 +29,7 @@ def mount(app: FastAPI, state: GatewayState, hub: EventHub) -> None:
                 client=request.client.host if request.client else "",
                 min_position=requests.min_position(request),
                 traceparent=requests.traceparent(request),
+                idempotency_key=request.headers.get("idempotency-key"),
             )
             return await handlers.for_caller(identity.caller).handle_request(request)
         except GatewayError as exc:
@@ -39,3 +41,4 @@ def mount(app: FastAPI, state: GatewayState, hub: EventHub) -> None:
 
     app.add_route("/graphql", graphql_http, methods=["GET", "POST"], include_in_schema=False)
     app.add_api_websocket_route("/graphql", graphql_websocket)
+    app.mount(ASSETS_PATH, assets())

@@ -19,8 +19,14 @@ class GraphQLContext:
     client: str = ""  # the caller's address: anonymous callers are rate-limited by it
     min_position: int = 0  # X-Min-Position: queries wait for their projection to reach it
     traceparent: str | None = None
+    idempotency_key: str | None = None  # the request's Idempotency-Key header
     positions: list[int] = field(default_factory=list)  # of the events the mutations appended
     subscriptions: list[Subscription] = field(default_factory=list)  # the connection's, to close
+
+    def command_key(self, response_key: str) -> str | None:
+        """The idempotency key of one mutation field: the header's, told apart per field (by
+        alias or name) so that several mutations in one request stay several commands."""
+        return f"{self.idempotency_key}:{response_key}" if self.idempotency_key else None
 
 
 class EventPositions(Extension):

@@ -32,6 +32,11 @@ def contract_resolver(service: str, message_type: str) -> Resolver:
             identity=context.identity,
             correlation_id=context.correlation_id,
             min_position=context.min_position,
+            idempotency_key=(
+                context.command_key(str(info.path.key))
+                if route.contract.kind == "command"
+                else None
+            ),
             traceparent=context.traceparent,
             client=context.client,
         )

@@ -9,7 +9,6 @@ from ariadne.asgi.handlers import GraphQLHTTPHandler, GraphQLTransportWSHandler
 from ariadne.asgi.handlers.base import GraphQLHandlerBase
 from ariadne.asgi.handlers.graphql_transport_ws import ClientContext
 from ariadne.exceptions import HttpError
-from ariadne.explorer import ExplorerGraphiQL
 from graphql import GraphQLSchema
 from starlette.requests import Request
 from starlette.responses import Response
@@ -20,17 +19,18 @@ from gateway.errors import GatewayError
 from gateway.graphql import limits
 from gateway.graphql.context import EventPositions, GraphQLContext
 from gateway.graphql.errors import coded, format_error, quiet_logger
+from gateway.graphql.graphiql import GraphiQL
 from gateway.graphql.schema import GatewaySchema
 from gateway.routes import RouteTable
 from gateway.state import GatewayState
 from gateway.subscriptions import EventHub, Subscription
-from gateway.websocket import identify
+from gateway.websocket import ExpiryWatch, close_expired, identify
 from pipelines.identity import Caller
 
 MAX_OPERATIONS = 100  # subscriptions (and queries in flight) per connection
 INIT_TIMEOUT = timedelta(seconds=10)
 FORBIDDEN_CLOSE = 4403  # graphql-transport-ws: connection_init refused
-EXPLORER = ExplorerGraphiQL(title="Banyan GraphQL", explorer_plugin=True)
+EXPLORER = GraphiQL(title="Banyan GraphQL")
 
 
 def _configure(handler: GraphQLHandlerBase, schema: GraphQLSchema, **options: Any) -> None:
@@ -96,6 +96,7 @@ class ConnectionHandler(GraphQLTransportWSHandler):
         self.state, self.hub, self.handlers = state, hub, handlers
         self.identity = ANONYMOUS
         self.subscriptions: list[Subscription] = []
+        self._expiry = ExpiryWatch()
         self._serve(None)
 
     def _serve(self, caller: Caller | None) -> None:
@@ -119,6 +120,7 @@ class ConnectionHandler(GraphQLTransportWSHandler):
         try:
             await super().handle_websocket(websocket)
         finally:  # an operation cancelled before it started never closes its subscription
+            self._expiry.stop()
             for subscription in self.subscriptions:
                 subscription.close()
 
@@ -132,6 +134,7 @@ class ConnectionHandler(GraphQLTransportWSHandler):
                 await websocket.close(FORBIDDEN_CLOSE, f"{exc.code}: {exc.message}"[:120])
                 return
             self._serve(self.identity.caller)
+            self._expiry.watch(self.identity, lambda: close_expired(websocket))
         await super().handle_websocket_connection_init_message(websocket, message, client_context)
 
     async def handle_websocket_subscribe(

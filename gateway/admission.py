@@ -1,0 +1,110 @@
+"""Admitting a call: count it against its caller's rate limit and, for a cached query, look up
+its cached answer, in one Redis round trip (the hot path of a cached read is just this).
+
+Cached answers live in the platform's query cache (`pipelines.querycache`): under a key made
+of the query's canonical input and the invalidation counters of the events it depends on,
+with the projection position the answer was computed at.
+"""
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from redis.exceptions import RedisError
+
+from gateway.metrics import GatewayMetrics
+from gateway.ratelimit import EXPIRY, RateLimiter, Verdict, Window
+from pipelines import headers as h
+from pipelines.querycache import CacheHit, QueryCache
+from pipelines.rpc import Response
+
+if TYPE_CHECKING:
+    from gateway.invoke import Call
+
+log = logging.getLogger("banyan.gateway")
+
+# KEYS[1]: the rate-limit counter; KEYS[2..]: the query's invalidation counters.
+# ARGV[1]: the counter's expiry, ARGV[2]: the limit, ARGV[3]: the answer's base key.
+# Returns {count} when over the limit, else {count, key to store under, cached entry or nil}.
+COUNT_AND_LOOKUP = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+if count > tonumber(ARGV[2]) then return {count} end
+local parts = {}
+for i = 2, #KEYS do parts[i - 1] = redis.call('GET', KEYS[i]) or '0' end
+local key = ARGV[3] .. ':' .. table.concat(parts, '.')
+return {count, key, redis.call('GET', key)}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    verdict: Verdict
+    cache_key: str | None = None  # where to keep the answer (a cacheable query)
+    hit: CacheHit | None = None  # a cached answer recent enough for the call
+
+
+class Admissions:
+    def __init__(self, limiter: RateLimiter, cache: QueryCache, metrics: GatewayMetrics) -> None:
+        self.limiter = limiter
+        self.cache = cache
+        self._hits = metrics.cache.labels("hit")
+        self._misses = metrics.cache.labels("miss")
+        self._count_and_lookup = limiter.redis.register_script(COUNT_AND_LOOKUP)
+
+    async def admit(self, call: "Call") -> Admission:
+        caller = call.identity.caller
+        contract = call.route.contract
+        window = self.limiter.window(
+            f"user:{caller.user_id}" if caller else f"address:{call.client}",
+            caller is not None,
+            contract.message_type,
+            contract.rate_limit,
+        )
+        base = self._cache_base(call)
+        if base is None or contract.cache is None:
+            return Admission(await self.limiter.check(window))
+        counters = [
+            self.cache._counter(contract.cache.projection, event_type)
+            for event_type in sorted(contract.cache.event_types)
+        ]
+        try:
+            reply = await self._count_and_lookup(
+                keys=[window.key, *counters], args=[EXPIRY, window.limit, base]
+            )
+        except RedisError as exc:  # answered from the projection, unlimited and uncached
+            log.warning("rate limits and query cache unavailable: %s", exc)
+            return Admission(window.unchecked())
+        return self._admission(window, call.min_position, reply)
+
+    def _admission(self, window: Window, min_position: int, reply: list[bytes]) -> Admission:
+        verdict = window.verdict(int(reply[0]))
+        if not verdict.allowed:
+            return Admission(verdict)
+        key, entry = reply[1].decode(), reply[2]
+        if entry is not None:
+            position, _, body = entry.partition(b"|")
+            if int(position) >= min_position:
+                self._hits.inc()
+                return Admission(verdict, key, CacheHit(int(position), body))
+        self._misses.inc()
+        return Admission(verdict, key)
+
+    def _cache_base(self, call: "Call") -> str | None:
+        info = call.route.contract.cache
+        if info is None or call.route.contract.has_policies:
+            return None
+        user = call.identity.caller.user_id if info.per_user and call.identity.caller else None
+        canonical = json.dumps(call.payload, sort_keys=True, separators=(",", ":")).encode()
+        return self.cache.base_key(
+            f"gateway:{call.route.service}", call.route.contract.message_type, canonical, user
+        )
+
+    async def remember(self, key: str | None, call: "Call", response: Response) -> None:
+        """Keep a query's answer under the key its admission computed before the request."""
+        info = call.route.contract.cache
+        position = response.headers.get(h.READ_POSITION)
+        if key is None or info is None or position is None:
+            return
+        await self.cache.store(key, info.ttl, int(str(position)), response.body)

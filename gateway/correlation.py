@@ -1,0 +1,63 @@
+"""The gateway's own layer around every HTTP request (pure ASGI: it runs for each one).
+
+It accepts or creates the correlation id and echoes it on every answer, 500s included; it
+answers an unexpected exception with the platform's error body (never a stack trace); it
+refuses an announced body over the limit before anything reads it; it counts and times.
+"""
+
+import logging
+import time
+import uuid
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.errors import error_response
+from gateway.metrics import GatewayMetrics
+from pipelines import telemetry
+
+log = logging.getLogger("banyan.gateway")
+HEADER = b"x-correlation-id"
+
+
+class Correlate:
+    def __init__(self, app: ASGIApp, metrics: GatewayMetrics, max_body_bytes: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.latency = metrics.latency.labels("http")
+        self.limit = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        correlation_id = headers.get("x-correlation-id") or uuid.uuid4().hex
+        scope.setdefault("state", {})["correlation_id"] = correlation_id
+        telemetry.set_correlation(correlation_id)
+        echoed = (HEADER, correlation_id.encode("latin-1"))
+        status = 0
+
+        async def send_echoing(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), echoed]
+            await send(message)
+
+        started = time.perf_counter()
+        try:
+            if int(headers.get("content-length") or 0) > self.limit:
+                reason = f"request body over {self.limit} bytes"
+                answer = error_response(413, "PAYLOAD_TOO_LARGE", reason, correlation_id)
+                await answer(scope, receive, send_echoing)
+            else:
+                await self.app(scope, receive, send_echoing)
+        except Exception:
+            if status:  # the answer has begun: nothing better to send
+                raise
+            log.exception("unexpected error", extra={"correlationId": correlation_id})
+            answer = error_response(500, "INTERNAL_ERROR", "internal error", correlation_id)
+            await answer(scope, receive, send_echoing)
+        self.latency.observe(time.perf_counter() - started)
+        self.metrics.requests.labels("http", scope["method"], str(status)).inc()
