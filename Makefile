@@ -2,9 +2,10 @@
 VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
+GRAPHIQL := gateway/graphql/static/graphiql.min.js
 TYPED   := pipelines $(if $(wildcard projections/*.py),projections)
 
-.PHONY: run test install services migrate lint bench clean
+.PHONY: run test install services browser migrate lint bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -12,7 +13,10 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install -q -e ".[dev]"
 	touch $@
 
-install: $(STAMP)
+$(GRAPHIQL):
+	@scripts/fetch-graphiql.sh
+
+install: $(STAMP) $(GRAPHIQL)
 
 services:
 	@scripts/ensure-services.sh
@@ -28,7 +32,10 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy $(TYPED)
 
-test: lint services
+browser:
+	@scripts/ensure-chromium.sh
+
+test: lint services browser
 	$(PY) -m pytest
 
 bench: install services

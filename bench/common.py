@@ -145,12 +145,12 @@ def meets_goal(ratio: float) -> bool:
     return round(ratio, 2) >= GOAL  # as printed
 
 
-def _ratio(ratio: float) -> str:
+def format_ratio(ratio: float) -> str:
     """A ratio, starred when it misses the goal."""
     return f"{ratio:.2f}" + ("  " if meets_goal(ratio) else " *")
 
 
-def _table(header: list[str], rows: list[list[str]], indent: str = "") -> None:
+def print_table(header: list[str], rows: list[list[str]], indent: str = "") -> None:
     """Columns sized to fit; the first left-aligned, the others right-aligned."""
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
@@ -166,9 +166,9 @@ def print_comparison(c: Comparison) -> None:
         [label, _ms(s.median_ms), _ms(s.p99_ms), f"{s.throughput:,.0f} {c.unit}/s", str(s.ops)]
         for label, s in (("SDK", c.sdk), ("hand-written", c.baseline))
     ]
-    ratios = [_ratio(r) for r in c.ratios]
+    ratios = [format_ratio(r) for r in c.ratios]
     rows.append(["ratio", *ratios, ""])
-    _table(["", "median", "p99", "throughput", "n"], rows, indent="  ")
+    print_table(["", "median", "p99", "throughput", "n"], rows, indent="  ")
     sys.stdout.flush()
 
 
@@ -194,17 +194,17 @@ def print_summary(comparisons: list[Comparison]) -> None:
             c.name,
             _ms(c.sdk.median_ms),
             _ms(c.baseline.median_ms),
-            _ratio(c.median_ratio),
+            format_ratio(c.median_ratio),
             _ms(c.sdk.p99_ms),
             _ms(c.baseline.p99_ms),
-            _ratio(c.p99_ratio),
+            format_ratio(c.p99_ratio),
             f"{c.sdk.throughput:,.0f}/s",
             f"{c.baseline.throughput:,.0f}/s",
-            _ratio(c.throughput_ratio),
+            format_ratio(c.throughput_ratio),
         ]
         for c in comparisons
     ]
-    _table(header, rows)
+    print_table(header, rows)
     below = [c.name for c in comparisons if not all(map(meets_goal, c.ratios))]
     print(f"\nbelow goal: {'; '.join(below)}" if below else "\nall ratios meet the goal")
 
@@ -238,7 +238,7 @@ def print_goals(goals: list[Goal]) -> None:
         ]
         for g in goals
     ]
-    _table(["goal", "measured", "target", ""], rows, indent="  ")
+    print_table(["goal", "measured", "target", ""], rows, indent="  ")
     sys.stdout.flush()
 
 

@@ -10,19 +10,20 @@ from pipelines.database import migrate
 from pipelines.settings import Settings
 
 # (name, module that must exist, command); a process whose module is absent is skipped.
+# `{gateway_port}` is filled in from the settings.
 PROCESSES: list[tuple[str, str, list[str]]] = [
     ("auth", "auth", ["-m", "faststream", "run", "auth:app"]),
     ("discovery", "discovery", ["-m", "faststream", "run", "discovery:app"]),
-    ("gateway", "gateway", ["-m", "uvicorn", "gateway:app", "--port", "3003"]),
+    ("gateway", "gateway", ["-m", "uvicorn", "gateway:app", "--port", "{gateway_port}"]),
     ("orders", "examples.orders", ["-m", "faststream", "run", "examples.orders:app"]),
     ("inventory", "examples.inventory", ["-m", "faststream", "run", "examples.inventory:app"]),
     ("fulfilment", "examples.fulfilment", ["-m", "faststream", "run", "examples.fulfilment:app"]),
 ]
 
 
-def available() -> list[tuple[str, list[str]]]:
+def available(settings: Settings) -> list[tuple[str, list[str]]]:
     return [
-        (name, [sys.executable, *argv])
+        (name, [sys.executable, *(arg.format(gateway_port=settings.gateway_port) for arg in argv)])
         for name, module, argv in PROCESSES
         if importlib.util.find_spec(module) is not None
     ]
@@ -40,7 +41,7 @@ async def up(settings: Settings) -> int:
     await migrate(settings)
     children: list[asyncio.subprocess.Process] = []
     pipes = []
-    for name, argv in available():
+    for name, argv in available(settings):
         child = await asyncio.create_subprocess_exec(
             *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
         )

@@ -24,6 +24,14 @@ async def folded_orders(pool: asyncpg.Pool) -> dict[str, dict[str, Any]]:
     return orders
 
 
+async def caught_up(pool: asyncpg.Pool | asyncpg.Connection) -> bool:
+    """order_summary's checkpoint is at the end of the log."""
+    position = await pool.fetchval(
+        "SELECT position FROM projection_positions WHERE name = 'order_summary'"
+    )
+    return bool(position == await pool.fetchval("SELECT max(position) FROM events"))
+
+
 async def projected_orders(pool: asyncpg.Pool) -> dict[str, dict[str, Any]]:
     rows = await pool.fetch("SELECT id, doc FROM order_summary")
     return {r["id"]: {k: r["doc"][k] for k in ("customerId", "total", "status")} for r in rows}

@@ -10,16 +10,9 @@ import uuid
 from examples.orders.contracts import PlaceOrder
 from pipelines.eventstore import NewEvent
 from tests.conftest import eventually
-from tests.folds import folded_orders, projected_orders
+from tests.folds import caught_up, folded_orders, projected_orders
 
 ITEMS = [{"sku": "date", "quantity": 1, "unitPrice": "3.00"}]
-
-
-async def caught_up(pool) -> bool:
-    position = await pool.fetchval(
-        "SELECT position FROM projection_positions WHERE name = 'order_summary'"
-    )
-    return position == await pool.fetchval("SELECT max(position) FROM events")
 
 
 async def spawn(*argv: str, **env: str) -> asyncio.subprocess.Process:
