@@ -28,9 +28,11 @@ a Redis GET) -> aio-pika + asyncpg orders service.
 
 Processes, the same layout for both sides: this one generates the load; each side runs its
 gateway and its orders service as separate programs (Banyan also runs discovery, from which
-its gateway learns the orders routes); see bench/loadrig.py. No event relay runs (the
-hand-written side has none), nor the read model during the load (each event it applied would
-invalidate every cached GetOrder). The run gets its own RabbitMQ vhost, PostgreSQL schemas and
+its gateway learns the orders routes); see bench/loadrig.py. Banyan's orders service is
+`examples.orders:app` as users run it, with its read model: each new order is projected (the
+hand-written side keeps no read model), and GetOrder is cached by order id, so new orders
+leave the cached answers in place. No event relay runs (the hand-written side has none). The
+run gets its own RabbitMQ vhost, PostgreSQL schemas and
 Redis prefix, dropped at the end, also on failure.
 """
 
@@ -72,7 +74,6 @@ from bench.gateway import UNLIMITED, BareGateway, forget_keys
 from bench.loadrig import (
     Program,
     baseline_schema,
-    catch_up,
     faststream_argv,
     free_port,
     launch,
@@ -150,8 +151,12 @@ class Request:
     query: bool
 
 
-def request(method: str, target: str, token: str, body: bytes = b"") -> Request:
+def request(
+    method: str, target: str, token: str, body: bytes = b"", min_position: int = 0
+) -> Request:
     headers = [("host", "127.0.0.1"), ("authorization", f"Bearer {token}")]
+    if min_position:
+        headers.append(("x-min-position", str(min_position)))
     if body:
         headers += [("content-type", "application/json"), ("content-length", str(len(body)))]
     return Request(
@@ -601,7 +606,7 @@ async def start_banyan(
     programs = launched(
         [
             launch("discovery", faststream_argv("discovery:app"), env, logs),
-            launch("orders", faststream_argv("bench.loadrig:orders"), env, logs),
+            launch("orders", faststream_argv("examples.orders:app"), env, logs),
         ],
         stack,
     )
@@ -623,15 +628,15 @@ async def start_banyan(
 async def cached_orders(
     settings: Settings, client: Client, command: Request, token: str, count: int
 ) -> dict[str, bytes]:
-    """Place `count` orders, bring the read model up to them, read each once (and so cache it)."""
+    """Place `count` orders and read each once its read model has it (and so cache it)."""
     placed = [await client.send(command) for _ in range(count)]
     if any(r.status != 200 for r in placed):
         raise RuntimeError(f"cannot place orders: {[r.body for r in placed if r.status != 200]}")
     position = max(int(r.headers[b"x-event-position"]) for r in placed)
-    await catch_up(settings, position, READY_TIMEOUT)
     answers = {}
     for order_id in (json.loads(r.body)["orderId"] for r in placed):
-        read = await client.send(request("GET", f"/api/orders/get-order?orderId={order_id}", token))
+        target = f"/api/orders/get-order?orderId={order_id}"
+        read = await client.send(request("GET", target, token, min_position=position))
         if read.status != 200:
             raise RuntimeError(f"cannot read order {order_id}: {read.status} {read.body!r}")
         answers[order_id] = read.body

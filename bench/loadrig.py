@@ -1,48 +1,33 @@
 """The programs of the load benchmark, each run in its own process as users run theirs.
 
-Banyan: `faststream run discovery:app`, `uvicorn gateway:app` and the orders service as
-`faststream run bench.loadrig:orders`: `examples.orders` without its read model, whose every
-applied event would invalidate every cached GetOrder (the benchmark wants cached queries; the
-read model is caught up once, before the load, by `catch_up`).
+Banyan: `faststream run discovery:app`, `faststream run examples.orders:app` and
+`uvicorn gateway:app`, as users run them.
 
 Hand-written: `uvicorn bench.loadrig:bare_gateway` (bench.gateway's BareGateway, connected on
 start-up) and `python -m bench.loadrig` (bench.baseline's BaselineOrders on its own tables).
 """
 
 import asyncio
-import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import redis.asyncio as aioredis
 from starlette.types import Receive, Scope, Send
 
 from bench.baseline import BaselineOrders, RawRpcClient, create_pool
-from bench.foundation import BASELINE_QUEUE, orders_instance
+from bench.foundation import BASELINE_QUEUE
 from bench.gateway import KEEP_ALIVE, BareGateway
-from pipelines.database import create_pool as sdk_pool
-from pipelines.querycache import QueryCache
-from pipelines.settings import Settings, get_settings
+from pipelines.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 STOP_WAIT = 20.0  # seconds a program may take to finish in-flight work after SIGTERM
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def __getattr__(name: str) -> Any:
-    # built on first use, so that importing this module starts no service
-    if name == "orders":
-        globals()["orders"] = orders_instance(get_settings(), projections=False).app
-        return globals()["orders"]
-    raise AttributeError(name)
 
 
 def baseline_schema(settings: Settings) -> str:
@@ -187,30 +172,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-async def catch_up(settings: Settings, position: int, timeout: float) -> None:
-    """Run the orders read model here until it has applied the log up to `position`."""
-    from examples.orders.summary import order_summary
-
-    pool = await sdk_pool(settings)
-    cache = QueryCache(aioredis.from_url(settings.redis_url), settings.cache_prefix)
-    runner = order_summary.runner(settings, pool, cache.invalidate)
-    task = asyncio.create_task(runner.run())
-    deadline = time.monotonic() + timeout
-    try:
-        while runner.position < position:
-            if task.done():
-                await task  # raises why it stopped
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the orders read model did not reach position {position}")
-            await asyncio.sleep(0.05)
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await cache.close()
-        await pool.close()
 
 
 if __name__ == "__main__":

@@ -360,7 +360,8 @@ async def cache_entry(cache: QueryCache | None, order_id: str) -> tuple[str, byt
     assert cache is not None, "the orders service caches its queries"
     canonical = GetOrder(order_id=order_id).model_dump_json().encode()
     base = cache.base_key("orders", "GetOrder", canonical, None)
-    key, hit = await cache.lookup(base, PROJECTION, order_summary.event_types)
+    counters = cache.counters(PROJECTION, order_summary.event_types, ("orderId", order_id))
+    key, hit = await cache.lookup(base, counters)
     if key is None or hit is None:
         raise RuntimeError(f"no cached answer for GetOrder {order_id}")
     return key, hit.body

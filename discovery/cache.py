@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from pipelines.instance import ServiceInstance
 
 GENERATION = "discovery-registry"  # the counter, as QueryCache names projections
-CHANGES = ("registry",)
 
 
 class RegistryCache:
@@ -30,7 +29,7 @@ class RegistryCache:
     ) -> bytes | None:
         """The cached `view` of `argument`, else `load()` (and cache it unless None)."""
         base = self.queries.base_key(DISCOVERY, view, argument.encode(), None)
-        key, hit = await self.queries.lookup(base, GENERATION, CHANGES)
+        key, hit = await self.queries.lookup(base, self.queries.counters(GENERATION, ()))
         if hit is not None:
             return hit.body
         body = await load()
@@ -39,7 +38,7 @@ class RegistryCache:
         return body
 
     async def invalidate(self) -> None:
-        await self.queries.invalidate(GENERATION, CHANGES)
+        await self.queries.reset(GENERATION)
 
 
 # Handlers see only their context, not their instance: the cache belongs to the process,

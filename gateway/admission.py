@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import EXPIRY, RateLimiter, Verdict, Window
 from pipelines import headers as h
-from pipelines.querycache import CacheHit, QueryCache
+from pipelines.querycache import CacheHit, QueryCache, cache_hit
 from pipelines.rpc import Response
 
 if TYPE_CHECKING:
@@ -65,10 +65,7 @@ class Admissions:
         base = self._cache_base(call)
         if base is None or contract.cache is None:
             return Admission(await self.limiter.check(window))
-        counters = [
-            self.cache._counter(contract.cache.projection, event_type)
-            for event_type in sorted(contract.cache.event_types)
-        ]
+        counters = self._counters(call)
         try:
             reply = await self._count_and_lookup(
                 keys=[window.key, *counters], args=[EXPIRY, window.limit, base]
@@ -83,13 +80,18 @@ class Admissions:
         if not verdict.allowed:
             return Admission(verdict)
         key, entry = reply[1].decode(), reply[2]
-        if entry is not None:
-            position, _, body = entry.partition(b"|")
-            if int(position) >= min_position:
-                self._hits.inc()
-                return Admission(verdict, key, CacheHit(int(position), body))
+        if entry is not None and (hit := cache_hit(entry)).position >= min_position:
+            self._hits.inc()
+            return Admission(verdict, key, hit)
         self._misses.inc()
         return Admission(verdict, key)
+
+    def _counters(self, call: "Call") -> list[str]:
+        info = call.route.contract.cache
+        assert info is not None
+        value = call.payload.get(info.key) if info.key else None
+        keyed = (info.key, value) if info.key and isinstance(value, str) else None
+        return self.cache.counters(info.projection, info.event_types, keyed)
 
     def _cache_base(self, call: "Call") -> str | None:
         info = call.route.contract.cache

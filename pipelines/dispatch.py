@@ -25,7 +25,7 @@ from pipelines import headers as h
 from pipelines import telemetry
 from pipelines.aggregate import Aggregate
 from pipelines.context import Context, dump_record, dump_result
-from pipelines.contracts import Contract
+from pipelines.contracts import Contract, Event
 from pipelines.errors import (
     ConcurrencyError,
     Forbidden,
@@ -44,7 +44,7 @@ from pipelines.eventstore import (
 )
 from pipelines.identity import Caller
 from pipelines.messages import Incoming, Reply, decode
-from pipelines.querycache import Cached
+from pipelines.querycache import Cached, keyed_value
 from pipelines.retry import INFRASTRUCTURE_ERRORS, backoff_delay
 from pipelines.runtime import Runtime
 
@@ -60,6 +60,9 @@ class ReadModel(Protocol):
 
     @property
     def event_types(self) -> list[str]: ...
+
+    @property
+    def event_contracts(self) -> list[type[Event]]: ...
 
 
 @dataclass(frozen=True)
@@ -242,7 +245,8 @@ class QueryProcessor(Processor):
             self.rt.service, self.message_type, query.model_dump_json().encode(), user
         )
         events = [e.message_type() for e in cache.invalidated_by] or reads.event_types
-        key, hit = await self.rt.cache.lookup(base, reads.name, events)
+        counters = self.rt.cache.counters(reads.name, events, keyed_value(cache, query))
+        key, hit = await self.rt.cache.lookup(base, counters)
         if hit is not None and hit.position >= min_position:
             return Reply(hit.body, cache="hit", read_position=hit.position)
         position = await self.rt.positions.current(reads.name)

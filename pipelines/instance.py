@@ -17,7 +17,7 @@ from pipelines.dispatch import CommandProcessor, EventProcessor, Processor, Quer
 from pipelines.http import HttpServer
 from pipelines.notifier import Notifier
 from pipelines.positions import PositionWatcher
-from pipelines.querycache import QueryCache
+from pipelines.querycache import QueryCache, keyed_fields
 from pipelines.relay import EventRelay
 from pipelines.rpc import RpcClient
 from pipelines.runtime import CONFIRM_CHANNEL, Runtime
@@ -134,7 +134,8 @@ class ServiceInstance:
         await self.runtime.positions.start()
         if self.service.projections or any(h.cache for h in self.service.requests.values()):
             client = aioredis.from_url(self.settings.redis_url)
-            self.runtime.cache = QueryCache(client, self.settings.cache_prefix)
+            keyed = keyed_fields(self.service.requests.values())
+            self.runtime.cache = QueryCache(client, self.settings.cache_prefix, keyed)
         await self._declare_dead_letters()
         await self.broker.declare_exchange(events_exchange)
         self.runtime.rpc = await RpcClient(

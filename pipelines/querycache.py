@@ -1,21 +1,29 @@
 """Query results cached in Redis, invalidated by the events their projection applies.
 
-A cached entry's key carries the invalidation counters of the events its query declares;
-a projection runner bumps the counter of each event type it applied, after committing, so
-older entries are never read again. Each entry records the projection position it was
-computed at, so a read-your-writes query accepts it only if it is recent enough.
+A cached entry's key carries counters that change when an answer may have: the projection's
+epoch (a rebuild moves it) and either the counter of each event type the query declares, or,
+for a query cached by `key`, the position of the last event carrying that key's value. A
+projection runner moves them after committing, so older entries are never read again. Each
+entry records the projection position it was computed at, so a read-your-writes query
+accepts it only if it is recent enough.
 """
 
 import hashlib
 import logging
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from pipelines.contracts import InvalidContract, Model
+
 log = logging.getLogger("banyan.cache")
+# How long a key's last-change position is kept after its last change. It must outlive every
+# entry stored before that change, so a keyed query's ttl may not exceed it.
+KEYED_COUNTER_TTL = 86_400
 
 LOOKUP = """
 local parts = {}
@@ -27,11 +35,29 @@ return {key, redis.call('GET', key)}
 
 @dataclass(frozen=True)
 class Cached:
-    """Cache a query's results for `ttl` seconds; `per_user` keeps callers' results apart."""
+    """Cache a query's results for `ttl` seconds; `per_user` keeps callers' results apart.
+
+    `key` names a text field of the query that its invalidating events carry too (such as
+    `order_id`): an answer is then invalidated only by events with the same value, not by
+    every event of its types.
+    """
 
     ttl: float = 60.0
     invalidated_by: tuple[type[Any], ...] = ()  # default: every event the projection folds
     per_user: bool = False
+    key: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.key is not None and self.ttl > KEYED_COUNTER_TTL:
+            raise InvalidContract(
+                f"a query cached by key keeps answers {KEYED_COUNTER_TTL}s at most"
+            )
+
+
+class LoggedEvent(Protocol):
+    position: int
+    event_type: str
+    data: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -41,36 +67,43 @@ class CacheHit:
 
 
 class QueryCache:
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+    def __init__(
+        self, client: aioredis.Redis, prefix: str, keyed: dict[str, set[str]] | None = None
+    ) -> None:
         self.redis = client
         self.prefix = prefix
+        self.keyed = keyed or {}  # per projection, the event fields keyed queries use
         self._lookup = client.register_script(LOOKUP)
 
-    def _counter(self, projection: str, event_type: str) -> str:
-        return f"{self.prefix}:gen:{projection}:{event_type}"
+    def counters(
+        self, projection: str, event_types: Iterable[str], keyed: tuple[str, str] | None = None
+    ) -> list[str]:
+        """The counters an answer's key carries; `keyed`: (event field, the query's value)."""
+        epoch = f"{self.prefix}:gen:{projection}"
+        if keyed is not None:
+            return [epoch, self._keyed_counter(projection, *keyed)]
+        return [epoch, *(f"{epoch}:{event_type}" for event_type in sorted(event_types))]
+
+    def _keyed_counter(self, projection: str, field: str, value: str) -> str:
+        digest = hashlib.blake2b(value.encode(), digest_size=12).hexdigest()
+        return f"{self.prefix}:gen:{projection}:{field}={digest}"
 
     def base_key(self, service: str, query: str, canonical: bytes, user: str | None) -> str:
         digest = hashlib.blake2b(canonical, digest_size=16).hexdigest()
         return f"{self.prefix}:q:{service}:{query}:{user or '*'}:{digest}"
 
-    async def lookup(
-        self, base: str, projection: str, event_types: Iterable[str]
-    ) -> tuple[str | None, CacheHit | None]:
-        """The key to store under (with current counters) and the entry there, if any.
+    async def lookup(self, base: str, counters: list[str]) -> tuple[str | None, CacheHit | None]:
+        """The key to store under (with the current `counters`) and the entry there, if any.
 
         Without Redis, (None, None): the query is answered from its projection, uncached.
         """
-        keys = [self._counter(projection, t) for t in sorted(event_types)]
         try:
-            key, value = await self._lookup(keys=keys, args=[base])
+            key, value = await self._lookup(keys=counters, args=[base])
         except RedisError as exc:
             log.warning("query cache unavailable: %s", exc)
             return None, None
         key = key.decode() if isinstance(key, bytes) else key
-        if value is None:
-            return key, None
-        position, _, body = bytes(value).partition(b"|")
-        return key, CacheHit(int(position), body)
+        return key, None if value is None else cache_hit(value)
 
     async def store(self, key: str | None, ttl: float, position: int, body: bytes) -> None:
         if key is None:
@@ -80,14 +113,68 @@ class QueryCache:
         except RedisError as exc:
             log.warning("cannot cache a query result: %s", exc)
 
-    async def invalidate(self, projection: str, event_types: Iterable[str]) -> None:
+    async def invalidate(self, projection: str, events: Sequence[LoggedEvent]) -> None:
+        """After `events` were applied and committed: the answers they may change go."""
+        type_counters = self.counters(projection, {e.event_type for e in events})[1:]
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for event_type in event_types:
-                    pipe.incr(self._counter(projection, event_type))
+                for counter in type_counters:
+                    pipe.incr(counter)
+                for event in events:
+                    for field in self.keyed.get(projection, ()):
+                        if isinstance(value := event.data.get(field), str):
+                            counter = self._keyed_counter(projection, field, value)
+                            pipe.set(counter, event.position, ex=KEYED_COUNTER_TTL)
                 await pipe.execute()
         except RedisError as exc:  # entries still expire with their TTL
             log.error("cannot invalidate cached queries of %s: %s", projection, exc)
 
+    async def reset(self, projection: str) -> None:
+        """Every cached answer from `projection` goes (after a rebuild, say)."""
+        try:
+            await self.redis.incr(self.counters(projection, ())[0])
+        except RedisError as exc:
+            log.error("cannot invalidate cached queries of %s: %s", projection, exc)
+
     async def close(self) -> None:
         await self.redis.aclose()
+
+
+def cache_hit(entry: bytes) -> CacheHit:
+    position, _, body = bytes(entry).partition(b"|")
+    return CacheHit(int(position), body)
+
+
+def keyed_value(cache: Cached, query: Model) -> tuple[str, str] | None:
+    """(event field, value) that invalidates `query`'s answer, for a query cached by key."""
+    if cache.key is None or not isinstance(value := getattr(query, cache.key), str):
+        return None
+    return key_alias(type(query), cache.key), value
+
+
+def keyed_fields(handlers: Iterable[Any]) -> dict[str, set[str]]:
+    """Per projection, the event fields its keyed cached queries are invalidated by.
+
+    Checks each such query: its key is a text field of the query and of every event that
+    invalidates it (an event without it could never invalidate the answer).
+    """
+    fields: dict[str, set[str]] = defaultdict(set)
+    for handler in handlers:
+        cache, reads = getattr(handler, "cache", None), getattr(handler, "reads", None)
+        if cache is None or cache.key is None or reads is None:
+            continue
+        query = handler.contract
+        for contract in (query, *(cache.invalidated_by or reads.event_contracts)):
+            field = contract.model_fields.get(cache.key)
+            if field is None or field.annotation not in (str, str | None):
+                raise InvalidContract(
+                    f"{query.__name__} is cached by {cache.key}, "
+                    f"which {contract.__name__} does not have as a text field"
+                )
+        fields[reads.name].add(key_alias(query, cache.key))
+    return dict(fields)
+
+
+def key_alias(contract: type[Model], field: str) -> str:
+    """The name of a query's key field in JSON (and in its events' data)."""
+    return contract.model_fields[field].alias or field

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from pipelines.contracts import Command, Contract, Event, Model, Query
+from pipelines.querycache import key_alias
 
 DISCOVERY = "discovery"
 
@@ -22,6 +23,7 @@ class CacheInfo(Model):
     event_types: list[str]
     ttl: float
     per_user: bool = False
+    key: str | None = None  # the payload field answers are invalidated by (`Cached.key`)
 
 
 class ContractInfo(Model):
@@ -158,5 +160,9 @@ def _cache_info(handler: Any) -> CacheInfo | None:
         return None
     events = [e.message_type() for e in cache.invalidated_by] or list(reads.event_types)
     return CacheInfo(
-        projection=reads.name, event_types=events, ttl=cache.ttl, per_user=cache.per_user
+        projection=reads.name,
+        event_types=events,
+        ttl=cache.ttl,
+        per_user=cache.per_user,
+        key=cache.key and key_alias(handler.contract, cache.key),
     )

@@ -42,7 +42,7 @@ async def rebuild(settings: Settings, args: argparse.Namespace) -> int:
     # heap out of their reach saved about a fifth of a rebuild's CPU.
     gc.freeze()
     try:
-        await Rebuild(projection, settings, pool, progress, cache.invalidate).run()
+        await Rebuild(projection, settings, pool, progress, cache.reset).run()
     except KeyboardInterrupt:
         progress.finish(f"interrupted; run `banyan projections rebuild {args.name}` to resume")
         return 130

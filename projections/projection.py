@@ -13,7 +13,7 @@ always points at the live one.
 """
 
 import re
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
@@ -28,7 +28,8 @@ from projections.documents import DocumentReader, Documents, field_sql
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 E = TypeVar("E", bound=Event)
 Apply = Callable[[Any, Any, RecordedEvent], Awaitable[None]]
-Invalidate = Callable[[str, Iterable[str]], Awaitable[None]]
+Invalidate = Callable[[str, Sequence[RecordedEvent]], Awaitable[None]]  # QueryCache.invalidate
+Reset = Callable[[str], Awaitable[None]]  # QueryCache.reset
 
 
 class ProjectionError(Exception):
@@ -87,6 +88,10 @@ class Projection:
     @property
     def event_types(self) -> list[str]:
         return list(self.handlers)
+
+    @property
+    def event_contracts(self) -> list[type[Event]]:
+        return [contract for contract, _ in self.handlers.values()]
 
     def table(self, generation: int) -> str:
         return f"{self.name}__g{generation}"

@@ -13,7 +13,7 @@ from pipelines.eventstore import EventStore
 from pipelines.settings import Settings
 from projections import state
 from projections.progress import Progress
-from projections.projection import Invalidate, Projection
+from projections.projection import Projection, Reset
 
 
 class Rebuild:
@@ -23,13 +23,13 @@ class Rebuild:
         settings: Settings,
         pool: Pool,
         progress: Progress,
-        invalidate: Invalidate | None = None,
+        reset_cache: Reset | None = None,
     ) -> None:
         self.projection = projection
         self.settings = settings
         self.store = EventStore(pool)
         self.progress = progress
-        self.invalidate = invalidate
+        self.reset_cache = reset_cache
         self.batch = settings.rebuild_batch_size
 
     async def run(self) -> int:
@@ -41,8 +41,8 @@ class Rebuild:
             final = await self._swap(conn, generation, position)
         finally:
             await conn.close()
-        if self.invalidate is not None:
-            await self.invalidate(self.projection.name, self.projection.event_types)
+        if self.reset_cache is not None:
+            await self.reset_cache(self.projection.name)
         return final
 
     async def _resume_or_start(self, conn: asyncpg.Connection) -> tuple[int, int, int]:

@@ -105,7 +105,7 @@ class ProjectionRunner:
         to be bumped, and the next query would miss.
         """
         if events and self.invalidate is not None:
-            await self.invalidate(self.projection.name, {e.event_type for e in events})
+            await self.invalidate(self.projection.name, events)
         await state.announce(conn, self.projection.name, self.position, self.settings)
 
     async def _commit(

@@ -47,7 +47,7 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def test_command_then_query_reads_its_own_write(http, token) -> None:
+async def test_command_then_query_reads_its_own_write(http, token, orders) -> None:
     auth = bearer(token("gw-alice", *ALL))
     placed = await http.post(
         "/api/orders/place-order",
@@ -67,6 +67,13 @@ async def test_command_then_query_reads_its_own_write(http, token) -> None:
     again = await http.get("/api/orders/get-order", params={"orderId": order_id}, headers=auth)
     assert again.headers.get("X-Cache") == "hit" and again.json() == got.json()
     assert again.headers["X-Correlation-ID"] != "corr-123"  # generated for each request
+    other = await http.post(
+        "/api/orders/place-order", json={"customerId": "gw-alice", "items": ITEMS}, headers=auth
+    )
+    projected = int(other.headers["X-Event-Position"])
+    assert await orders.runtime.positions.wait("order_summary", projected, 10)
+    still = await http.get("/api/orders/get-order", params={"orderId": order_id}, headers=auth)
+    assert still.headers.get("X-Cache") == "hit", "cached by order id: other orders keep it"
     listed = await http.get(
         "/api/orders/list-orders", params={"customerId": "gw-alice", "pageSize": "5"}, headers=auth
     )

@@ -14,8 +14,12 @@ from examples.orders.contracts import (
     PlaceOrder,
 )
 from examples.orders.summary import order_summary
+from pipelines import Event, Query
+from pipelines.contracts import InvalidContract
+from pipelines.dispatch import Handler
 from pipelines.errors import NotFound, Timeout
 from pipelines.eventstore import RecordedEvent
+from pipelines.querycache import Cached, keyed_fields
 from projections import Documents, Projection, state
 from projections.progress import Progress
 from projections.rebuild import Rebuild
@@ -77,6 +81,48 @@ async def test_cached_answers_are_invalidated_by_their_events(orders, rpc, token
         return (await rpc.send("orders", query, token=auth)).result()["status"] == "cancelled"
 
     await eventually(plain_answer_is_fresh, what="the cached answer to be invalidated")
+
+
+async def test_an_answer_cached_by_key_outlives_other_keys_events(orders, rpc, token) -> None:
+    """GetOrder is cached by order_id: another order's events leave its answer cached."""
+    customer = uuid.uuid4().hex
+    auth = token(customer, *ALL)
+    mine, other = [await place(rpc, token, customer) for _ in range(2)]
+    query = GetOrder(order_id=mine.result()["orderId"])
+    first = await rpc.send("orders", query, token=auth, **{"x-min-position": other.position})
+    assert first.headers["x-cache"] == "miss"
+
+    cancelled = await rpc.send(
+        "orders", CancelOrder(order_id=other.result()["orderId"]), token=auth
+    )
+    assert await orders.runtime.positions.wait("order_summary", cancelled.position, 10)
+    after_other = await rpc.send("orders", query, token=auth)  # the other's cancel is projected
+    assert after_other.headers["x-cache"] == "hit", "another order's event invalidated the answer"
+
+    cancelled = await rpc.send("orders", CancelOrder(order_id=query.order_id), token=auth)
+    after_mine = await rpc.send(
+        "orders", query, token=auth, **{"x-min-position": cancelled.position}
+    )
+    assert after_mine.result()["status"] == "cancelled"
+
+    async def plain_answer_is_fresh() -> bool:
+        return (await rpc.send("orders", query, token=auth)).result()["status"] == "cancelled"
+
+    await eventually(plain_answer_is_fresh, what="the keyed answer to be invalidated")
+
+
+def test_a_cache_key_every_invalidating_event_lacks_is_refused() -> None:
+    class ByCustomer(Query, permissions=["orders:read"]):
+        customer_id: str
+
+    class Untagged(Event, service="orders"):
+        note: str
+
+    untagged = Projection("untagged")
+    untagged.on(Untagged)(fragile_placed)
+    handler = Handler(ByCustomer, fragile_placed, reads=untagged, cache=Cached(key="customer_id"))
+    with pytest.raises(InvalidContract, match="Untagged does not have"):
+        keyed_fields([handler])
 
 
 async def test_waiting_for_an_unreached_position_times_out(orders, rpc, token) -> None:

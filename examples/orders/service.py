@@ -103,7 +103,9 @@ async def cancel_order(command: CancelOrder, ctx: Context) -> CancelOrderResult:
     return CancelOrderResult(order_id=order.id, status=order.status)
 
 
-@service.query(GetOrder, result=OrderSummary, reads=order_summary, cache=Cached(ttl=300))
+@service.query(
+    GetOrder, result=OrderSummary, reads=order_summary, cache=Cached(ttl=300, key="order_id")
+)
 async def get_order(query: GetOrder, ctx: Context) -> OrderSummary:
     doc = await order_summary.documents(ctx).get(query.order_id)
     if doc is None:
