@@ -68,8 +68,18 @@ class RpcClient:
         # direct reply-to is not a declared queue, so aio-pika does not restore its consumer
         # when the channel reopens after a lost connection: consume again then
         self._channel.reopen_callbacks.add(self._consume_replies)
+        self._channel.close_callbacks.add(self._fail_waiting)
         await self._consume_replies()
         return self
+
+    def _fail_waiting(self, _channel: object, reason: object = None) -> None:
+        """Replies on direct reply-to die with the channel: the waiting requests fail now."""
+        error = ServiceUnavailable(
+            f"lost the connection to RabbitMQ ({reason}); the request may have been handled"
+        )
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(error)
 
     async def _consume_replies(self, _reopened: object = None, /) -> None:
         assert self._channel is not None

@@ -5,6 +5,7 @@ import uuid
 
 import aio_pika
 import pytest
+from yarl import URL
 
 from examples.orders.contracts import CancelOrder, PlaceOrder
 from pipelines import deadletters
@@ -12,6 +13,7 @@ from pipelines.errors import HandlerFailed, ServiceUnavailable
 from pipelines.rpc import RpcClient
 from tests import sample
 from tests.conftest import eventually
+from tests.tcp_proxy import TcpProxy, free_port
 
 ITEMS = [{"sku": "pear", "quantity": 1, "unitPrice": "2.00"}]
 
@@ -169,6 +171,26 @@ async def test_aggregates_are_snapshotted_and_rebuilt_from_snapshots(sample_serv
 async def _snapshot_version(store, counter: str, version: int) -> bool:
     found = await store.load_snapshot("Counter", counter)
     return found is not None and found[0] == version and found[1]["count"] == version
+
+
+async def test_requests_waiting_when_the_connection_drops_fail_at_once(settings) -> None:
+    """A request whose reply can no longer arrive gets a clear 503, not a 30 s timeout."""
+    real = URL(settings.rabbitmq_url)
+    proxy, port = TcpProxy(real.host or "127.0.0.1", real.port or 5672), free_port()
+    await proxy.start(port)
+    client = await RpcClient(str(real.with_port(port)), service_name="tests").connect()
+    admin = await aio_pika.connect(settings.rabbitmq_url)
+    try:
+        channel = await admin.channel()
+        silent = await channel.declare_queue(f"tests.silent.{uuid.uuid4().hex}")
+        waiting = asyncio.ensure_future(client.request(silent.name, b"{}", timeout=30))
+        await eventually(lambda: client.in_flight == 1, what="the request to be waiting")
+        await proxy.stop()
+        with pytest.raises(ServiceUnavailable, match="lost the connection to RabbitMQ"):
+            await asyncio.wait_for(waiting, 10)
+    finally:
+        await client.close()
+        await admin.close()
 
 
 async def test_request_to_a_queue_nobody_declared_fails_at_once(rpc, caplog) -> None:
