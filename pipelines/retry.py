@@ -15,6 +15,8 @@ INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     asyncpg.OperatorInterventionError,
+    # a connection a server restart broke mid-statement (its rollback finds it still busy)
+    asyncpg.InternalClientError,
 )
 
 
