@@ -79,9 +79,8 @@ class ExpiryWatch:
 
     def watch(self, identity: Identity, on_expiry: Callable[[], Awaitable[None]]) -> None:
         self.stop()
-        expires = identity.expires_at()
-        if expires is not None:
-            self._task = asyncio.create_task(self._expire(expires, on_expiry))
+        if identity.expires_at is not None:
+            self._task = asyncio.create_task(self._expire(identity.expires_at, on_expiry))
 
     def stop(self) -> None:
         if self._task is not None:

@@ -11,12 +11,11 @@ import asyncio
 import contextlib
 import inspect
 import json
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
 from faststream.rabbit import RabbitMessage
@@ -25,7 +24,7 @@ from pipelines import headers as h
 from pipelines import telemetry
 from pipelines.aggregate import Aggregate
 from pipelines.context import Context, dump_record, dump_result
-from pipelines.contracts import Contract, Event
+from pipelines.contracts import Contract
 from pipelines.errors import (
     ConcurrencyError,
     Forbidden,
@@ -44,25 +43,12 @@ from pipelines.eventstore import (
 )
 from pipelines.identity import Caller
 from pipelines.messages import Incoming, Reply, decode
-from pipelines.querycache import Cached, keyed_value
+from pipelines.querycache import Cached, ReadModel, keyed_value
 from pipelines.retry import INFRASTRUCTURE_ERRORS, backoff_delay
 from pipelines.runtime import Runtime
 
-RESULT_SWEEP_INTERVAL = 300.0  # seconds between one processor's sweeps of expired results
 HandlerFn = Callable[[Any, Context], Awaitable[Any]]
 Policy = Callable[[Any, Context], Awaitable[bool | None] | bool | None]
-
-
-class ReadModel(Protocol):
-    """What a query needs to know of the projection it reads."""
-
-    name: str
-
-    @property
-    def event_types(self) -> list[str]: ...
-
-    @property
-    def event_contracts(self) -> list[type[Event]]: ...
 
 
 @dataclass(frozen=True)
@@ -244,7 +230,7 @@ class QueryProcessor(Processor):
         base = self.rt.cache.base_key(
             self.rt.service, self.message_type, query.model_dump_json().encode(), user
         )
-        events = [e.message_type() for e in cache.invalidated_by] or reads.event_types
+        events = [e.message_type() for e in cache.invalidating(reads)]
         counters = self.rt.cache.counters(reads.name, events, keyed_value(cache, query))
         key, hit = await self.rt.cache.lookup(base, counters)
         if hit is not None and hit.position >= min_position:
@@ -256,24 +242,11 @@ class QueryProcessor(Processor):
 
 
 class CommandProcessor(Processor):
-    def __init__(self, runtime: Runtime, handler: Handler, queue: str) -> None:
-        super().__init__(runtime, handler, queue)
-        self._next_sweep = 0.0  # time.monotonic() of this processor's next results sweep
-
     async def process(self, incoming: Incoming) -> Reply:
         assert self.rt.store is not None and self.rt.pool is not None
-        self._expire_results(self.rt.store)
+        self.rt.expire_command_results_now_and_then()
         async with self.rt.pool.acquire() as conn:  # one connection for the whole command
             return await self._process(incoming, self.rt.store.on(conn))
-
-    def _expire_results(self, store: EventStore) -> None:
-        """Now and then, in the background, forget idempotency records past their retention:
-        the processors that add records keep the table bounded, on every instance."""
-        retention = self.rt.settings.command_result_retention
-        now = time.monotonic()
-        if retention > 0 and now >= self._next_sweep:
-            self._next_sweep = now + RESULT_SWEEP_INTERVAL
-            self.rt.spawn(store.expire_command_results(retention))
 
     async def _process(self, incoming: Incoming, store: EventStore) -> Reply:
         if incoming.message_id and (done := await store.command_result(incoming.message_id)):

@@ -80,14 +80,18 @@ class TokenCodec:
 
     def verify(self, token: str) -> Caller:
         """The caller a token names, checked once and then remembered until it expires."""
+        return self.verify_until(token)[0]
+
+    def verify_until(self, token: str) -> tuple[Caller, float]:
+        """The caller a token names, and when the token expires (epoch seconds)."""
         known = self._verified.get(token)
         if known is not None and known[1] > time.time():
-            return known[0]
-        caller, expires = self._verify(token)
+            return known
+        verified = self._verify(token)
         if len(self._verified) >= VERIFIED_CACHE_SIZE:
             self._verified.clear()
-        self._verified[token] = (caller, expires)
-        return caller
+        self._verified[token] = verified
+        return verified
 
     def _verify(self, token: str) -> tuple[Caller, float]:
         try:

@@ -33,6 +33,15 @@ return {key, redis.call('GET', key)}
 """
 
 
+class ReadModel(Protocol):
+    """What a query needs to know of the projection it reads."""
+
+    name: str
+
+    @property
+    def event_contracts(self) -> list[type[Any]]: ...
+
+
 @dataclass(frozen=True)
 class Cached:
     """Cache a query's results for `ttl` seconds; `per_user` keeps callers' results apart.
@@ -46,6 +55,10 @@ class Cached:
     invalidated_by: tuple[type[Any], ...] = ()  # default: every event the projection folds
     per_user: bool = False
     key: str | None = None
+
+    def invalidating(self, reads: ReadModel) -> list[type[Any]]:
+        """The events that invalidate an answer read from `reads`."""
+        return list(self.invalidated_by) or reads.event_contracts
 
     def __post_init__(self) -> None:
         if self.key is not None and self.ttl > KEYED_COUNTER_TTL:
@@ -164,7 +177,7 @@ def keyed_fields(handlers: Iterable[Any]) -> dict[str, set[str]]:
         if cache is None or cache.key is None or reads is None:
             continue
         query = handler.contract
-        for contract in (query, *(cache.invalidated_by or reads.event_contracts)):
+        for contract in (query, *cache.invalidating(reads)):
             field = contract.model_fields.get(cache.key)
             if field is None or field.annotation not in (str, str | None):
                 raise InvalidContract(

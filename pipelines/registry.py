@@ -158,7 +158,7 @@ def _cache_info(handler: Any) -> CacheInfo | None:
     cache, reads = getattr(handler, "cache", None), getattr(handler, "reads", None)
     if cache is None or reads is None:
         return None
-    events = [e.message_type() for e in cache.invalidated_by] or list(reads.event_types)
+    events = [e.message_type() for e in cache.invalidating(reads)]
     return CacheInfo(
         projection=reads.name,
         event_types=events,

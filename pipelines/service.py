@@ -19,9 +19,9 @@ from fastapi import FastAPI
 from faststream import FastStream
 
 from pipelines.contracts import Command, Contract, Event, InvalidContract, Query, check_contract
-from pipelines.dispatch import Handler, HandlerFn, Policy, ReadModel
+from pipelines.dispatch import Handler, HandlerFn, Policy
 from pipelines.instance import ServiceInstance
-from pipelines.querycache import Cached
+from pipelines.querycache import Cached, ReadModel
 from pipelines.registry import RegisterService, describe
 from pipelines.settings import Settings, get_settings
 
