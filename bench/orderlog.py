@@ -3,7 +3,7 @@
 Positions come in blocks of five: four `OrderPlaced` (1-3 lines each) and one
 `OrderCancelled` of an order placed LAG blocks (about 10,000 positions) earlier, or in its own
 block near the start. The data is shaped exactly as the `examples.orders` contracts serialize
-it; positions come from `events_position_seq` (under the lock `append_events` takes) and each
+it; positions come from `events_position_seq` (under the in-flight lock every append takes) and each
 order has version 1 (placed) and, when cancelled, 2.
 """
 

@@ -15,14 +15,14 @@ log = logging.getLogger("banyan.database")
 Pool: TypeAlias = asyncpg.Pool
 
 
-def _encode_json(value: Any) -> str:
+def encode_json(value: Any) -> str:
     return value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for name in ("jsonb", "json"):
         await conn.set_type_codec(
-            name, encoder=_encode_json, decoder=orjson.loads, schema="pg_catalog"
+            name, encoder=encode_json, decoder=orjson.loads, schema="pg_catalog"
         )
 
 

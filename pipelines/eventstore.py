@@ -8,15 +8,20 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
+from pipelines.append_statements import (
+    COMMAND_RECORDED_CONSTRAINT,
+    append_statement,
+    event_arguments,
+)
+from pipelines.database import encode_json
 from pipelines.errors import ConcurrencyError
 from pipelines.notifier import Notifier
-from pipelines.telemetry import traced_append
+from pipelines.telemetry import appending
 
 EVENT_COLUMNS = (
     "position, event_id, aggregate_type, aggregate_id, version, event_type, data, metadata, "
     "occurred_at, correlation_id, causation_id"
 )
-DUPLICATE_COMMAND_STATE = "BNY01"  # raised by append_events()
 # SKIP LOCKED: instances sweeping at the same time take different rows instead of waiting
 EXPIRE_COMMAND_RESULTS = (
     "DELETE FROM command_results WHERE command_id = ANY(ARRAY("
@@ -91,7 +96,6 @@ class EventStore:
         if self.notifier is not None:
             self.notifier.signal()
 
-    @traced_append
     async def append(
         self,
         events: Sequence[NewEvent],
@@ -106,36 +110,24 @@ class EventStore:
         Raises ConcurrencyError when another writer took one of the versions first, and
         DuplicateCommand when `command` was already recorded.
         """
-        args = (
-            [e.event_id for e in events],
-            [e.aggregate_type for e in events],
-            [e.aggregate_id for e in events],
-            [e.version for e in events],
-            [e.event_type for e in events],
-            [e.data for e in events],
-            [_with_correlation(e.metadata, correlation_id) for e in events],
-            correlation_id,
-            causation_id,
-            command.command_id if command else None,
-            command.message_type if command else None,
-            command.result if command else None,
-        )
-        sql = "SELECT append_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        if not events and command is None:
+            return None
+        sql = append_statement(len(events), command is not None)
+        args = _arguments(events, correlation_id, causation_id, command)
         try:
-            if conn is not None:  # the caller's transaction: it calls committed() after commit
-                return await conn.fetchval(sql, *args)  # type: ignore[no-any-return]
-            position: int | None = await self.pool.fetchval(sql, *args)
-            if position is not None:
-                self.committed()
-            return position
+            with appending(sql, events) as appended:
+                if conn is not None:  # the caller's transaction: it calls committed() after
+                    return appended(await conn.fetchval(sql, *args))
+                position = appended(await self.pool.fetchval(sql, *args))
         except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == COMMAND_RECORDED_CONSTRAINT and command is not None:
+                raise DuplicateCommand(command.command_id) from exc
             if exc.constraint_name != "events_aggregate_version":
                 raise
             raise await self._concurrency_error(events) from exc
-        except asyncpg.PostgresError as exc:
-            if exc.sqlstate == DUPLICATE_COMMAND_STATE:
-                raise DuplicateCommand(command.command_id if command else "") from exc
-            raise
+        if position is not None:
+            self.committed()
+        return position
 
     async def _concurrency_error(self, events: Sequence[NewEvent]) -> ConcurrencyError:
         first = min(events, key=lambda e: e.version)
@@ -256,6 +248,33 @@ class EventStore:
         )
 
 
-def _with_correlation(metadata: dict[str, Any], correlation_id: str | None) -> dict[str, Any]:
-    """Metadata that names the request the event came from, as the column does."""
-    return {**metadata, "correlationId": correlation_id} if correlation_id else metadata
+def _arguments(
+    events: Sequence[NewEvent],
+    correlation_id: str | None,
+    causation_id: str | None,
+    command: CommandRecord | None,
+) -> tuple[Any, ...]:
+    recorded = (command.command_id, command.message_type, command.result) if command else ()
+    if not events:
+        return recorded
+    metadata = _metadata_texts(events, correlation_id)
+    return event_arguments(events, metadata, correlation_id, causation_id) + recorded
+
+
+def _metadata_texts(events: Sequence[NewEvent], correlation_id: str | None) -> list[str]:
+    """Each event's metadata as JSON naming the request it came from, as the column does.
+
+    The events of one command share their metadata: each distinct dict is encoded once.
+    """
+    encoded: dict[int, str] = {}
+    texts = []
+    for event in events:
+        text = encoded.get(id(event.metadata))
+        if text is None:
+            meta = event.metadata
+            text = encode_json(
+                {**meta, "correlationId": correlation_id} if correlation_id else meta
+            )
+            encoded[id(meta)] = text
+        texts.append(text)
+    return texts

@@ -192,7 +192,7 @@ async def test_one_request_is_one_connected_trace(settings, orders, keys_instanc
         ("process service.orders.commands.PlaceOrder", "consumer",
          "publish service.orders.commands.PlaceOrder"),
         ("handle PlaceOrder", "internal", "process service.orders.commands.PlaceOrder"),
-        ("append_events events", "client", "handle PlaceOrder"),
+        ("INSERT events", "client", "handle PlaceOrder"),
         ("publish reply", "producer", "process service.orders.commands.PlaceOrder"),
         ("process exchange.platform.events.obsaudit.orderplaced", "consumer", "handle PlaceOrder"),
     ]  # fmt: skip
@@ -213,8 +213,8 @@ async def test_one_request_is_one_connected_trace(settings, orders, keys_instanc
         assert found["messaging.message.conversation_id"] == "obs-trace-1"
     assert attributes(by_name["process service.orders.commands.PlaceOrder"])[
         "messaging.operation"] == "process"  # fmt: skip
-    append = attributes(by_name["append_events events"])
-    assert append["db.system"] == "postgresql" and append["db.operation"] == "append_events"
+    append = attributes(by_name["INSERT events"])
+    assert append["db.system"] == "postgresql" and append["db.operation"] == "INSERT"
     assert append["banyan.event.position"] == position
     event = attributes(by_name["process exchange.platform.events.obsaudit.orderplaced"])
     assert event["banyan.event.position"] == position

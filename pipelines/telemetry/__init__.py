@@ -2,7 +2,7 @@
 
 - `start(service, settings)` turns on what the settings ask for (once per process);
 - `instrument(app, ...)` traces an HTTP app; `expose_metrics(app)` serves `/metrics`;
-- the span helpers (`MessageTelemetry`, `requesting`, `relaying`, `traced_append`,
+- the span helpers (`MessageTelemetry`, `requesting`, `relaying`, `appending`,
   `applying`) are what the dispatcher, the RPC client, the relay, the event store and the
   projection runner wrap their work in.
 """
@@ -19,11 +19,12 @@ from pipelines.telemetry.messaging import MessageTelemetry, relaying, requesting
 from pipelines.telemetry.metrics import METRICS
 from pipelines.telemetry.propagation import continuing
 from pipelines.telemetry.sampling import sample_forever
-from pipelines.telemetry.storage import applying, traced_append
+from pipelines.telemetry.storage import appending, applying
 
 __all__ = [
     "METRICS",
     "MessageTelemetry",
+    "appending",
     "applying",
     "continuing",
     "current_traceparent",
@@ -37,5 +38,4 @@ __all__ = [
     "set_user",
     "shutdown",
     "start",
-    "traced_append",
 ]

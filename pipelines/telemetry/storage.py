@@ -1,9 +1,9 @@
 """Spans and metrics of the event log: appends (database conventions) and projection batches."""
 
 import functools
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Concatenate, ParamSpec, TypeAlias, TypeVar
+from typing import Any
 
 from opentelemetry.trace import SpanKind
 
@@ -11,43 +11,42 @@ from pipelines.telemetry import propagation, tracing
 from pipelines.telemetry.context import current_service
 from pipelines.telemetry.metrics import METRICS
 
-APPEND_STATEMENT = "SELECT append_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-P = ParamSpec("P")
-S = TypeVar("S")
+PositionOf = Callable[[int | None], int | None]
 
 
-Append: TypeAlias = Callable[Concatenate[S, Sequence[Any], P], Awaitable[int | None]]
+@contextmanager
+def appending(statement: str, events: Sequence[Any]) -> Iterator[PositionOf]:
+    """An append: a database client span, and events counted by type once it succeeds.
 
+    Pass the position the statement returns through the function it yields.
+    """
+    if not tracing.enabled():
+        yield _same
+    else:
+        with tracing.tracer().start_as_current_span(
+            "INSERT events",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "db.system": "postgresql",
+                "db.operation": "INSERT",
+                "db.sql.table": "events",
+                "db.statement": statement,
+                "banyan.event.count": len(events),
+            },
+        ) as span:
 
-def traced_append(append: Append[S, P]) -> Append[S, P]:
-    """Decorates `EventStore.append`: a database client span, and events counted by type."""
-
-    @functools.wraps(append)
-    async def traced(
-        store: S, events: Sequence[Any], /, *args: P.args, **kwargs: P.kwargs
-    ) -> int | None:
-        if not tracing.enabled():
-            position = await append(store, events, *args, **kwargs)
-        else:
-            with tracing.tracer().start_as_current_span(
-                "append_events events",
-                kind=SpanKind.CLIENT,
-                attributes={
-                    "db.system": "postgresql",
-                    "db.operation": "append_events",
-                    "db.sql.table": "events",
-                    "db.statement": APPEND_STATEMENT,
-                    "banyan.event.count": len(events),
-                },
-            ) as span:
-                position = await append(store, events, *args, **kwargs)
+            def record(position: int | None) -> int | None:
                 if position is not None:
                     span.set_attribute("banyan.event.position", position)
-        for event in events:
-            _appended(event.metadata.get("service") or current_service(), event.event_type).inc()
-        return position
+                return position
 
-    return traced
+            yield record
+    for event in events:
+        _appended(event.metadata.get("service") or current_service(), event.event_type).inc()
+
+
+def _same(position: int | None) -> int | None:
+    return position
 
 
 @functools.cache
