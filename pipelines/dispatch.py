@@ -36,8 +36,6 @@ from pipelines.errors import (
 )
 from pipelines.eventstore import (
     CommandRecord,
-    DuplicateCommand,
-    EventStore,
     RecordedEvent,
     StoredResult,
 )
@@ -157,9 +155,7 @@ class Processor:
                 await asyncio.sleep(backoff_delay(self.rt.settings, attempt))
         raise AssertionError("unreachable")
 
-    def context(
-        self, incoming: Incoming, caller: Caller | None, store: EventStore | None = None
-    ) -> Context:
+    def context(self, incoming: Incoming, caller: Caller | None) -> Context:
         assert self.rt.store is not None
         telemetry.set_user(caller.user_id if caller else None)
         return Context(
@@ -168,7 +164,7 @@ class Processor:
             message_id=incoming.message_id or incoming.correlation_id,
             correlation_id=incoming.correlation_id,
             caller=caller,
-            store=store or self.rt.store,
+            store=self.rt.store,
             causation_id=incoming.causation_id,
             traceparent=telemetry.current_traceparent() or incoming.header(h.TRACEPARENT),
             sender=self.rt.sender(incoming),
@@ -242,36 +238,43 @@ class QueryProcessor(Processor):
 
 
 class CommandProcessor(Processor):
-    async def process(self, incoming: Incoming) -> Reply:
-        assert self.rt.store is not None and self.rt.pool is not None
-        self.rt.expire_command_results_now_and_then()
-        async with self.rt.pool.acquire() as conn:  # one connection for the whole command
-            return await self._process(incoming, self.rt.store.on(conn))
+    """Handles a command; a repeated command id gets the first result, its events appended once.
 
-    async def _process(self, incoming: Incoming, store: EventStore) -> Reply:
-        if incoming.message_id and (done := await store.command_result(incoming.message_id)):
-            return _stored(done)
+    The first append of a command id records it in the same statement as the events, so that
+    record decides: a repeat fails to record (or fails earlier, in its handler or policies, on
+    the state the first one left) and is answered with the stored result. The usual case, a
+    new id, costs no lookup, and no connection is held while the handler runs.
+    """
+
+    async def process(self, incoming: Incoming) -> Reply:
+        assert self.rt.store is not None
+        self.rt.expire_command_results_now_and_then()
+        try:
+            return await self._process(incoming)
+        except Exception:
+            if incoming.message_id and (
+                done := await self.rt.store.command_result(incoming.message_id)
+            ):
+                return _stored(done)
+            raise
+
+    async def _process(self, incoming: Incoming) -> Reply:
         command = decode(self.handler.contract, incoming.body)
         caller = self.rt.identify(incoming)
         check_permissions(self.handler.contract, caller)
         retries = self.rt.settings.concurrency_retries
         for attempt in range(retries + 1):
             try:
-                return await self._decide(incoming, command, caller, store)
+                return await self._decide(incoming, command, caller)
             except ConcurrencyError:
                 if attempt == retries:
                     raise
-            except DuplicateCommand:
-                done = await store.command_result(incoming.message_id or "")
-                assert done is not None
-                return _stored(done)
         raise AssertionError("unreachable")
 
-    async def _decide(
-        self, incoming: Incoming, command: Contract, caller: Caller | None, store: EventStore
-    ) -> Reply:
+    async def _decide(self, incoming: Incoming, command: Contract, caller: Caller | None) -> Reply:
         """Run policies and handler on fresh state, then append what it recorded."""
-        ctx = self.context(incoming, caller, store)
+        assert self.rt.store is not None
+        ctx = self.context(incoming, caller)
         await run_policies(self.handler.policies, command, ctx)
         outcome = await self.handler.fn(command, ctx)
         result = dump_result(outcome)
@@ -280,7 +283,7 @@ class CommandProcessor(Processor):
             if incoming.message_id
             else None
         )
-        position = await store.append(
+        position = await self.rt.store.append(
             ctx.new_events(),
             correlation_id=incoming.correlation_id,
             causation_id=incoming.message_id,

@@ -81,15 +81,11 @@ class StoredResult:
 
 
 class EventStore:
-    """The log, through a pool (or one connection: `store.on(conn)`)."""
+    """The log, through a pool."""
 
     def __init__(self, pool: Runner, notifier: "Notifier | None" = None) -> None:
         self.pool = pool
         self.notifier = notifier
-
-    def on(self, conn: asyncpg.Connection) -> "EventStore":
-        """The same store, every statement on `conn` (one connection for a whole command)."""
-        return EventStore(conn, self.notifier)
 
     def committed(self) -> None:
         """Call after a transaction that appended events commits: wakes the log readers."""

@@ -42,6 +42,7 @@ calls: dict[str, int] = {"explode": 0}
 repaired: list[str] = []  # notes of Explode commands that stop failing (the "fix")
 recovered: list[str] = []  # notes of Explode commands handled after the fix
 causes: dict[str, str | None] = {}  # counter id -> causation id of its last Increment
+dawdling = {"now": 0, "most": 0}  # Dawdle handlers running at once, now and at most
 
 
 @service.command(Increment)
@@ -63,5 +64,10 @@ async def explode(command: Explode, ctx: Context) -> str:
 
 @service.command(Dawdle)
 async def dawdle(command: Dawdle, ctx: Context) -> str:
-    await asyncio.sleep(command.seconds)
+    dawdling["now"] += 1
+    dawdling["most"] = max(dawdling["most"], dawdling["now"])
+    try:
+        await asyncio.sleep(command.seconds)
+    finally:
+        dawdling["now"] -= 1
     return "done"

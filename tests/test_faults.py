@@ -121,6 +121,38 @@ async def test_same_command_id_is_handled_once(orders, rpc, token) -> None:
     assert placed == 1
 
 
+async def test_a_repeated_command_that_its_first_run_made_invalid_gets_the_first_result(
+    orders, rpc, token
+) -> None:
+    auth = token("rita", "orders:place", "orders:cancel")
+    placed = await rpc.send(
+        "orders", PlaceOrder.model_validate({"customerId": "rita", "items": ITEMS}), token=auth
+    )
+    cancel = CancelOrder(order_id=placed.result()["orderId"])
+    command_id = uuid.uuid4().hex
+    first = await rpc.send("orders", cancel, token=auth, message_id=command_id)
+    again = await rpc.send("orders", cancel, token=auth, message_id=command_id)
+    other = await rpc.send("orders", cancel, token=auth)  # a new command: the order is cancelled
+    assert first.ok and again.ok, again.json()
+    assert (again.result(), again.position) == (first.result(), first.position)
+    assert other.json()["error"]["code"] == "CONFLICT"
+
+
+async def test_a_waiting_handler_holds_no_database_connection(settings, rpc) -> None:
+    config = {"database_pool_size": 2, "prefetch_count": 8, "relay_enabled": False}
+    instance = sample.service.instance(settings.model_copy(update=config))
+    await instance.start()
+    try:
+        sample.dawdling["most"] = 0
+        replies = await asyncio.gather(
+            *(rpc.send("sample", sample.Dawdle(seconds=0.5)) for _ in range(6))
+        )
+    finally:
+        await instance.stop()
+    assert all(r.ok for r in replies)
+    assert sample.dawdling["most"] == 6  # not 2, the size of the pool
+
+
 async def test_concurrent_commands_on_one_aggregate(orders, rpc, token) -> None:
     auth = token("eve", "orders:place", "orders:cancel")
     placed = await rpc.send(
