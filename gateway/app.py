@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 
 from gateway import graphql, openapi, rest, websocket
 from gateway.correlation import Correlate
-from gateway.errors import GatewayError, error_response
+from gateway.errors import error_response, platform_error_response
 from gateway.state import GatewayState, RegistrySource
 from gateway.subscriptions import EventHub
 from pipelines import telemetry
@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None, source: RegistrySource | None =
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )  # fmt: skip
     app.state.gateway = state
+    app.add_middleware(rest.Api)  # innermost of the gateway's layers, before FastAPI's routing
     app.add_middleware(Correlate, metrics=state.metrics, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(
         CORSMiddleware,
@@ -57,7 +58,6 @@ def create_app(settings: Settings | None = None, source: RegistrySource | None =
     )  # fmt: skip
     telemetry.instrument(app, "gateway", settings, state.metrics.registry, state.breaker_states)
     _add_error_handlers(app)
-    rest.mount(app)  # first: routes are tried in order, and /api is the hot path
     _add_platform_routes(app, state)
     hub = EventHub(state)
     graphql.mount(app, state, hub)
@@ -72,10 +72,7 @@ def _correlation(request: Request) -> str:
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PlatformError)
     async def platform_error(request: Request, exc: PlatformError) -> JSONResponse:
-        headers = exc.headers if isinstance(exc, GatewayError) else None
-        return error_response(
-            exc.status, exc.code, exc.message, _correlation(request), exc.details, headers
-        )
+        return platform_error_response(exc, _correlation(request))
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:

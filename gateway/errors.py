@@ -40,3 +40,8 @@ def error_response(
         }
     }
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def platform_error_response(exc: PlatformError, correlation_id: str) -> JSONResponse:
+    headers = exc.headers if isinstance(exc, GatewayError) else None
+    return error_response(exc.status, exc.code, exc.message, correlation_id, exc.details, headers)
