@@ -4,6 +4,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -28,6 +29,7 @@ EXPIRE_COMMAND_RESULTS = (
     "SELECT command_id FROM command_results WHERE created_at < now() - make_interval(secs => $1) "
     "ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED))"
 )
+READ_LOG = "SELECT * FROM read_log($1, $2, $3::text[])"
 Runner: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 
@@ -59,6 +61,11 @@ class RecordedEvent:
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> "RecordedEvent":
         return cls(*row.values())
+
+    @classmethod
+    def from_log(cls, row: asyncpg.Record) -> "RecordedEvent":
+        """From a row of `read_log`: the bound, then the event."""
+        return cls(*islice(row.values(), 1, None))
 
 
 @dataclass(slots=True, frozen=True)
@@ -177,20 +184,14 @@ class EventStore:
         """The next events (of the given types), and the position the reader has now covered.
 
         Only positions below the readable bound are read, in a statement that starts after the
-        bound was taken, so every one of them is visible or gone for good. When fewer than
-        `limit` events match, the reader has covered everything below the bound.
+        bound was taken, so every one of them is visible or gone for good (`read_log`, one
+        round trip). When fewer than `limit` events match, the reader has covered everything
+        below the bound.
         """
-        runner = conn or self.pool
-        bound = await self.readable_bound(runner)
-        where = "position > $1 AND position < $2"
-        args: list[object] = [after_position, bound, limit]
-        if event_types is not None:
-            where += " AND event_type = ANY($4::text[])"
-            args.append(list(event_types))
-        rows = await runner.fetch(
-            f"SELECT {EVENT_COLUMNS} FROM events WHERE {where} ORDER BY position LIMIT $3", *args
-        )
-        events = [RecordedEvent.from_row(r) for r in rows]
+        types = list(event_types) if event_types is not None else None
+        rows = await (conn or self.pool).fetch(READ_LOG, after_position, limit, types)
+        bound = rows[0]["bound"]
+        events = [RecordedEvent.from_log(r) for r in rows if r["position"] is not None]
         if len(events) == limit:
             return events, events[-1].position
         return events, max(bound - 1, after_position)
