@@ -1,4 +1,5 @@
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator, Callable
 
@@ -23,11 +24,18 @@ os.environ.update(
     }
 )
 
-from pipelines import Caller  # noqa: E402
+import aio_pika  # noqa: E402
+
+from pipelines import Caller, Service  # noqa: E402
 from pipelines.identity import TokenCodec  # noqa: E402
 from pipelines.instance import ServiceInstance  # noqa: E402
 from pipelines.rpc import RpcClient  # noqa: E402
 from pipelines.settings import Settings  # noqa: E402
+
+FULFILMENT_TRIGGERS = (
+    "exchange.platform.events.order-fulfilment.orderplaced",
+    "exchange.platform.events.order-release.ordercancelled",
+)
 
 
 @pytest.fixture(scope="session")
@@ -65,6 +73,42 @@ async def orders(settings: Settings) -> AsyncIterator[ServiceInstance]:
 
     instance = service.instance(settings)
     await instance.start()
+    yield instance
+    await instance.stop()
+
+
+async def started(service: Service, settings: Settings) -> ServiceInstance:
+    """A started instance of `service`, without an event relay (the `orders` fixture's runs)."""
+    instance = service.instance(settings.model_copy(update={"relay_enabled": False}))
+    await instance.start()
+    return instance
+
+
+async def purge(settings: Settings, queue: str) -> None:
+    """Drop the messages earlier tests left in `queue`, if it exists."""
+    async with await aio_pika.connect(settings.rabbitmq_url) as connection:
+        channel = await connection.channel()
+        with contextlib.suppress(aio_pika.exceptions.ChannelClosed):
+            await (await channel.declare_queue(queue, passive=True)).purge()
+
+
+@pytest.fixture
+async def inventory(settings: Settings) -> AsyncIterator[ServiceInstance]:
+    from examples.inventory import service
+
+    instance = await started(service, settings)
+    yield instance
+    await instance.stop()
+
+
+@pytest.fixture
+async def fulfilment(settings: Settings) -> AsyncIterator[ServiceInstance]:
+    """The fulfilment service, its flows rid of the orders earlier tests placed without it."""
+    from examples.fulfilment import service
+
+    for queue in FULFILMENT_TRIGGERS:
+        await purge(settings, queue)
+    instance = await started(service, settings)
     yield instance
     await instance.stop()
 

@@ -11,7 +11,6 @@ import signal
 import sys
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 # Before the engines read them: fast ticks, and a crashed process's runs resume within a second.
@@ -24,7 +23,6 @@ os.environ.update(
     }
 )
 
-import aio_pika
 import pytest
 
 import flows
@@ -37,33 +35,11 @@ from flows import Flow, Run
 from flows.journal import steps_of
 from pipelines import Aggregate, Command, Conflict, Context, Event, Service, applies
 from pipelines.cli import parser
-from pipelines.instance import ServiceInstance
 from pipelines.settings import get_settings
-from tests.conftest import eventually
+from tests.conftest import FULFILMENT_TRIGGERS, eventually, purge, started
 
 STAFF = ("inventory:manage", "inventory:read", "orders:place")
 FINAL_EVENTS = ("OrderConfirmed", "OrderRejected")
-TRIGGER_QUEUE = "exchange.platform.events.order-fulfilment.orderplaced"
-
-
-async def started(service, settings) -> ServiceInstance:
-    instance = service.instance(settings.model_copy(update={"relay_enabled": False}))
-    await instance.start()
-    return instance
-
-
-@pytest.fixture
-async def inventory(settings) -> AsyncIterator[ServiceInstance]:
-    instance = await started(inventory_service, settings)
-    yield instance
-    await instance.stop()
-
-
-@pytest.fixture
-async def fulfilment(settings) -> AsyncIterator[ServiceInstance]:
-    instance = await started(fulfilment_service, settings)
-    yield instance
-    await instance.stop()
 
 
 class Shop:
@@ -453,14 +429,6 @@ def gone(pid: int) -> bool:
     return False
 
 
-async def purge(settings, queue: str) -> None:
-    """Drop starting events left by earlier tests: the crash must hit this test's runs."""
-    async with await aio_pika.connect(settings.rabbitmq_url) as connection:
-        channel = await connection.channel()
-        with contextlib.suppress(aio_pika.exceptions.ChannelClosed):
-            await (await channel.declare_queue(queue, passive=True)).purge()
-
-
 def crash_points(steps: int, compensated: bool) -> Counter[str]:
     """The gaps of a run: started, 3 per step, compensating (if it failed), finished."""
     per_step = {"journaled": steps, "answered": steps, "settled": steps}
@@ -488,7 +456,7 @@ async def test_killed_between_any_two_steps_every_order_ends_once(
     """For each gap of a run, a process is killed there in one run; the next one recovers it."""
     second_units, final, gaps = PATHS[path]
     apples, pears = await shop.sku(50), await shop.sku(second_units)
-    await purge(settings, TRIGGER_QUEUE)
+    await purge(settings, FULFILMENT_TRIGGERS[0])
     zygote = await Zygote.start(tmp_path / "fulfilment.log")
     orders: list[str] = []
     try:

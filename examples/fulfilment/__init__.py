@@ -1,4 +1,4 @@
-"""Example service running the order fulfilment flow: `faststream run examples.fulfilment:app`."""
+"""Example service running the order flows: `faststream run examples.fulfilment:app`."""
 
 from examples.fulfilment.service import service
 

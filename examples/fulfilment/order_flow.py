@@ -1,14 +1,26 @@
 """Order fulfilment: reserve the stock of every line, then confirm the order. If a line cannot
 be reserved (or inventory does not answer in time), release what was reserved and reject the
 order with the reason.
+
+Order release: when an order is cancelled, give back what it holds of each of its SKUs. A
+release also refuses a reservation for the order arriving after it, so an order cancelled while
+its stock is still being reserved ends with nothing held either: its fulfilment fails to
+reserve or to confirm, and undoes its reservations.
 """
 
 from examples.fulfilment.settings import settings
 from examples.inventory.contracts import ReleaseStock, Reservation, ReserveStock
-from examples.orders.contracts import ConfirmOrder, OrderPlaced, RejectOrder
+from examples.orders.contracts import (
+    ConfirmOrder,
+    OrderCancelled,
+    OrderLine,
+    OrderPlaced,
+    RejectOrder,
+)
 from flows import Flow, Run
 
 fulfilment = Flow("order-fulfilment", starts_with=OrderPlaced, key=lambda order: order.order_id)
+release = Flow("order-release", starts_with=OrderCancelled, key=lambda order: order.order_id)
 
 
 @fulfilment.steps
@@ -23,7 +35,7 @@ async def reserve_every_line_then_confirm(order: OrderPlaced, run: Run) -> None:
             returns=Reservation,
             refusal=shortage,
         )
-        for sku, quantity in quantities(order).items()
+        for sku, quantity in quantities(order.items).items()
     )
     await run.send("orders", ConfirmOrder(order_id=order.order_id))
 
@@ -33,10 +45,23 @@ async def reject(order: OrderPlaced, run: Run, reason: str) -> None:
     await run.send("orders", RejectOrder(order_id=order.order_id, reason=reason))
 
 
-def quantities(order: OrderPlaced) -> dict[str, int]:
+@release.steps
+async def release_every_line(order: OrderCancelled, run: Run) -> None:
+    # No deadline: a release must reach inventory however long it is away.
+    await run.all(
+        run.send(
+            "inventory",
+            ReleaseStock(order_id=order.order_id, sku=sku),
+            step=f"release {sku}",
+        )
+        for sku in quantities(order.items)
+    )
+
+
+def quantities(lines: list[OrderLine]) -> dict[str, int]:
     """Units per SKU: two lines of one SKU are one reservation."""
     wanted: dict[str, int] = {}
-    for line in order.items:
+    for line in lines:
         wanted[line.sku] = wanted.get(line.sku, 0) + line.quantity
     return wanted
 

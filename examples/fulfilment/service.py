@@ -1,17 +1,18 @@
-"""The fulfilment service: hosts the order fulfilment flow (see order_flow.py).
+"""The fulfilment service: hosts the order fulfilment and release flows (see order_flow.py).
 
 It owns no aggregates: its state is the flows' runs and steps. Run as many instances as
 needed; each drives the runs it claims, and takes over those of an instance that died.
 """
 
 import flows
-from examples.fulfilment.order_flow import fulfilment
+from examples.fulfilment.order_flow import fulfilment, release
 from pipelines import Service
 
 service = Service(
     "fulfilment",
     version="1.0.0",
-    description="Reserves stock for placed orders, then confirms or rejects them",
+    description="Reserves stock for placed orders, confirms or rejects them, and releases the "
+    "stock of cancelled orders",
     migrations=flows.MIGRATIONS,
 )
-flows.host(service, fulfilment)
+flows.host(service, fulfilment, release)

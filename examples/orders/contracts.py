@@ -65,6 +65,9 @@ class OrderCancelled(Event, service="orders"):
     order_id: str
     customer_id: str
     reason: str | None = None
+    # the order's lines, so that the stock reserved for them can be given back (empty in
+    # events recorded before cancellations carried them)
+    items: list[OrderLine] = Field(default_factory=list)
 
 
 class OrderConfirmed(Event, service="orders"):

@@ -2,18 +2,28 @@
 
 from typing import Literal
 
-from examples.orders.contracts import OrderCancelled, OrderConfirmed, OrderPlaced, OrderRejected
+from pydantic import Field
+
+from examples.orders.contracts import (
+    OrderCancelled,
+    OrderConfirmed,
+    OrderLine,
+    OrderPlaced,
+    OrderRejected,
+)
 from pipelines import Aggregate, applies
 
 
 class Order(Aggregate):
     customer_id: str = ""
     status: Literal["new", "placed", "confirmed", "rejected", "cancelled"] = "new"
+    items: list[OrderLine] = Field(default_factory=list)
 
     @applies(OrderPlaced)
     def _placed(self, event: OrderPlaced) -> None:
         self.customer_id = event.customer_id
         self.status = "placed"
+        self.items = event.items
 
     @applies(OrderConfirmed)
     def _confirmed(self, event: OrderConfirmed) -> None:

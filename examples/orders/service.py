@@ -98,6 +98,7 @@ async def cancel_order(command: CancelOrder, ctx: Context) -> CancelOrderResult:
             order_id=order.id,
             customer_id=order.customer_id,
             reason=command.reason,
+            items=order.items,
         )
     )
     return CancelOrderResult(order_id=order.id, status=order.status)
