@@ -159,7 +159,7 @@ class ServiceInstance:
             return
         if self.settings.relay_enabled:
             channel = await self.runtime.channel(CONFIRM_CHANNEL)
-            self.relay = EventRelay(self.settings, pool, channel)
+            self.relay = EventRelay(self.settings, pool, channel, notifier=self.notifier)
             self._spawn(self.relay.run(), "relay")
         if self.settings.announce_enabled and self.runtime.rpc is not None:
             registration = self.service.registration(self.instance_id)
@@ -171,7 +171,7 @@ class ServiceInstance:
         for task in self.service.background_tasks:
             self._spawn(task(self), task.__name__)
         for projection in self.service.projections:
-            runner = projection.runner(self.settings, pool, invalidate)
+            runner = projection.runner(self.settings, pool, invalidate, self.notifier)
             self.runners[projection.name] = runner
             self._spawn(runner.run(), f"projection {projection.name}")
 

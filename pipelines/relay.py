@@ -7,7 +7,6 @@ republishes at most one batch, which subscribers drop by event id.
 """
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -19,7 +18,7 @@ from pipelines import telemetry
 from pipelines.database import Pool, connect
 from pipelines.leadership import keep_leading
 from pipelines.messages import encode_body
-from pipelines.notifier import events_channel
+from pipelines.notifier import Notifier, Wakeup
 from pipelines.settings import Settings
 from pipelines.topology import EVENTS_EXCHANGE, event_routing_key
 
@@ -72,13 +71,14 @@ class EventRelay:
         pool: Pool,
         channel: aio_pika.abc.AbstractChannel,
         name: str = "relay",
+        notifier: Notifier | None = None,
     ) -> None:
         self.settings = settings
         self.pool = pool
         self.channel = channel
         self.name = name
         self.position = 0
-        self._wake = asyncio.Event()
+        self._wake = Wakeup(settings, notifier)
         self.is_leader = asyncio.Event()
 
     async def run(self) -> None:
@@ -91,15 +91,14 @@ class EventRelay:
             key = f"{self.settings.database_schema}.{self.name}"
             while not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", key):
                 await asyncio.sleep(self.settings.relay_poll_interval)
-            await conn.add_listener(events_channel(self.settings), lambda *_: self._wake.set())
+            await self._wake.listen(conn)
             self.position = await self._checkpoint()
             exchange = await self.channel.get_exchange(EVENTS_EXCHANGE, ensure=False)
             self.is_leader.set()
             log.info("relay leading from position %d", self.position)
             while True:
                 if not await self.publish_batch(exchange):
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self.settings.relay_poll_interval)
+                    await self._wake.wait()
                     self._wake.clear()
         finally:
             self.is_leader.clear()

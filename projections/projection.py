@@ -22,6 +22,7 @@ from pipelines.context import Context
 from pipelines.contracts import Event, check_contract
 from pipelines.database import Pool
 from pipelines.eventstore import RecordedEvent
+from pipelines.notifier import Notifier
 from pipelines.settings import Settings
 from projections.documents import DocumentReader, Documents, field_sql
 
@@ -130,11 +131,17 @@ class Projection:
                 raise ProjectionError(recorded.position, recorded.event_type, exc) from exc
         await writer.flush()
 
-    def runner(self, settings: Settings, pool: Pool, invalidate: Invalidate | None) -> Any:
+    def runner(
+        self,
+        settings: Settings,
+        pool: Pool,
+        invalidate: Invalidate | None,
+        notifier: Notifier | None = None,
+    ) -> Any:
         """What keeps this projection up to date inside a service process."""
         from projections.runner import ProjectionRunner
 
-        return ProjectionRunner(self, settings, pool, invalidate)
+        return ProjectionRunner(self, settings, pool, invalidate, notifier)
 
     def documents(self, ctx: Context) -> DocumentReader:
         """Read this projection's live documents from a query handler."""

@@ -8,7 +8,6 @@ skipped (`banyan projections skip NAME`).
 """
 
 import asyncio
-import contextlib
 import logging
 
 import asyncpg
@@ -17,7 +16,7 @@ from pipelines import telemetry
 from pipelines.database import Pool, connect
 from pipelines.eventstore import EventStore, RecordedEvent
 from pipelines.leadership import keep_leading
-from pipelines.notifier import events_channel
+from pipelines.notifier import Notifier, Wakeup
 from pipelines.settings import Settings
 from projections import state
 from projections.projection import Invalidate, Projection, ProjectionError
@@ -32,6 +31,7 @@ class ProjectionRunner:
         settings: Settings,
         pool: Pool,
         invalidate: Invalidate | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.projection = projection
         self.settings = settings
@@ -40,7 +40,7 @@ class ProjectionRunner:
         self.position = 0
         self.generation = 1
         self.failed = False
-        self._wake = asyncio.Event()
+        self._wake = Wakeup(settings, notifier)
         self.is_leader = asyncio.Event()
 
     async def run(self) -> None:
@@ -56,7 +56,7 @@ class ProjectionRunner:
         try:
             key = f"{self.settings.database_schema}.projection.{self.projection.name}"
             await conn.execute("SELECT pg_advisory_lock(hashtext($1))", key)
-            await conn.add_listener(events_channel(self.settings), lambda *_: self._wake.set())
+            await self._wake.listen(conn)
             current = await state.ensure(conn, self.projection)
             self.position, self.generation = current.position, current.generation
             self.failed = False  # a restart retries the event it failed on: maybe it is fixed
@@ -65,8 +65,7 @@ class ProjectionRunner:
             while True:
                 self._wake.clear()  # an append committing from here on wakes the wait below
                 if not await self.step(conn):
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self.settings.relay_poll_interval)
+                    await self._wake.wait()
         finally:
             self.is_leader.clear()
             conn.terminate()  # never waits: a graceful close can hang a cancelled task

@@ -101,3 +101,32 @@ async def test_relay_restart_publishes_every_missed_event_once(
         assert {order: seen[order] for order in placed} == {order: 1 for order in placed}
     finally:
         await instance.stop()
+
+
+async def test_log_readers_wake_at_once_on_their_own_appends_and_skip_its_notify(
+    settings, orders
+) -> None:
+    from pipelines.notifier import Notifier, Wakeup
+
+    notifier = Notifier(settings)
+    wakeup = Wakeup(settings, notifier)
+    await notifier.start()
+    conn = await orders.runtime.pool.acquire()
+    try:
+        await wakeup.listen(conn)
+        notifier.signal()  # as an append of this process does after its commit
+        assert wakeup.event.is_set()  # at once, before any NOTIFY
+        wakeup.clear()
+        await eventually(lambda: notifier.server_pid is not None, what="the NOTIFY to be sent")
+        notify = "SELECT pg_notify($1, '')"
+        await conn.execute(notify, f"{settings.database_schema}.events")  # another process's
+        await asyncio.wait_for(wakeup.event.wait(), 5)
+        wakeup.clear()
+        notifier.signal()
+        wakeup.clear()  # woken already: the NOTIFY that follows must not wake it again
+        await asyncio.sleep(0.3)  # no event announces a NOTIFY that was ignored
+        assert not wakeup.event.is_set()
+    finally:
+        await conn.reset()
+        await orders.runtime.pool.release(conn)
+        await notifier.stop()
