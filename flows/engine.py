@@ -1,10 +1,12 @@
 """Drives flow runs in one service process: claims those due, renews their leases while it
 drives them, and records how each drive ended. One engine per process; any number of processes.
+Now and then each one also deletes the runs that finished longer ago than FLOWS_RUN_RETENTION.
 """
 
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +22,7 @@ from pipelines.instance import ServiceInstance
 from pipelines.retry import INFRASTRUCTURE_ERRORS
 
 log = logging.getLogger("banyan.flows")
+RUN_SWEEP_INTERVAL = 300.0  # seconds between a process's sweeps of expired runs
 
 
 class Engine:
@@ -35,6 +38,8 @@ class Engine:
         self.sender = Sender(instance.runtime)
         self.driving: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
+        self._sweep: asyncio.Task[None] | None = None
+        self._next_run_sweep = 0.0  # time.monotonic() of the next sweep
 
     def wake(self) -> None:
         """Look for due runs now rather than at the next tick (a run was just started)."""
@@ -44,6 +49,7 @@ class Engine:
         try:
             while True:
                 await self._tick()
+                self.expire_finished_runs_now_and_then()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.settings.tick_interval)
                 self._wake.clear()
@@ -67,6 +73,24 @@ class Engine:
             log.warning("flows cannot reach the database (%s); retrying", exc)
         except Exception:
             log.exception("flows could not look for due runs; retrying")
+
+    def expire_finished_runs_now_and_then(self) -> None:
+        """In the background, delete finished runs past their retention with their steps:
+        every process hosting flows keeps the tables bounded, at most one sweep per interval."""
+        retention = self.settings.run_retention
+        now = time.monotonic()
+        if retention > 0 and now >= self._next_run_sweep:
+            self._next_run_sweep = now + RUN_SWEEP_INTERVAL
+            self._sweep = asyncio.create_task(self._expire(retention), name="flows expiry")
+
+    async def _expire(self, retention: float) -> None:
+        try:
+            deleted = await self.runs.expire_finished_runs(retention)
+        except Exception as exc:
+            log.warning("flows could not expire finished runs (%s); retrying later", exc)
+            return
+        if deleted:
+            log.info("deleted %d flow runs finished over %gs ago", deleted, retention)
 
     async def _drive(self, record: RunRecord) -> None:
         try:
@@ -97,8 +121,11 @@ class Engine:
             self.wake()
 
     async def _stop(self) -> None:
-        """Abandon the runs in hand and hand them over at once (their steps are recorded)."""
+        """Abandon the runs in hand and hand them over at once (their steps are recorded);
+        stop a sweep under way (each of its batches commits alone)."""
         ids, tasks = list(self.driving), list(self.driving.values())
+        if self._sweep is not None:
+            tasks.append(self._sweep)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

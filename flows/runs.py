@@ -12,10 +12,17 @@ from typing import Any, Literal
 
 import asyncpg
 
-from pipelines.database import Pool
+from pipelines.database import Pool, delete_in_batches
 
 Status = Literal["running", "compensating", "completed", "compensated", "failed"]
 COLUMNS = "id, flow, key, status, input, reason, correlation_id, causation_id"
+# SKIP LOCKED: engines sweeping at the same time take different rows instead of waiting.
+# Only finished runs have a finished_at; their steps go with them (ON DELETE CASCADE).
+EXPIRE_FINISHED_RUNS = (
+    "DELETE FROM flow_runs WHERE id = ANY(ARRAY("
+    "SELECT id FROM flow_runs WHERE finished_at < now() - make_interval(secs => $1) "
+    "ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED))"
+)
 
 
 @dataclass(slots=True)
@@ -120,3 +127,12 @@ class RunTable:
             "WHERE id = $1 AND lease_owner = $2",
             run, owner, error[:2000], first_delay, max_delay,
         )  # fmt: skip
+
+    async def expire_finished_runs(
+        self, older_than: float, batch: int = 1000, batches: int = 10
+    ) -> int:
+        """Delete the runs that finished over `older_than` seconds ago and their steps, in at
+        most `batches` short transactions of `batch` runs; returns how many runs were deleted."""
+        return await delete_in_batches(
+            self.pool, EXPIRE_FINISHED_RUNS, older_than, batch=batch, batches=batches
+        )

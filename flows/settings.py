@@ -14,6 +14,9 @@ class FlowSettings(BaseSettings):
     retry_initial_delay: float = 0.5
     retry_max_delay: float = 30.0
     concurrency: int = 100  # runs one process drives at once
+    # seconds a finished run and its steps are kept; 0 keeps them forever. An event that
+    # started a run and arrives again after its run was deleted starts a new run.
+    run_retention: float = 7 * 24 * 3600.0
 
     def retry_delay(self, attempt: int) -> float:
         """Exponential backoff with jitter, so that runs that clashed do not clash again."""

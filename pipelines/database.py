@@ -58,6 +58,22 @@ async def connect(settings: Settings) -> asyncpg.Connection:
     return conn
 
 
+async def delete_in_batches(
+    pool: Pool, statement: str, *args: object, batch: int, batches: int
+) -> int:
+    """Run `statement` (a DELETE of at most `$last` rows: it gets `batch` as its last argument)
+    up to `batches` times, each its own short transaction, until it deletes fewer than `batch`
+    rows; returns how many it deleted."""
+    deleted = 0
+    for _ in range(batches):
+        status: str = await pool.execute(statement, *args, batch)
+        count = int(status.rsplit(" ", 1)[1])  # "DELETE n"
+        deleted += count
+        if count < batch:
+            break
+    return deleted
+
+
 def migration_files(extra: list[Path] | None = None) -> list[tuple[str, str]]:
     """(version, sql) of every migration, the platform's first, then any `extra` folders."""
     found: list[tuple[str, str]] = []

@@ -14,7 +14,7 @@ from pipelines.append_statements import (
     append_statement,
     event_arguments,
 )
-from pipelines.database import encode_json
+from pipelines.database import delete_in_batches, encode_json
 from pipelines.errors import ConcurrencyError
 from pipelines.notifier import Notifier
 from pipelines.telemetry import appending
@@ -211,14 +211,9 @@ class EventStore:
     ) -> int:
         """Forget the results of commands handled over `older_than` seconds ago, in at most
         `batches` short transactions of `batch` rows; returns how many were deleted."""
-        deleted = 0
-        for _ in range(batches):
-            status: str = await self.pool.execute(EXPIRE_COMMAND_RESULTS, older_than, batch)
-            count = int(status.rsplit(" ", 1)[1])  # "DELETE n"
-            deleted += count
-            if count < batch:
-                break
-        return deleted
+        return await delete_in_batches(
+            self.pool, EXPIRE_COMMAND_RESULTS, older_than, batch=batch, batches=batches
+        )
 
     async def load_snapshot(
         self, aggregate_type: str, aggregate_id: str
