@@ -1,4 +1,5 @@
-"""Changes to the registry: registrations, heartbeats, goodbyes and silent instances.
+"""Changes to the registry: registrations, heartbeats, goodbyes, silent and long-gone
+instances.
 
 Each change runs in one transaction, with the service locked, and appends the events it
 publishes in that same transaction; the cached views are invalidated after it commits.
@@ -113,6 +114,23 @@ class Registrar:
                 )
             marked += len(silent)
         return marked
+
+    async def remove_expired(self, retention: float, batch: int) -> int:
+        """Forget up to `batch` unhealthy instances that sent no heartbeat for `retention`
+        seconds, each announced as deregistered; how many were forgotten."""
+        removed = 0
+        for name, candidates in (await store.expired_instances(self.db, retention, batch)).items():
+            async with self._transaction() as conn:
+                await store.lock_service(conn, name)
+                gone = await store.remove_expired_instances(conn, name, candidates, retention)
+                events: list[Event] = [
+                    ServiceDeregistered(service_name=name, instance_id=i) for i in gone
+                ]
+                await self._record(conn, name, events, Cause.monitor())
+            for instance in gone:
+                log.info("%s instance %s silent for over %gs: removed", name, instance, retention)
+            removed += len(gone)
+        return removed
 
     async def clock(self) -> datetime:
         """The database's time, the one heartbeats are stamped with."""

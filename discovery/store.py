@@ -209,6 +209,38 @@ async def mark_silent_unhealthy(conn: Connection, service: str, silence: float) 
     return {row[0]: row[1] for row in sorted(rows)}
 
 
+async def expired_instances(db: Database, retention: float, limit: int) -> dict[str, list[str]]:
+    """Up to `limit` unhealthy instances silent for over `retention` seconds, oldest first,
+    by service."""
+    rows = await db.fetch(
+        "SELECT service_name, instance_id FROM discovery_instances "
+        "WHERE NOT healthy AND last_heartbeat < now() - make_interval(secs => $1) "
+        "ORDER BY last_heartbeat LIMIT $2",
+        retention,
+        limit,
+    )
+    found: dict[str, list[str]] = {}
+    for row in rows:
+        found.setdefault(row["service_name"], []).append(row["instance_id"])
+    return found
+
+
+async def remove_expired_instances(
+    conn: Connection, service: str, instance_ids: list[str], retention: float
+) -> list[str]:
+    """Forget those of `instance_ids` still unhealthy and silent for over `retention` seconds
+    (a heartbeat or another monitor may have come first); the ids forgotten."""
+    rows = await conn.fetch(
+        "DELETE FROM discovery_instances WHERE service_name = $1 AND instance_id = ANY($2::text[]) "
+        "AND NOT healthy AND last_heartbeat < now() - make_interval(secs => $3) "
+        "RETURNING instance_id",
+        service,
+        instance_ids,
+        retention,
+    )
+    return sorted(row["instance_id"] for row in rows)
+
+
 async def advance_stream(conn: Connection, service: str, count: int) -> int:
     """Reserve `count` versions of the service's event stream; the first of them."""
     last: int = await conn.fetchval(

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     graceful_timeout: float = 15.0
     read_your_writes_timeout: float = 5.0
     heartbeat_interval: float = 10.0
+    # seconds an unhealthy instance stays in discovery's registry after its last heartbeat;
+    # 0 keeps them forever
+    discovery_instance_retention: float = 3600.0
     announce_enabled: bool = True
     http_host: str = "0.0.0.0"
     auth_port: int = 3001

@@ -1,5 +1,6 @@
 """Discovery against real RabbitMQ, PostgreSQL and Redis: the example service announces itself,
-falls silent, comes back; discovery restarts; bad and breaking registrations are refused."""
+falls silent, comes back; discovery restarts; bad and breaking registrations are refused;
+instances silent past the retention are removed."""
 
 import asyncio
 import contextlib
@@ -14,6 +15,7 @@ import pytest
 
 from discovery import service as discovery_service
 from discovery.compatibility import breaking_changes
+from discovery.registrar import Registrar
 from examples.orders import service as orders_service
 from pipelines import Command, Context, Event, Model, Service
 from pipelines.contracts import Contract
@@ -23,6 +25,7 @@ from pipelines.registry import (
     ContractList,
     ContractsChanged,
     DeregisterService,
+    Heartbeat,
     ListContracts,
     ListServices,
     RegisterService,
@@ -549,6 +552,100 @@ async def test_malformed_registration_messages_change_nothing(
     logged = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert sum("RegisterService" in r.getMessage() for r in logged) >= len(MALFORMED)
     assert any("'one' is not a semantic version" in r.getMessage() for r in logged)
+
+
+# --- instances silent past the retention ----------------------------------------------------
+
+
+async def silent_since(pool: Any, service: str, instances: list[str], seconds: float) -> None:
+    """Date the instances' last heartbeats `seconds` back, a second apart (the first oldest)."""
+    await pool.execute(
+        "UPDATE discovery_instances SET last_heartbeat = now() - make_interval(secs => "
+        "$3 + array_length($2::text[], 1) - array_position($2::text[], instance_id)) "
+        "WHERE service_name = $1 AND instance_id = ANY($2::text[])",
+        service,
+        instances,
+        seconds,
+    )
+
+
+async def deregistrations(pool: Any, service: str) -> list[str]:
+    """The instances that the service's stream in the event log says were deregistered."""
+    rows = await pool.fetch(
+        "SELECT data->>'instanceId' FROM events WHERE aggregate_type = 'RegisteredService' "
+        "AND aggregate_id = $1 AND event_type = 'ServiceDeregistered' ORDER BY position",
+        service,
+    )
+    return [row[0] for row in rows]
+
+
+def deregistered(seen: list[Event], instance_id: str) -> bool:
+    return any(isinstance(e, ServiceDeregistered) and e.instance_id == instance_id for e in seen)
+
+
+async def test_instances_silent_past_the_retention_are_removed(
+    discovery, rpc: RpcClient, announcements
+) -> None:
+    assert discovery.settings.discovery_instance_retention == 3600
+    name = f"retiring-{uuid.uuid4().hex[:6]}"
+    old, recent = (registration(name, "1.0.0", [], f"{name}-{age}") for age in ("old", "recent"))
+    for message in (old, recent):
+        assert (await send(rpc, message)).ok
+    pool = discovery.instance.runtime.pool
+    await silent_since(pool, name, [old.instance_id], 2 * 3600)
+
+    # the monitor turns it unhealthy, then forgets it, announcing both
+    await eventually(lambda: deregistered(announcements, old.instance_id), what="its removal")
+    assert health_event(announcements, old.instance_id, False) is not None
+    listed = await discovery.service(name)
+    assert list(instance_health(listed)) == [recent.instance_id]
+    assert await deregistrations(pool, name) == [old.instance_id]
+    reply = await send(rpc, Heartbeat(service_name=name, instance_id=old.instance_id))
+    assert reply.result() == {"known": False}  # which makes an announcer register again
+
+    # silent for seconds only: unhealthy, still listed; once past the retention, gone too
+    await eventually(lambda: health_event(announcements, recent.instance_id, False))
+    assert instance_health(await discovery.service(name)) == {recent.instance_id: False}
+    await silent_since(pool, name, [recent.instance_id], 2 * 3600)
+    await eventually(lambda: deregistered(announcements, recent.instance_id))
+    listed = await discovery.service(name)
+    assert listed["instances"] == [] and listed["healthy"] is False
+    assert listed["version"] == "1.0.0"  # as after the last goodbye: known, with no instance
+
+    back = await send(rpc, registration(name, "1.0.0", [], old.instance_id))
+    assert back.ok
+    assert instance_health(await discovery.service(name)) == {old.instance_id: True}
+
+
+async def test_removals_are_bounded_and_announced_once_by_several_monitors(
+    discovery, settings: Settings, rpc: RpcClient
+) -> None:
+    name = f"retiring-{uuid.uuid4().hex[:6]}"
+    instances = [f"{name}-{i}" for i in range(5)]
+    for instance in instances:
+        assert (await send(rpc, registration(name, "1.0.0", [], instance))).ok
+    pool = discovery.instance.runtime.pool
+    await pool.execute(
+        "UPDATE discovery_instances SET healthy = false WHERE service_name = $1", name
+    )
+    # past a retention of 10 minutes, within the monitors' hour: only the call below removes
+    await silent_since(pool, name, instances, 1800)
+    registrar = Registrar(discovery.instance.runtime.store)
+    assert await registrar.remove_expired(600, batch=2) == 2
+    assert list(instance_health(await discovery.service(name))) == instances[2:]
+
+    second = Discovery(settings)
+    await second.start()
+    try:
+        await silent_since(pool, name, instances[2:], 2 * 3600)
+
+        async def none_left() -> bool:
+            return not (await second.service(name))["instances"]
+
+        await eventually(none_left, what="both monitors removing the rest")
+    finally:
+        await second.stop()
+    assert sorted(await deregistrations(pool, name)) == instances
 
 
 # --- the compatibility rules themselves -------------------------------------------------------
