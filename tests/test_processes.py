@@ -47,3 +47,22 @@ async def test_faststream_run_with_two_workers(settings, orders, rpc, token) -> 
 
 async def _more(count: "asyncio.Future[int]", at_least: int) -> bool:
     return await count >= at_least
+
+
+async def test_banyan_up_kills_a_process_that_ignores_sigterm(capsys) -> None:
+    from pipelines.devserver import _stop_all
+
+    ready = "print(1, flush=True); time.sleep(60)"
+    deaf = f"import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); {ready}"
+    polite = f"import time; {ready}"
+    children = {
+        name: await asyncio.create_subprocess_exec(
+            sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE
+        )
+        for name, code in (("deaf", deaf), ("polite", polite))
+    }
+    for child in children.values():  # both have set their signal handling up
+        assert child.stdout is not None and await child.stdout.readline() == b"1\n"
+    codes = await _stop_all(children, timeout=0.5)
+    assert codes == [-signal.SIGKILL, -signal.SIGTERM]
+    assert "deaf (pid" in capsys.readouterr().out
