@@ -92,10 +92,12 @@ async def migrate(settings: Settings, extra: list[Path] | None = None) -> list[s
     conn = await asyncpg.connect(settings.database_url)
     schema = settings.database_schema
     try:
+        # before CREATE SCHEMA IF NOT EXISTS, which fails when another process runs it too;
+        # closing the connection releases it
+        await conn.execute("SELECT pg_advisory_lock(hashtext($1))", f"{schema}.migrate")
         await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         await conn.execute(f'SET search_path TO "{schema}"')
         async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"{schema}.migrate")
             await conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations "
                 "(version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"

@@ -11,6 +11,7 @@ from examples.orders.contracts import OrderPlaced, PlaceOrder
 from pipelines import Context, Service
 from tests import sample
 from tests.conftest import eventually
+from tests.isolation import drop_isolated_env
 from tests.tcp_proxy import TcpProxy, free_port
 
 ITEMS = [{"sku": "fig", "quantity": 2, "unitPrice": "0.75"}]
@@ -130,3 +131,15 @@ async def test_log_readers_wake_at_once_on_their_own_appends_and_skip_its_notify
         await conn.reset()
         await orders.runtime.pool.release(conn)
         await notifier.stop()
+
+
+async def test_processes_migrating_a_new_schema_at_once_all_start(settings) -> None:
+    from pipelines.database import migrate, migration_files
+
+    schema = f"{settings.database_schema}_fresh"
+    fresh = settings.model_copy(update={"database_schema": schema})
+    try:
+        applied = await asyncio.gather(*(migrate(fresh) for _ in range(4)))
+    finally:
+        await drop_isolated_env({"DATABASE_SCHEMA": schema})
+    assert sorted(map(len, applied)) == [0, 0, 0, len(migration_files())]  # one applied them
