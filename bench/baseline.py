@@ -327,19 +327,24 @@ class BaselineAppender:
         )
 
 
-async def start_baseline_orders(
-    settings: Settings, schema: str, queue: str, stack: AsyncExitStack
-) -> RawRpcClient:
-    """The hand-written orders service on its own tables, and a raw client to call it."""
-    pool = await create_pool(settings.database_url, schema, settings.database_pool_size)
-    stack.push_async_callback(pool.close)
-    orders = BaselineOrders(
+def baseline_orders(settings: Settings, pool: asyncpg.Pool, queue: str) -> BaselineOrders:
+    """The hand-written orders service, configured as the SDK's service is."""
+    return BaselineOrders(
         settings.rabbitmq_url,
         pool,
         queue,
         jwt_secret=settings.jwt_secret,
         prefetch=settings.prefetch_count,
     )
+
+
+async def start_baseline_orders(
+    settings: Settings, schema: str, queue: str, stack: AsyncExitStack
+) -> RawRpcClient:
+    """The hand-written orders service on its own tables, and a raw client to call it."""
+    pool = await create_pool(settings.database_url, schema, settings.database_pool_size)
+    stack.push_async_callback(pool.close)
+    orders = baseline_orders(settings, pool, queue)
     stack.push_async_callback(orders.stop)
     await orders.start()
     client = RawRpcClient()

@@ -20,7 +20,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from starlette.types import Receive, Scope, Send
 
-from bench.baseline import BaselineOrders, RawRpcClient, create_pool
+from bench.baseline import RawRpcClient, baseline_orders, create_pool
 from bench.foundation import BASELINE_QUEUE
 from bench.gateway import KEEP_ALIVE, BareGateway
 from pipelines.settings import Settings
@@ -80,13 +80,7 @@ async def serve_bare_orders() -> None:
     pool = await create_pool(
         settings.database_url, baseline_schema(settings), settings.database_pool_size
     )
-    orders = BaselineOrders(
-        settings.rabbitmq_url,
-        pool,
-        BASELINE_QUEUE,
-        jwt_secret=settings.jwt_secret,
-        prefetch=settings.prefetch_count,
-    )
+    orders = baseline_orders(settings, pool, BASELINE_QUEUE)
     await orders.start()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

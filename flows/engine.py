@@ -6,7 +6,6 @@ Now and then each one also deletes the runs that finished longer ago than FLOWS_
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -19,10 +18,10 @@ from flows.runs import RunRecord, RunTable
 from flows.sender import Sender
 from flows.settings import FlowSettings
 from pipelines.instance import ServiceInstance
+from pipelines.pacing import Pacer
 from pipelines.retry import INFRASTRUCTURE_ERRORS
 
 log = logging.getLogger("banyan.flows")
-RUN_SWEEP_INTERVAL = 300.0  # seconds between a process's sweeps of expired runs
 
 
 class Engine:
@@ -39,7 +38,7 @@ class Engine:
         self.driving: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._sweep: asyncio.Task[None] | None = None
-        self._next_run_sweep = 0.0  # time.monotonic() of the next sweep
+        self._run_sweeps = Pacer()
 
     def wake(self) -> None:
         """Look for due runs now rather than at the next tick (a run was just started)."""
@@ -78,9 +77,7 @@ class Engine:
         """In the background, delete finished runs past their retention with their steps:
         every process hosting flows keeps the tables bounded, at most one sweep per interval."""
         retention = self.settings.run_retention
-        now = time.monotonic()
-        if retention > 0 and now >= self._next_run_sweep:
-            self._next_run_sweep = now + RUN_SWEEP_INTERVAL
+        if retention > 0 and self._run_sweeps.due():
             self._sweep = asyncio.create_task(self._expire(retention), name="flows expiry")
 
     async def _expire(self, retention: float) -> None:

@@ -14,7 +14,7 @@ from pipelines.append_statements import (
     append_statement,
     event_arguments,
 )
-from pipelines.database import delete_in_batches, encode_json
+from pipelines.database import Pool, delete_in_batches, encode_json
 from pipelines.errors import ConcurrencyError
 from pipelines.notifier import Notifier
 from pipelines.telemetry import appending
@@ -90,7 +90,7 @@ class StoredResult:
 class EventStore:
     """The log, through a pool."""
 
-    def __init__(self, pool: Runner, notifier: "Notifier | None" = None) -> None:
+    def __init__(self, pool: Pool, notifier: "Notifier | None" = None) -> None:
         self.pool = pool
         self.notifier = notifier
 

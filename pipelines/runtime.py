@@ -17,6 +17,7 @@ from pipelines.eventstore import EventStore
 from pipelines.identity import Caller, TokenCodec
 from pipelines.messages import Incoming, Reply, encode_body
 from pipelines.notifier import Notifier
+from pipelines.pacing import Pacer
 from pipelines.positions import PositionWatcher
 from pipelines.querycache import QueryCache
 from pipelines.rpc import Response, RpcClient
@@ -27,7 +28,6 @@ from pipelines.topology import DEAD_LETTER_EXCHANGE, dead_letter_queue_name
 REPLY_CHANNEL = Channel(publisher_confirms=False)
 # Dead letters and relayed events must be confirmed before the original is acknowledged.
 CONFIRM_CHANNEL = Channel(publisher_confirms=True)
-RESULT_SWEEP_INTERVAL = 300.0  # seconds between a process's sweeps of expired results
 
 
 class Runtime:
@@ -43,7 +43,7 @@ class Runtime:
         self.positions: PositionWatcher | None = None
         self.rpc: RpcClient | None = None  # requests to other services
         self._service_token: tuple[str, float] | None = None
-        self._next_result_sweep = 0.0  # time.monotonic() of the next sweep
+        self._result_sweeps = Pacer()
 
     def attach(self, pool: Pool, notifier: Notifier) -> None:
         self.pool = pool
@@ -158,9 +158,7 @@ class Runtime:
         """In the background, forget idempotency records past their retention: processes
         that add records keep the table bounded, at most one sweep per interval each."""
         retention = self.settings.command_result_retention
-        now = time.monotonic()
-        if self.store is not None and retention > 0 and now >= self._next_result_sweep:
-            self._next_result_sweep = now + RESULT_SWEEP_INTERVAL
+        if self.store is not None and retention > 0 and self._result_sweeps.due():
             self.spawn(self.store.expire_command_results(retention))
 
     def spawn(self, coro: Any) -> None:

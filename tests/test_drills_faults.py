@@ -7,7 +7,7 @@ the log; and no queue holds a message, ready or unacknowledged.
 """
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -38,29 +38,29 @@ async def rig(settings: Settings, token: Callable[..., str]) -> AsyncIterator[Ri
         await rig.close()
 
 
+async def under_load(rig: Rig, name: str, fault: Callable[[], Awaitable[None]]) -> None:
+    """`fault` strikes while clients keep ordering; afterwards the platform is consistent."""
+    async with rig.load(name) as load:
+        await load.advances(10, "before the fault")
+        await fault()
+        await load.advances(10, "after the recovery")
+    await assert_consistent(rig, load.ledger)
+
+
 async def test_orders_service_killed_and_restarted(rig: Rig) -> None:
-    async with rig.load("drill-kill-orders") as load:
-        await load.advances(10, "before the kill")
+    async def kill_and_restart() -> None:
         await rig.orders.kill()
         await rig.orders.start()
-        await load.advances(10, "after the restart")
-    await assert_consistent(rig, load.ledger)
+
+    await under_load(rig, "drill-kill-orders", kill_and_restart)
 
 
 async def test_rabbitmq_restarted(rig: Rig) -> None:
-    async with rig.load("drill-rabbitmq") as load:
-        await load.advances(10, "before the restart")
-        await restart_rabbitmq()
-        await load.advances(10, "after the restart")
-    await assert_consistent(rig, load.ledger)
+    await under_load(rig, "drill-rabbitmq", restart_rabbitmq)
 
 
 async def test_postgresql_restarted(rig: Rig) -> None:
-    async with rig.load("drill-postgresql") as load:
-        await load.advances(10, "before the restart")
-        await restart_postgresql()
-        await load.advances(10, "after the restart")
-    await assert_consistent(rig, load.ledger)
+    await under_load(rig, "drill-postgresql", restart_postgresql)
 
 
 async def test_relay_and_projection_runner_killed_and_restarted(rig: Rig) -> None:
