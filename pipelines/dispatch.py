@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import inspect
 import json
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -40,13 +41,14 @@ from pipelines.eventstore import (
     StoredResult,
 )
 from pipelines.identity import Caller
-from pipelines.messages import Incoming, Reply, decode
+from pipelines.messages import Incoming, Reply, decode, redeliveries
 from pipelines.querycache import Cached, ReadModel, keyed_value
 from pipelines.retry import INFRASTRUCTURE_ERRORS, backoff_delay
 from pipelines.runtime import Runtime
 
+policy_log = logging.getLogger("banyan.policies")
 HandlerFn = Callable[[Any, Context], Awaitable[Any]]
-Policy = Callable[[Any, Context], Awaitable[bool | None] | bool | None]
+Policy = Callable[[Any, Context], Awaitable[bool] | bool]
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,16 @@ class Handler:
     cache: Cached | None = None  # queries: how their results are cached
 
 
+class RedeliveryLimit(Exception):
+    """A message went back to its queue `max_redeliveries` times without succeeding."""
+
+
+def redelivery_limit(raw: AbstractIncomingMessage, cause: BaseException) -> RedeliveryLimit:
+    return RedeliveryLimit(
+        f"redelivered {redeliveries(raw)} times; last error {type(cause).__name__}: {cause}"
+    )
+
+
 class Exhausted(Exception):
     def __init__(self, cause: BaseException, attempts: int) -> None:
         super().__init__(str(cause))
@@ -67,13 +79,17 @@ class Exhausted(Exception):
 
 
 async def run_policies(policies: Sequence[Policy], message: Any, ctx: Context) -> None:
+    """Each policy must answer True to allow; anything else refuses (fail closed)."""
     for policy in policies:
         verdict = policy(message, ctx)
         if inspect.isawaitable(verdict):
             verdict = await verdict
-        if verdict is False:
-            name = getattr(policy, "__name__", "policy")
-            raise PolicyViolation(f"{ctx.message_type} refused by policy {name}")
+        if verdict is True:
+            continue
+        name = getattr(policy, "__name__", "policy")
+        if verdict is not False:
+            policy_log.error("policy %s answered %r, not True or False: refused", name, verdict)
+        raise PolicyViolation(f"{ctx.message_type} refused by policy {name}")
 
 
 def check_permissions(contract: type[Contract], caller: Caller | None) -> None:
@@ -102,12 +118,14 @@ class Processor:
         raw: AbstractIncomingMessage = message.raw_message
         try:
             await self._handle(raw)
-        except INFRASTRUCTURE_ERRORS:
+        except INFRASTRUCTURE_ERRORS as exc:
             # The effects are committed but the reply or the ack could not be sent: the
-            # broker delivers the message again (idempotency answers it), never dead-letter it.
+            # broker delivers the message again (idempotency answers it).
             self.rt.log.warning("lost the broker while finishing a message from %s", self.queue)
             with contextlib.suppress(*INFRASTRUCTURE_ERRORS):  # no channel: requeued anyway
-                await raw.nack(requeue=True)
+                if not await self._put_back(raw):
+                    await self.rt.dead_letter(raw, self.queue, redelivery_limit(raw, exc), 1)
+                    await raw.ack()
         except Exception:
             # A fault outside the handler (a broken message, a platform bug): never leave the
             # message unacknowledged, park it in its dead-letter queue for inspection.
@@ -120,18 +138,34 @@ class Processor:
             try:
                 outcome = await self._with_retries(incoming)
             except Exhausted as exc:
-                if isinstance(exc.cause, INFRASTRUCTURE_ERRORS):
-                    consumed.code = "REQUEUED"
-                    await raw.nack(requeue=True)
-                    return
-                await self.rt.dead_letter(raw, self.queue, exc.cause, exc.attempts)
+                cause = exc.cause
+                if isinstance(cause, INFRASTRUCTURE_ERRORS):
+                    if await self._put_back(raw):
+                        consumed.code = "REQUEUED"
+                        return
+                    cause = redelivery_limit(raw, cause)
+                await self.rt.dead_letter(raw, self.queue, cause, exc.attempts)
                 outcome = Reply.error(
-                    HandlerFailed(f"{self.message_type} failed: {exc.cause}"),
+                    HandlerFailed(f"{self.message_type} failed: {cause}"),
                     incoming.correlation_id,
                 )
             consumed.answered(outcome)
             await self.finish(incoming, outcome)
             await raw.ack()
+
+    async def _put_back(self, raw: AbstractIncomingMessage) -> bool:
+        """Requeue a message that failed for want of the database or broker; False when it
+        has been back too often while the database answered: the failure is its own (a fault
+        taken for an outage), and it must not loop."""
+        limit = self.rt.settings.max_redeliveries
+        if redeliveries(raw) >= limit and await self.rt.database_answers():
+            return False
+        try:
+            await self.rt.requeue(raw, self.queue)
+        except INFRASTRUCTURE_ERRORS:  # the broker is gone: it redelivers the message itself
+            with contextlib.suppress(*INFRASTRUCTURE_ERRORS):
+                await raw.nack(requeue=True)
+        return True
 
     async def _with_retries(self, incoming: Incoming) -> Reply:
         attempts = max(1, self.rt.settings.retry_attempts)
@@ -191,7 +225,7 @@ class Processor:
 
 class QueryProcessor(Processor):
     async def process(self, incoming: Incoming) -> Reply:
-        query = decode(self.handler.contract, incoming.body)
+        query = decode(self.handler.contract, incoming)
         caller = self.rt.identify(incoming)
         check_permissions(self.handler.contract, caller)
         ctx = self.context(incoming, caller)
@@ -259,7 +293,7 @@ class CommandProcessor(Processor):
             raise
 
     async def _process(self, incoming: Incoming) -> Reply:
-        command = decode(self.handler.contract, incoming.body)
+        command = decode(self.handler.contract, incoming)
         caller = self.rt.identify(incoming)
         check_permissions(self.handler.contract, caller)
         retries = self.rt.settings.concurrency_retries
@@ -319,7 +353,7 @@ class EventProcessor(Processor):
             event_id,
         ):
             return Reply(b"")
-        event = decode(self.handler.contract, incoming.body)
+        event = decode(self.handler.contract, incoming)
         ctx = self.context(incoming, None)
         ctx.causation_id = event_id
         ctx.event = recorded_from_headers(incoming, event)

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     prefetch_count: int = 10
     event_prefetch_count: int = 5
     retry_attempts: int = 3
+    # times a message may go back to its queue after an outage-like failure before it is taken
+    # for the message's own fault and dead-lettered (while the database answers)
+    max_redeliveries: int = 10
     retry_initial_delay: float = 1.0
     retry_max_delay: float = 30.0
     concurrency_retries: int = 3

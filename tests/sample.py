@@ -71,3 +71,32 @@ async def dawdle(command: Dawdle, ctx: Context) -> str:
     finally:
         dawdling["now"] -= 1
     return "done"
+
+
+class Unreachable(Command):
+    """Raises an OSError of the handler's own (say, a peer it calls went away), forever."""
+
+    note: str = ""
+
+
+class Permissive(Command):
+    """Guarded by a policy that falls off its end (returns None)."""
+
+
+unreachable_calls: dict[str, int] = {}
+
+
+@service.command(Unreachable)
+async def unreachable(command: Unreachable, ctx: Context) -> str:
+    unreachable_calls[command.note] = unreachable_calls.get(command.note, 0) + 1
+    raise ConnectionResetError(f"the peer of {command.note} went away")
+
+
+def forgets_to_answer(command: Permissive, ctx: Context) -> bool:
+    """A buggy policy: it means to refuse, but returns nothing."""
+    return None  # type: ignore[return-value]
+
+
+@service.command(Permissive, policies=[forgets_to_answer])
+async def permissive(command: Permissive, ctx: Context) -> str:
+    return "allowed"
