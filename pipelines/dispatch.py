@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from aio_pika.abc import AbstractIncomingMessage
 from faststream.rabbit import RabbitMessage
@@ -60,6 +60,26 @@ class Handler:
     subscriber: str | None = None  # event handlers: the name of their queue
     reads: ReadModel | None = None  # queries: the projection they read
     cache: Cached | None = None  # queries: how their results are cached
+
+
+SEEN = "SELECT 1 FROM processed_events WHERE subscriber = $1 AND event_id = $2::uuid"
+RECORD_PROCESSED = (
+    "INSERT INTO processed_events (subscriber, event_id) VALUES ($1, $2::uuid) "
+    "ON CONFLICT DO NOTHING RETURNING true"
+)
+T = TypeVar("T")
+
+
+async def on_fresh_state(decide: Callable[[], Awaitable[T]], retries: int) -> T:
+    """Run `decide` again (on fresh state) when another writer appended to its aggregate
+    first, up to `retries` times; then the ConcurrencyError stands."""
+    for attempt in range(retries + 1):
+        try:
+            return await decide()
+        except ConcurrencyError:
+            if attempt == retries:
+                raise
+    raise AssertionError("unreachable")
 
 
 class RedeliveryLimit(Exception):
@@ -282,7 +302,7 @@ class CommandProcessor(Processor):
 
     async def process(self, incoming: Incoming) -> Reply:
         assert self.rt.store is not None
-        self.rt.expire_command_results_now_and_then()
+        self.rt.expire_records_now_and_then()
         try:
             return await self._process(incoming)
         except Exception:
@@ -296,14 +316,9 @@ class CommandProcessor(Processor):
         command = decode(self.handler.contract, incoming)
         caller = self.rt.identify(incoming)
         check_permissions(self.handler.contract, caller)
-        retries = self.rt.settings.concurrency_retries
-        for attempt in range(retries + 1):
-            try:
-                return await self._decide(incoming, command, caller)
-            except ConcurrencyError:
-                if attempt == retries:
-                    raise
-        raise AssertionError("unreachable")
+        return await on_fresh_state(
+            lambda: self._decide(incoming, command, caller), self.rt.settings.concurrency_retries
+        )
 
     async def _decide(self, incoming: Incoming, command: Contract, caller: Caller | None) -> Reply:
         """Run policies and handler on fresh state, then append what it recorded."""
@@ -342,24 +357,34 @@ class EventProcessor(Processor):
     """Delivers an event to one subscriber at most once, however often the bus redelivers it."""
 
     async def process(self, incoming: Incoming) -> Reply:
-        assert self.rt.store is not None and self.rt.pool is not None
-        subscriber = self.handler.subscriber
+        assert self.rt.pool is not None
+        self.rt.expire_records_now_and_then()
         event_id = incoming.header(h.EVENT_ID)
         if event_id is None:
             raise ValidationError("event without an x-event-id header")
-        if await self.rt.pool.fetchval(
-            "SELECT 1 FROM processed_events WHERE subscriber = $1 AND event_id = $2::uuid",
-            subscriber,
-            event_id,
-        ):
-            return Reply(b"")
+        if await self.rt.pool.fetchval(SEEN, self.handler.subscriber, event_id):
+            return Reply(b"")  # a redelivery: spare the handler
         event = decode(self.handler.contract, incoming)
+        await on_fresh_state(
+            lambda: self._decide(incoming, event, event_id), self.rt.settings.concurrency_retries
+        )
+        return Reply(b"")
+
+    async def _decide(self, incoming: Incoming, event: Contract, event_id: str) -> None:
+        """Run the handler, then record the event id and append what it recorded, together.
+
+        The id goes first: a concurrent delivery of the same event waits on it, then finds it
+        taken and appends nothing.
+        """
+        assert self.rt.store is not None and self.rt.pool is not None
         ctx = self.context(incoming, None)
         ctx.causation_id = event_id
         ctx.event = recorded_from_headers(incoming, event)
         await self.handler.fn(event, ctx)
         new_events = ctx.new_events()
         async with self.rt.pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval(RECORD_PROCESSED, self.handler.subscriber, event_id):
+                return
             if new_events:
                 await self.rt.store.append(
                     new_events,
@@ -367,15 +392,8 @@ class EventProcessor(Processor):
                     causation_id=event_id,
                     conn=conn,
                 )
-            await conn.execute(
-                "INSERT INTO processed_events (subscriber, event_id) VALUES ($1, $2::uuid) "
-                "ON CONFLICT DO NOTHING",
-                subscriber,
-                event_id,
-            )
         if new_events:
             self.rt.store.committed()
-        return Reply(b"")
 
     async def refuse(self, incoming: Incoming, exc: PlatformError) -> Reply:
         """An event that fails its contract or the handler's rules cannot succeed later."""

@@ -29,6 +29,12 @@ EXPIRE_COMMAND_RESULTS = (
     "SELECT command_id FROM command_results WHERE created_at < now() - make_interval(secs => $1) "
     "ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED))"
 )
+EXPIRE_PROCESSED_EVENTS = (
+    "DELETE FROM processed_events WHERE (subscriber, event_id) IN ("
+    "SELECT subscriber, event_id FROM processed_events "
+    "WHERE processed_at < now() - make_interval(secs => $1) "
+    "ORDER BY processed_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
+)
 READ_LOG = "SELECT * FROM read_log($1, $2, $3::text[])"
 Runner: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
@@ -213,6 +219,14 @@ class EventStore:
         `batches` short transactions of `batch` rows; returns how many were deleted."""
         return await delete_in_batches(
             self.pool, EXPIRE_COMMAND_RESULTS, older_than, batch=batch, batches=batches
+        )
+
+    async def expire_processed_events(
+        self, older_than: float, batch: int = 1000, batches: int = 10
+    ) -> int:
+        """Forget which events subscribers handled over `older_than` seconds ago, likewise."""
+        return await delete_in_batches(
+            self.pool, EXPIRE_PROCESSED_EVENTS, older_than, batch=batch, batches=batches
         )
 
     async def load_snapshot(

@@ -43,7 +43,7 @@ class Runtime:
         self.positions: PositionWatcher | None = None
         self.rpc: RpcClient | None = None  # requests to other services
         self._service_token: tuple[str, float] | None = None
-        self._result_sweeps = Pacer()
+        self._record_sweeps = Pacer()
 
     def attach(self, pool: Pool, notifier: Notifier) -> None:
         self.pool = pool
@@ -160,12 +160,16 @@ class Runtime:
             return False
         return True
 
-    def expire_command_results_now_and_then(self) -> None:
-        """In the background, forget idempotency records past their retention: processes
-        that add records keep the table bounded, at most one sweep per interval each."""
-        retention = self.settings.command_result_retention
-        if self.store is not None and retention > 0 and self._result_sweeps.due():
+    def expire_records_now_and_then(self) -> None:
+        """In the background, forget idempotency records (command results, processed events)
+        past their retention: processes that add records keep the tables bounded, at most one
+        sweep per interval each."""
+        if self.store is None or not self._record_sweeps.due():
+            return
+        if (retention := self.settings.command_result_retention) > 0:
             self.spawn(self.store.expire_command_results(retention))
+        if (retention := self.settings.processed_event_retention) > 0:
+            self.spawn(self.store.expire_processed_events(retention))
 
     def spawn(self, coro: Any) -> None:
         """Run follow-up work (snapshots) without delaying the reply; failures are logged."""

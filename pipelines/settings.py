@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     concurrency_retries: int = 3
     # seconds a command's idempotency record (its id and result) is kept; 0 keeps them forever
     command_result_retention: float = 7 * 24 * 3600.0
+    # seconds a subscriber's record of a handled event id is kept; 0 keeps them forever
+    processed_event_retention: float = 7 * 24 * 3600.0
     relay_enabled: bool = True
     relay_batch_size: int = 500
     relay_poll_interval: float = 0.5
