@@ -11,6 +11,7 @@ import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 
@@ -96,9 +97,18 @@ def _probe(port: int) -> str:
     try:
         with urllib.request.urlopen(f"http://{PROBE_HOST}:{port}/health", timeout=TIMEOUT) as r:
             body = json.load(r)
-        return str(body.get("status", "ok")) if isinstance(body, dict) else "ok"
+        return _health(body) if isinstance(body, dict) else "ok"
     except Exception as exc:
         return f"down ({_reason(exc)})"
+
+
+def _health(body: dict[str, Any]) -> str:
+    """`ok`, or `degraded` with each failing background task and its last error."""
+    failing = body.get("failing") or {}
+    status = str(body.get("status", "ok"))
+    if not isinstance(failing, dict) or not failing:
+        return status
+    return f"{status}: " + "; ".join(f"{task} failing ({error})" for task, error in failing.items())
 
 
 async def queues(settings: Settings) -> list[Section]:

@@ -137,7 +137,8 @@ async def start_orders(settings: Settings) -> AsyncIterator[Callable[..., Any]]:
 
 async def silence(instance: ServiceInstance) -> None:
     """The process freezes or its network drops: no heartbeat, no goodbye."""
-    task = next(t for t in instance._tasks if t.get_name() == "banyan announcer")
+    task = instance.supervisor.tasks.pop("announcer").task
+    assert task is not None
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
@@ -145,7 +146,7 @@ async def silence(instance: ServiceInstance) -> None:
 
 def resume(instance: ServiceInstance) -> None:
     assert instance.announcer is not None
-    instance._spawn(instance.announcer.run(), "announcer")
+    instance._spawn(instance.announcer.run, "announcer")
 
 
 def health_event(
