@@ -161,7 +161,7 @@ class ServiceInstance:
             return
         if self.settings.relay_enabled:
             channel = await self.runtime.channel(CONFIRM_CHANNEL)
-            self.relay = EventRelay(self.settings, pool, channel, notifier=self.notifier)
+            self.relay = EventRelay(self.settings, channel, notifier=self.notifier)
             self._spawn(self.relay.run, "relay")
         if self.settings.announce_enabled and self.runtime.rpc is not None:
             registration = self.service.registration(self.instance_id)
