@@ -35,6 +35,15 @@ EXPIRE_PROCESSED_EVENTS = (
     "WHERE processed_at < now() - make_interval(secs => $1) "
     "ORDER BY processed_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
 )
+# How long the oldest append still in flight has run: readers wait for it (see readable_bound).
+OLDEST_APPEND = (
+    "SELECT coalesce(extract(epoch FROM max(now() - a.xact_start)), 0)::float8 "
+    "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+    "WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.mode = 'ShareLock' AND l.granted "
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND ((l.classid::bigint << 32) | l.objid::bigint) - in_flight_namespace() "
+    "BETWEEN 1 AND 1099511627775"
+)
 READ_LOG = "SELECT * FROM read_log($1, $2, $3::text[])"
 Runner: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
@@ -168,6 +177,10 @@ class EventStore:
     async def readable_bound(self, conn: Runner | None = None) -> int:
         """Every position below this one is settled: committed, or rolled back for good."""
         return int(await (conn or self.pool).fetchval("SELECT readable_bound()"))
+
+    async def oldest_append_seconds(self, conn: Runner | None = None) -> float:
+        """Seconds the oldest append still in flight has been running (0: none is)."""
+        return float(await (conn or self.pool).fetchval(OLDEST_APPEND))
 
     async def read_all(
         self,

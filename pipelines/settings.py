@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     relay_batch_size: int = 500
     relay_poll_interval: float = 0.5
     database_pool_size: int = 10
+    # seconds a platform session may sit idle inside a transaction (or its host stay silent)
+    # before PostgreSQL cuts it: a frozen appender holds readers back no longer than this
+    append_stall_timeout: float = 10.0
     graceful_timeout: float = 15.0
     read_your_writes_timeout: float = 5.0
     heartbeat_interval: float = 10.0

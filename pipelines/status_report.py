@@ -18,6 +18,7 @@ import asyncpg
 from pipelines import deadletters
 from pipelines.database import connect
 from pipelines.deadletters import QueueDepth
+from pipelines.eventstore import OLDEST_APPEND
 from pipelines.modules import load_services
 from pipelines.registry import DISCOVERY, ListServices, ServiceInfo, ServiceList
 from pipelines.rpc import RpcClient
@@ -43,6 +44,7 @@ async def report(settings: Settings) -> str:
         ("Services (discovery)", services),
         ("Processes (/health)", processes),
         ("Queues", queues),
+        ("Event log", event_log),
         ("Projections", projections),
     ]
     sections = await asyncio.gather(*(_guarded(title, part, settings) for title, part in parts))
@@ -133,6 +135,25 @@ def _queue_lines(found: list[QueueDepth]) -> list[str]:
 
 def _depth(queue: QueueDepth) -> tuple[int, str]:
     return (-queue.messages, queue.name)
+
+
+async def event_log(settings: Settings) -> list[Section]:
+    conn = await connect(settings)
+    try:
+        bound = await conn.fetchval("SELECT readable_bound()")
+        oldest = await conn.fetchval(OLDEST_APPEND)
+    finally:
+        await conn.close()
+    stalled = "  STALLED: readers wait for it" if oldest > settings.append_stall_timeout / 2 else ""
+    return [
+        Section(
+            "Event log",
+            [
+                f"readable up to position {bound - 1}",
+                f"oldest append in flight {oldest:.1f} s{stalled}",
+            ],
+        )
+    ]
 
 
 async def projections(settings: Settings) -> list[Section]:
