@@ -12,10 +12,12 @@ from fastapi import FastAPI
 from auth import service as auth_service
 from examples.orders import service as orders_service
 from gateway.app import create_app
+from gateway.breaker import CLOSED
 from gateway.registry import from_services
 from pipelines.http import HttpServer
 from tests.test_auth import admin, auth, auth_settings, new_user  # noqa: F401 (fixtures)
 from tests.test_gateway import ALL, ITEMS, bearer
+from tests.test_gateway_graphql import PLACE, graphql
 
 Served = tuple[FastAPI, httpx.AsyncClient]
 
@@ -158,3 +160,90 @@ async def test_a_repeated_authenticate_is_refused_as_its_tokens_were_not_kept(
     assert user_id not in again.text and "REDACTED" not in again.text
     fresh = await authenticate(http, email, password, uuid.uuid4().hex)
     assert fresh.status_code == 200 and fresh.json()["user"]["id"] == user_id
+
+
+# --- keys at the edge ------------------------------------------------------------------------
+
+
+async def test_keys_are_checked_at_the_edge(served: Served, token) -> None:
+    app, http = served
+    jwt = token("idem-frank", *ALL)
+    for bad in ("k" * 256, "tab\there", "caf\u00e9"):
+        refused = await http.post(
+            "/api/orders/place-order",
+            json={"customerId": "idem-frank", "items": ITEMS},
+            headers={**bearer(jwt), "Idempotency-Key": bad.encode("utf-8")},
+        )
+        assert refused.status_code == 400, (bad, refused.text)
+        assert error_code(refused) == "VALIDATION_ERROR"
+        assert "Idempotency-Key" in refused.json()["error"]["message"]
+    for _ in range(12):
+        await place(http, "idem-frank", jwt, "k" * 300)
+    assert app.state.gateway.breakers.get("orders").state == CLOSED
+    longest = await place(http, "idem-frank", jwt, "k" * 255)
+    assert longest.status_code == 200, longest.text
+
+
+async def test_the_response_carries_the_key(http, token) -> None:
+    jwt = token("idem-grace", *ALL)
+    assigned = await place(http, "idem-grace", jwt, None)
+    key = assigned.headers["Idempotency-Key"]
+    assert key
+    retried = await place(http, "idem-grace", jwt, key)
+    assert retried.json() == assigned.json()
+    given = await place(http, "idem-grace", jwt, "my-key-" + uuid.uuid4().hex)
+    assert given.headers["Idempotency-Key"].startswith("my-key-")
+
+
+# --- GraphQL ---------------------------------------------------------------------------------
+
+
+async def place_by_graphql(
+    http: httpx.AsyncClient, user: str, key: str | None, query: str = PLACE, quantity: int = 2
+) -> httpx.Response:
+    order = {"input": {"customerId": user, "items": [{**ITEMS[0], "quantity": quantity}]}}
+    headers = {"Idempotency-Key": key} if key is not None else {}
+    return await graphql(http, query, token_of[user], variables=order, headers=headers)
+
+
+token_of: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def graphql_users(token) -> None:
+    for user in ("gql-idem-alice", "gql-idem-bob"):
+        token_of[user] = token(user, *ALL)
+
+
+def order_id(response: httpx.Response, field: str = "placeOrder") -> str:
+    body = response.json()
+    assert response.status_code == 200 and "errors" not in body, body
+    return str(body["data"][field]["orderId"])
+
+
+async def test_graphql_keys_belong_to_one_caller(http) -> None:
+    key = uuid.uuid4().hex
+    alice = order_id(await place_by_graphql(http, "gql-idem-alice", key))
+    bob = order_id(await place_by_graphql(http, "gql-idem-bob", key))
+    assert alice != bob
+    other = await place_by_graphql(http, "gql-idem-alice", key, quantity=5)
+    assert other.json()["errors"][0]["extensions"]["code"] == "IDEMPOTENCY_KEY_REUSED"
+
+
+async def test_graphql_keys_are_checked_and_returned(http) -> None:
+    refused = await place_by_graphql(http, "gql-idem-alice", "k" * 256)
+    assert refused.status_code == 400, refused.text
+    assert "Idempotency-Key" in refused.json()["errors"][0]["message"]
+    aliased = (
+        "mutation Place($input: PlaceOrderInput!) { "
+        + "a" * 200
+        + ": placeOrder(input: $input) { orderId } }"
+    )
+    longest = "k" * 255
+    first = order_id(await place_by_graphql(http, "gql-idem-alice", longest, aliased), "a" * 200)
+    again = order_id(await place_by_graphql(http, "gql-idem-alice", longest, aliased), "a" * 200)
+    assert first == again
+    assigned = await place_by_graphql(http, "gql-idem-alice", None)
+    key = assigned.headers["Idempotency-Key"]
+    retried = await place_by_graphql(http, "gql-idem-alice", key)
+    assert order_id(retried) == order_id(assigned)
