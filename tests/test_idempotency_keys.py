@@ -247,3 +247,13 @@ async def test_graphql_keys_are_checked_and_returned(http) -> None:
     key = assigned.headers["Idempotency-Key"]
     retried = await place_by_graphql(http, "gql-idem-alice", key)
     assert order_id(retried) == order_id(assigned)
+
+
+async def test_openapi_documents_the_key(http) -> None:
+    document = (await http.get("/openapi.json")).json()
+    operation = document["paths"]["/api/orders/place-order"]["post"]
+    names = [p["name"] for p in operation.get("parameters", [])]
+    assert "Idempotency-Key" in names
+    assert "422" in operation["responses"]
+    query = document["paths"]["/api/orders/get-order"]["get"]
+    assert "Idempotency-Key" not in [p["name"] for p in query.get("parameters", [])]
