@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from auth import service as auth_service
 from examples.orders import service as orders_service
+from examples.orders.contracts import PlaceOrder
 from gateway.app import create_app
 from gateway.breaker import CLOSED
 from gateway.registry import from_services
@@ -193,6 +194,15 @@ async def test_the_response_carries_the_key(http, token) -> None:
     assert retried.json() == assigned.json()
     given = await place(http, "idem-grace", jwt, "my-key-" + uuid.uuid4().hex)
     assert given.headers["Idempotency-Key"].startswith("my-key-")
+
+
+async def test_a_long_key_on_the_bus_is_sent_as_its_digest(rpc, token, orders) -> None:
+    """Senders on the bus (`ctx.send(key=...)`, flows) may use keys longer than a message id."""
+    jwt, key = token("idem-bus", *ALL), "k" * 300 + uuid.uuid4().hex
+    order = PlaceOrder.model_validate({"customerId": "idem-bus", "items": ITEMS})
+    first = await rpc.send("orders", order, token=jwt, message_id=key)
+    again = await rpc.send("orders", order, token=jwt, message_id=key)
+    assert first.result() == again.result()
 
 
 # --- GraphQL ---------------------------------------------------------------------------------
