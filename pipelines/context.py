@@ -3,13 +3,13 @@
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, TypeVar
 
 from pipelines.aggregate import Aggregate
 from pipelines.contracts import Contract, Model
 from pipelines.eventstore import EventStore, NewEvent, RecordedEvent
 from pipelines.identity import Caller
-from pipelines.logs import REDACTED
 from pipelines.rpc import Response
 from pipelines.settings import Settings
 
@@ -114,16 +114,12 @@ def dump_result(result: Any) -> str:
     return json.dumps(result, default=str, separators=(",", ":"))
 
 
-def dump_record(result: Any) -> str:
-    """The result as kept to answer a repeated command: `Sensitive` fields are never stored."""
-    text = dump_result(result)
-    hidden = result.sensitive_fields() if isinstance(result, Model) else set()
-    return json.dumps(_hide(json.loads(text), hidden)) if hidden else text
+def kept_result(result: Any, text: str) -> str | None:
+    """What is kept of a result (`text`, its JSON) to answer a repeated command: nothing when
+    it holds `Sensitive` fields, as secrets are never stored (nor, then, answered twice)."""
+    return None if isinstance(result, Model) and _holds_secrets(type(result)) else text
 
 
-def _hide(value: Any, hidden: set[str]) -> Any:
-    if isinstance(value, dict):
-        return {k: REDACTED if k in hidden else _hide(v, hidden) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_hide(v, hidden) for v in value]
-    return value
+@cache
+def _holds_secrets(model: type[Model]) -> bool:
+    return bool(model.sensitive_fields())

@@ -24,22 +24,24 @@ from faststream.rabbit import RabbitMessage
 from pipelines import headers as h
 from pipelines import telemetry
 from pipelines.aggregate import Aggregate
-from pipelines.context import Context, dump_record, dump_result
+from pipelines.context import Context, dump_result, kept_result
 from pipelines.contracts import Contract
 from pipelines.errors import (
     ConcurrencyError,
+    Conflict,
     Forbidden,
     HandlerFailed,
+    IdempotencyKeyReused,
     PlatformError,
     PolicyViolation,
     Timeout,
     ValidationError,
 )
 from pipelines.eventstore import (
-    CommandRecord,
     RecordedEvent,
     StoredResult,
 )
+from pipelines.idempotency import RecordKey, RecordKeys
 from pipelines.identity import Caller
 from pipelines.messages import Incoming, Reply, decode, redeliveries
 from pipelines.querycache import Cached, ReadModel, keyed_value
@@ -292,65 +294,81 @@ class QueryProcessor(Processor):
 
 
 class CommandProcessor(Processor):
-    """Handles a command; a repeated command id gets the first result, its events appended once.
+    """Handles a command; a repeat (same caller, operation and key) gets the first result,
+    its events appended once; a repeat with another body is refused.
 
-    The first append of a command id records it in the same statement as the events, so that
+    The first append of a command records it in the same statement as the events, so that
     record decides: a repeat fails to record (or fails earlier, in its handler or policies, on
-    the state the first one left) and is answered with the stored result. The usual case, a
-    new id, costs no lookup, and no connection is held while the handler runs.
+    the state the first one left) and is answered from the record. The usual case, a new key,
+    costs no lookup, and no connection is held while the handler runs.
     """
+
+    def __init__(self, runtime: Runtime, handler: Handler, queue: str) -> None:
+        super().__init__(runtime, handler, queue)
+        self.record_keys = RecordKeys(
+            runtime.service, self.message_type, runtime.settings.jwt_secret
+        )
 
     async def process(self, incoming: Incoming) -> Reply:
         assert self.rt.store is not None
         self.rt.expire_records_now_and_then()
-        try:
-            return await self._process(incoming)
-        except Exception:
-            if incoming.message_id and (
-                done := await self.rt.store.command_result(incoming.message_id)
-            ):
-                return _stored(done)
-            raise
-
-    async def _process(self, incoming: Incoming) -> Reply:
         command = decode(self.handler.contract, incoming)
         caller = self.rt.identify(incoming)
         check_permissions(self.handler.contract, caller)
+        key = incoming.message_id
+        record = self.record_keys.of(key, caller, command) if key else None
+        try:
+            return await self._process(incoming, command, caller, record)
+        except Exception:
+            if record and (done := await self.rt.store.command_result(record.record_id)):
+                return self._answer_again(done, record)
+            raise
+
+    async def _process(
+        self, incoming: Incoming, command: Contract, caller: Caller | None, record: RecordKey | None
+    ) -> Reply:
         return await on_fresh_state(
-            lambda: self._decide(incoming, command, caller), self.rt.settings.concurrency_retries
+            lambda: self._decide(incoming, command, caller, record),
+            self.rt.settings.concurrency_retries,
         )
 
-    async def _decide(self, incoming: Incoming, command: Contract, caller: Caller | None) -> Reply:
+    async def _decide(
+        self, incoming: Incoming, command: Contract, caller: Caller | None, record: RecordKey | None
+    ) -> Reply:
         """Run policies and handler on fresh state, then append what it recorded."""
         assert self.rt.store is not None
         ctx = self.context(incoming, caller)
         await run_policies(self.handler.policies, command, ctx)
         outcome = await self.handler.fn(command, ctx)
         result = dump_result(outcome)
-        record = (
-            CommandRecord(incoming.message_id, self.message_type, dump_record(outcome))
-            if incoming.message_id
-            else None
-        )
         position = await self.rt.store.append(
             ctx.new_events(),
             correlation_id=incoming.correlation_id,
             causation_id=incoming.message_id,
-            command=record,
+            command=record.record(kept_result(outcome, result)) if record else None,
         )
         for aggregate in ctx.snapshots_due():
             self.rt.spawn(self._snapshot(aggregate))
         return Reply(result.encode(), position=position)
+
+    def _answer_again(self, done: StoredResult, record: RecordKey) -> Reply:
+        if done.fingerprint != record.fingerprint:
+            raise IdempotencyKeyReused(
+                f"this Idempotency-Key was used for another {self.message_type}: "
+                "send a new key for a new request"
+            )
+        if done.withheld:
+            raise Conflict(
+                f"this {self.message_type} was already handled, and its result held secrets, "
+                "which are never kept: send it again with a new Idempotency-Key"
+            )
+        return Reply(json.dumps(done.result).encode(), position=done.position)
 
     async def _snapshot(self, aggregate: Aggregate) -> None:
         assert self.rt.store is not None
         await self.rt.store.save_snapshot(
             aggregate.aggregate_type, aggregate.id, aggregate.version, aggregate.model_dump_json()
         )
-
-
-def _stored(done: StoredResult) -> Reply:
-    return Reply(json.dumps(done.result).encode(), position=done.position)
 
 
 class EventProcessor(Processor):

@@ -44,6 +44,10 @@ OLDEST_APPEND = (
     "AND ((l.classid::bigint << 32) | l.objid::bigint) - in_flight_namespace() "
     "BETWEEN 1 AND 1099511627775"
 )
+COMMAND_RESULT = (
+    "SELECT result, position, fingerprint, result IS NULL AS withheld FROM command_results "
+    "WHERE command_id = $1"
+)
 READ_LOG = "SELECT * FROM read_log($1, $2, $3::text[])"
 Runner: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
@@ -85,11 +89,13 @@ class RecordedEvent:
 
 @dataclass(slots=True, frozen=True)
 class CommandRecord:
-    """What makes a command idempotent: its id and the result to answer a duplicate with."""
+    """What makes a command idempotent: its record's id (see `pipelines.idempotency`), the
+    result to answer a duplicate with, and the fingerprint a duplicate's body must match."""
 
     command_id: str
     message_type: str
-    result: str | None  # JSON text
+    result: str | None  # JSON text; None when it held secrets (never kept)
+    fingerprint: bytes | None = None
 
 
 class DuplicateCommand(Exception):
@@ -100,6 +106,8 @@ class DuplicateCommand(Exception):
 class StoredResult:
     result: Any
     position: int | None
+    fingerprint: bytes | None = None
+    withheld: bool = False  # the result held secrets, so it was not kept
 
 
 class EventStore:
@@ -220,10 +228,8 @@ class EventStore:
         return await self.readable_bound() - 1
 
     async def command_result(self, command_id: str) -> StoredResult | None:
-        row = await self.pool.fetchrow(
-            "SELECT result, position FROM command_results WHERE command_id = $1", command_id
-        )
-        return StoredResult(row["result"], row["position"]) if row else None
+        row = await self.pool.fetchrow(COMMAND_RESULT, command_id)
+        return StoredResult(*row.values()) if row else None
 
     async def expire_command_results(
         self, older_than: float, batch: int = 1000, batches: int = 10
@@ -273,7 +279,11 @@ def _arguments(
     causation_id: str | None,
     command: CommandRecord | None,
 ) -> tuple[Any, ...]:
-    recorded = (command.command_id, command.message_type, command.result) if command else ()
+    recorded = (
+        (command.command_id, command.message_type, command.result, command.fingerprint)
+        if command
+        else ()
+    )
     if not events:
         return recorded
     metadata = _metadata_texts(events, correlation_id)

@@ -523,7 +523,7 @@ async def test_tokens_are_not_kept_in_command_results(auth, rpc, admin) -> None:
     _, email, password = await new_user(rpc, admin)
     tokens = await call(rpc, login(email, password))
     kept = await auth.runtime.pool.fetch("SELECT result::text FROM command_results")
-    assert not any(tokens["refreshToken"] in row["result"] for row in kept)
+    assert not any(tokens["refreshToken"] in (row["result"] or "") for row in kept)
 
 
 # --- HTTP, and RS256 with a JSON Web Key Set -----------------------------------------------

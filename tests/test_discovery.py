@@ -19,6 +19,7 @@ from discovery.registrar import Registrar
 from examples.orders import service as orders_service
 from pipelines import Command, Context, Event, Model, Service
 from pipelines.contracts import Contract
+from pipelines.idempotency import record_id
 from pipelines.instance import ServiceInstance
 from pipelines.registry import (
     ContractInfo,
@@ -547,8 +548,9 @@ async def test_malformed_registration_messages_change_nothing(
     assert not await pool.fetchval(
         "SELECT count(*) FROM events WHERE causation_id = ANY($1::text[])", ids
     )
+    records = [record_id(i, "discovery", "RegisterService", None) for i in ids]  # anonymous
     assert not await pool.fetchval(
-        "SELECT count(*) FROM command_results WHERE command_id = ANY($1::text[])", ids
+        "SELECT count(*) FROM command_results WHERE command_id = ANY($1::text[])", records
     )
     logged = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert sum("RegisterService" in r.getMessage() for r in logged) >= len(MALFORMED)

@@ -318,9 +318,14 @@ async def test_a_refusal_from_a_losing_duplicate_is_not_believed(settings, shop,
         gate.clear()
     services = [await started(claims, settings), await started(claimer, settings)]
     try:
-        key = uuid.uuid4().hex
+        key, as_the_flow = uuid.uuid4().hex, services[1].runtime.service_token()
         copy = asyncio.create_task(
-            rpc.send("claims", Claim(claim_id=key), message_id=f"claiming:{key}:do:Claim")
+            rpc.send(
+                "claims",
+                Claim(claim_id=key),
+                token=as_the_flow,
+                message_id=f"claiming:{key}:do:Claim",
+            )
         )
         await eventually(lambda: len(arrived) == 1, what="the first copy")
         (await rpc.send("claims", Open(claim_id=key))).result()  # the flow sends the second

@@ -10,6 +10,7 @@ from gateway.graphql.context import GraphQLContext
 from gateway.graphql.errors import format_error, platform_error
 from gateway.graphql.graphiql import ASSETS_PATH, assets
 from gateway.graphql.transport import CallerHandlers, ConnectionHandler
+from gateway.idempotency import HEADER, checked_key
 from gateway.state import GatewayState
 from gateway.subscriptions import EventHub
 
@@ -21,7 +22,7 @@ def mount(app: FastAPI, state: GatewayState, hub: EventHub) -> None:
         correlation_id = request.state.correlation_id
         try:
             identity = state.auth.identify(request.headers)
-            request.state.graphql = GraphQLContext(
+            request.state.graphql = context = GraphQLContext(
                 state,
                 hub,
                 identity,
@@ -29,9 +30,12 @@ def mount(app: FastAPI, state: GatewayState, hub: EventHub) -> None:
                 client=request.client.host if request.client else "",
                 min_position=requests.min_position(request),
                 traceparent=requests.traceparent(request),
-                idempotency_key=request.headers.get("idempotency-key"),
+                idempotency_key=checked_key(request.headers),
             )
-            return await handlers.for_caller(identity.caller).handle_request(request)
+            response = await handlers.for_caller(identity.caller).handle_request(request)
+            if context.idempotency_key is not None:
+                response.headers[HEADER] = context.idempotency_key
+            return response
         except GatewayError as exc:
             body = {"errors": [format_error(platform_error(exc, correlation_id))]}
             return JSONResponse(body, exc.status, exc.headers)
