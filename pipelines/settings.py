@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     discovery_instance_retention: float = 3600.0
     announce_enabled: bool = True
     http_host: str = "0.0.0.0"
+    # proxies (comma-separated addresses or networks, `*` for any) whose X-Forwarded-For is
+    # believed; by default none: a caller's address is the peer of the connection
+    forwarded_allow_ips: str = ""
     auth_port: int = 3001
     discovery_port: int = 3002
     gateway_port: int = 3003
