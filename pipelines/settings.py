@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     query_timeout: float = 10.0
     rate_limit_per_user: int = 100  # requests per minute
     rate_limit_anonymous: int = 10
+    # sign-in: failures of one email from one address before each further one makes that
+    # address wait 2, 4, 8... seconds, up to the longest delay
+    signin_free_failures: int = 3
+    signin_max_delay: int = 300
     cors_origins: str = "*"  # comma-separated
     max_body_bytes: int = 1_048_576
     cache_prefix: str = "banyan"

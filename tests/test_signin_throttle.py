@@ -8,11 +8,13 @@ proxy vouches for another with `X-Forwarded-For`.
 import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
 
 from auth import service as auth_service
+from auth.resources import resources
 from gateway.app import create_app
 from gateway.registry import from_services
 from pipelines.devserver import available
@@ -24,12 +26,29 @@ LIMIT = 20  # sign-in attempts per address per minute at the gateways below
 SIGN_IN = "/api/auth/authenticate"
 
 
+class Clock:
+    """The throttle's clock, moved by the tests instead of waiting out its delays."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture(scope="module")
 async def auth(settings: Settings) -> AsyncIterator[None]:
     instance = auth_service.instance(settings.model_copy(update={"auth_port": free_port()}))
     await instance.start()
     yield
     await instance.stop()
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(resources().throttle, "clock", clock)
+    return clock
 
 
 async def serve(settings: Settings, trusted: str, limit: int) -> AsyncIterator[httpx.AsyncClient]:
@@ -55,12 +74,30 @@ async def behind_proxy(settings: Settings, auth: None) -> AsyncIterator[httpx.As
         yield client
 
 
+@pytest.fixture(scope="module")
+async def exposed(settings: Settings, auth: None) -> AsyncIterator[httpx.AsyncClient]:
+    """A gateway with no configured proxy (the default), limited to 6 sign-ins a minute."""
+    async for client in serve(settings, "", 6):
+        yield client
+
+
 @pytest.fixture
 def fresh_window() -> None:
     """Rate-limit windows are whole minutes: start a test well inside one."""
     left = 60 - time.time() % 60
     if left < 15:
         time.sleep(left + 0.1)
+
+
+async def create_user(http: httpx.AsyncClient, token: Any) -> tuple[str, str]:
+    email, password = f"{uuid.uuid4().hex[:12]}@example.com", f"pw-{uuid.uuid4().hex}"
+    created = await http.post(
+        "/api/auth/create-user",
+        json={"email": email, "password": password, "name": "Alice"},
+        headers={"Authorization": f"Bearer {token('creator', 'auth:create-user')}"},
+    )
+    assert created.status_code == 200, created.text
+    return email, password
 
 
 def address() -> str:
@@ -74,6 +111,60 @@ async def sign_in(
 ) -> httpx.Response:
     body = {"email": email, "password": password}
     return await http.post(SIGN_IN, json=body, headers={"X-Forwarded-For": at, **headers})
+
+
+def refusal(response: httpx.Response) -> tuple[int, str, str]:
+    error = response.json()["error"]
+    return response.status_code, error["code"], response.headers.get("Retry-After", "")
+
+
+async def test_an_attacker_elsewhere_does_not_lock_out_the_user(
+    behind_proxy: httpx.AsyncClient, token: Any, fresh_window: None
+) -> None:
+    email, password = await create_user(behind_proxy, token)
+    attacker, alice = address(), address()
+    codes = [(await sign_in(behind_proxy, email, "guess", attacker)).status_code for _ in range(8)]
+    assert codes[:3] == [401, 401, 401] and 429 in codes
+    for _ in range(2):
+        signed_in = await sign_in(behind_proxy, email, password, alice)
+        assert signed_in.status_code == 200, signed_in.text
+        assert signed_in.json()["user"]["email"] == email
+
+
+async def test_failures_from_one_address_wait_growing_delays(
+    behind_proxy: httpx.AsyncClient, token: Any, clock: Clock, fresh_window: None
+) -> None:
+    email, password = await create_user(behind_proxy, token)
+    attacker = address()
+    for _ in range(3):  # a few mistakes cost nothing
+        assert (await sign_in(behind_proxy, email, "guess", attacker)).status_code == 401
+    waits = []
+    for _ in range(3):
+        assert (await sign_in(behind_proxy, email, "guess", attacker)).status_code == 401
+        refused = await sign_in(behind_proxy, email, password, attacker)  # even the right one
+        status, code, retry_after = refusal(refused)
+        assert (status, code) == (429, "RATE_LIMIT_EXCEEDED")
+        assert refused.json()["error"]["details"]["retryAfter"] == int(retry_after)
+        waits.append(int(retry_after))
+        clock.now += int(retry_after)
+    assert waits == [2, 4, 8]
+    assert (await sign_in(behind_proxy, email, password, attacker)).status_code == 200
+
+
+async def test_forwarded_for_from_an_untrusted_peer_is_ignored(
+    exposed: httpx.AsyncClient, behind_proxy: httpx.AsyncClient, token: Any, fresh_window: None
+) -> None:
+    email, _ = await create_user(behind_proxy, token)
+    statuses = [
+        (await sign_in(exposed, email, "guess", address())).status_code for _ in range(5)
+    ]  # the throttle counts the real peer's failures, whatever the header says
+    assert statuses == [401, 401, 401, 401, 429]
+    spray = [
+        await sign_in(exposed, f"{uuid.uuid4().hex[:12]}@example.com", "guess", address())
+        for _ in range(2)
+    ]  # and so does the gateway's per-address limit: 6 a minute from 127.0.0.1
+    assert [r.status_code for r in spray] == [401, 429]
+    assert refusal(spray[-1])[1] == "RATE_LIMIT_EXCEEDED"
 
 
 async def test_forwarded_for_from_a_configured_proxy_is_honoured(
