@@ -151,6 +151,24 @@ async def test_failures_from_one_address_wait_growing_delays(
     assert (await sign_in(behind_proxy, email, password, attacker)).status_code == 200
 
 
+async def test_a_token_does_not_lift_the_per_address_limit_on_sign_in(
+    behind_proxy: httpx.AsyncClient, token: Any, fresh_window: None
+) -> None:
+    sprayer = address()
+    bearer = {"Authorization": f"Bearer {token(f'sprayer-{uuid.uuid4().hex}', 'orders:read')}"}
+    statuses = []
+    for _ in range(LIMIT + 1):  # one guess for each of many emails
+        email = f"{uuid.uuid4().hex[:12]}@example.com"
+        statuses.append(await sign_in(behind_proxy, email, "guess", sprayer, **bearer))
+    assert [r.status_code for r in statuses] == [401] * LIMIT + [429]
+    assert refusal(statuses[-1])[:2] == (429, "RATE_LIMIT_EXCEEDED")
+    assert int(refusal(statuses[-1])[2]) >= 1
+    anonymous = await sign_in(behind_proxy, "x@example.com", "guess", sprayer)
+    assert anonymous.status_code == 429
+    elsewhere = await sign_in(behind_proxy, "x@example.com", "guess", address(), **bearer)
+    assert elsewhere.status_code == 401
+
+
 async def test_forwarded_for_from_an_untrusted_peer_is_ignored(
     exposed: httpx.AsyncClient, behind_proxy: httpx.AsyncClient, token: Any, fresh_window: None
 ) -> None:
