@@ -5,6 +5,7 @@ address whatever token is presented, and the address is the real peer unless a c
 proxy vouches for another with `X-Forwarded-For`.
 """
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -82,11 +83,11 @@ async def exposed(settings: Settings, auth: None) -> AsyncIterator[httpx.AsyncCl
 
 
 @pytest.fixture
-def fresh_window() -> None:
+async def fresh_window() -> None:
     """Rate-limit windows are whole minutes: start a test well inside one."""
     left = 60 - time.time() % 60
     if left < 15:
-        time.sleep(left + 0.1)
+        await asyncio.sleep(left + 0.1)
 
 
 async def create_user(http: httpx.AsyncClient, token: Any) -> tuple[str, str]:
