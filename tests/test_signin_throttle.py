@@ -25,6 +25,7 @@ from tests.tcp_proxy import free_port
 
 LIMIT = 20  # sign-in attempts per address per minute at the gateways below
 SIGN_IN = "/api/auth/authenticate"
+SIGN_IN_GQL = "mutation($in: AuthenticateInput!) { authenticate(input: $in) { user { email } } }"
 
 
 class Clock:
@@ -204,3 +205,36 @@ def test_banyan_up_believes_forwarded_for_only_from_configured_proxies(settings:
 
     assert "--no-proxy-headers" in gateway("")
     assert "--forwarded-allow-ips=10.0.0.0/8" in gateway("10.0.0.0/8")
+
+
+async def test_graphql_sign_in_is_throttled_and_limited_alike(
+    behind_proxy: httpx.AsyncClient, token: Any, clock: Clock, fresh_window: None
+) -> None:
+    email, password = await create_user(behind_proxy, token)
+    attacker, alice = address(), address()
+    bearer = f"Bearer {token(f'gql-sprayer-{uuid.uuid4().hex}', 'orders:read')}"
+
+    async def sign_in_gql(email: str, password: str, at: str) -> dict[str, Any]:
+        variables = {"in": {"email": email, "password": password}}
+        response = await behind_proxy.post(
+            "/graphql",
+            json={"query": SIGN_IN_GQL, "variables": variables},
+            headers={"X-Forwarded-For": at, "Authorization": bearer},
+        )
+        return dict(response.json())
+
+    def code(body: dict[str, Any]) -> str:
+        return str(body["errors"][0]["extensions"]["code"]) if "errors" in body else "OK"
+
+    failures = [code(await sign_in_gql(email, "guess", attacker)) for _ in range(4)]
+    assert failures == ["INVALID_CREDENTIALS"] * 4
+    assert code(await sign_in_gql(email, password, attacker)) == "RATE_LIMIT_EXCEEDED"
+    signed_in = await sign_in_gql(email, password, alice)
+    assert signed_in["data"]["authenticate"]["user"]["email"] == email
+    sprayed = [
+        code(await sign_in_gql(f"{uuid.uuid4().hex[:12]}@example.com", "guess", attacker))
+        for _ in range(LIMIT - 5)
+    ]
+    assert sprayed == ["INVALID_CREDENTIALS"] * (LIMIT - 5)
+    assert code(await sign_in_gql(email, "guess", alice)) == "INVALID_CREDENTIALS"
+    assert code(await sign_in_gql("x@example.com", "guess", attacker)) == "RATE_LIMIT_EXCEEDED"
