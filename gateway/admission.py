@@ -54,11 +54,11 @@ class Admissions:
         self._count_and_lookup = limiter.redis.register_script(COUNT_AND_LOOKUP)
 
     async def admit(self, call: "Call") -> Admission:
-        caller = call.identity.caller
         contract = call.route.contract
+        user = None if contract.limit_per_address else call.identity.caller
         window = self.limiter.window(
-            f"user:{caller.user_id}" if caller else f"address:{call.client}",
-            caller is not None,
+            f"user:{user.user_id}" if user else f"address:{call.client}",
+            user is not None,
             contract.message_type,
             contract.rate_limit,
         )

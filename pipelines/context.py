@@ -14,6 +14,7 @@ from pipelines.rpc import Response
 from pipelines.settings import Settings
 
 A = TypeVar("A", bound=Aggregate)
+UNKNOWN_ADDRESS = "unknown"  # a message that did not come through the gateway
 # (service, message, correlation id, causation id, idempotency key, timeout) -> reply
 Sender = Callable[[str, Contract, str, str, str | None, float], Awaitable[Response]]
 
@@ -31,6 +32,7 @@ class Context:
     event: RecordedEvent | None = None  # set for event subscribers: the event being handled
     sender: "Sender | None" = None
     settings: Settings | None = None  # the running instance's settings
+    client_address: str = UNKNOWN_ADDRESS  # of the gateway's caller, as the gateway saw it
     _aggregates: dict[tuple[str, str], Aggregate] = field(default_factory=dict)
     _snapshots_due: list[Aggregate] = field(default_factory=list)
 

@@ -24,7 +24,7 @@ from faststream.rabbit import RabbitMessage
 from pipelines import headers as h
 from pipelines import telemetry
 from pipelines.aggregate import Aggregate
-from pipelines.context import Context, dump_result, kept_result
+from pipelines.context import UNKNOWN_ADDRESS, Context, dump_result, kept_result
 from pipelines.contracts import Contract
 from pipelines.errors import (
     ConcurrencyError,
@@ -225,6 +225,7 @@ class Processor:
             traceparent=telemetry.current_traceparent() or incoming.header(h.TRACEPARENT),
             sender=self.rt.sender(incoming),
             settings=self.rt.settings,
+            client_address=incoming.header(h.CLIENT_ADDRESS) or UNKNOWN_ADDRESS,
         )
 
     async def process(self, incoming: Incoming) -> Reply:

@@ -10,6 +10,7 @@ USER_TOKEN = "x-user-token"
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
 MIN_POSITION = "x-min-position"
+CLIENT_ADDRESS = "x-client-address"  # set by the gateway: the address it serves the call for
 
 # replies
 STATUS = "x-status"

@@ -187,7 +187,9 @@ class ServiceInstance:
         if not any(getattr(r, "path", None) == "/health" for r in app.routes):
             app.add_api_route("/health", self.health, methods=["GET"])
         telemetry.expose_metrics(app)
-        self.http = HttpServer(app, self.settings.http_host, port)
+        self.http = HttpServer(
+            app, self.settings.http_host, port, self.settings.forwarded_allow_ips
+        )
         await self.http.start()
 
     async def health(self) -> dict[str, Any]:

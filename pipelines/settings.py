@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     discovery_instance_retention: float = 3600.0
     announce_enabled: bool = True
     http_host: str = "0.0.0.0"
+    # proxies (comma-separated addresses or networks, `*` for any) whose X-Forwarded-For is
+    # believed; by default none: a caller's address is the peer of the connection
+    forwarded_allow_ips: str = ""
     auth_port: int = 3001
     discovery_port: int = 3002
     gateway_port: int = 3003
@@ -68,6 +71,10 @@ class Settings(BaseSettings):
     query_timeout: float = 10.0
     rate_limit_per_user: int = 100  # requests per minute
     rate_limit_anonymous: int = 10
+    # sign-in: failures of one email from one address before each further one makes that
+    # address wait 2, 4, 8... seconds, up to the longest delay
+    signin_free_failures: int = 3
+    signin_max_delay: int = 300
     cors_origins: str = "*"  # comma-separated
     max_body_bytes: int = 1_048_576
     cache_prefix: str = "banyan"
