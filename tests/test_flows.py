@@ -57,7 +57,7 @@ class Shop:
 
     async def place(self, *lines: tuple[str, int], correlation: str | None = None) -> str:
         items = [{"sku": sku, "quantity": n, "unitPrice": "1.00"} for sku, n in lines]
-        command = PlaceOrder.model_validate({"customerId": "shopper", "items": items})
+        command = PlaceOrder.model_validate({"items": items})  # the shopkeeper's own
         headers = {"x-correlation-id": correlation} if correlation else {}
         reply = await self.rpc.send("orders", command, token=self.auth, **headers)
         return str(reply.result()["orderId"])
