@@ -8,8 +8,11 @@ from typing import Any
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
 from examples.orders.contracts import GetOrder
+from pipelines.identity import Caller
+from pipelines.querycache import QueryCache
 from pipelines.rpc import RpcClient
 from tests.test_gateway import ALL, ITEMS, bearer, close, serve
 
@@ -132,6 +135,32 @@ async def test_the_service_never_serves_one_callers_cached_answer_to_another(
     assert first.ok and again.headers.get("x-cache") == "hit"
     theirs = await rpc.send("orders", query, token=people.tokens[people.bob])
     assert not theirs.ok and theirs.error().code == "NOT_FOUND"
+
+
+async def test_an_event_invalidates_every_callers_cached_answer(http, people) -> None:
+    order_id, position = await placed(http, people.auth(people.alice))
+    for who in (people.alice, people.admin):
+        await get(http, "get-order", people.auth(who), position, orderId=order_id)
+        cached = await get(http, "get-order", people.auth(who), orderId=order_id)
+        assert cached.headers.get("X-Cache") == "hit", who
+    cancelled = await http.post(
+        "/api/orders/cancel-order", json={"orderId": order_id}, headers=people.auth(people.admin)
+    )
+    later = cancelled.headers["X-Event-Position"]
+    for who in (people.alice, people.admin):
+        now = await get(http, "get-order", people.auth(who), later, orderId=order_id)
+        assert now.json()["status"] == "cancelled", who
+
+
+def test_only_a_shared_answer_is_kept_for_every_caller() -> None:
+    cache = QueryCache(Redis(), "p")
+    alice, bob = Caller("alice"), Caller("bob")
+
+    def key(caller: Caller | None, shared: bool) -> str:
+        return cache.base_key("orders", "GetOrder", b"{}", caller, shared=shared)
+
+    assert len({key(alice, False), key(bob, False), key(None, False)}) == 3
+    assert key(alice, True) == key(bob, True) == key(None, True)
 
 
 PLACE = "mutation P($input: PlaceOrderInput!) { placeOrder(input: $input) { orderId } }"
