@@ -110,7 +110,7 @@ class QueryCache:
         """Where the answer to `canonical` is kept: for every caller if `shared`, else for
         `caller` alone (anonymous callers, who are all the same to a handler, share theirs)."""
         digest = hashlib.blake2b(canonical, digest_size=16).hexdigest()
-        whose = "*" if shared else f"user={caller.user_id}" if caller else "anonymous"
+        whose = "*" if shared else caller_key(caller)
         return f"{self.prefix}:q:{service}:{query}:{whose}:{digest}"
 
     async def lookup(self, base: str, counters: list[str]) -> tuple[str | None, CacheHit | None]:
@@ -159,6 +159,15 @@ class QueryCache:
 
     async def close(self) -> None:
         await self.redis.aclose()
+
+
+def caller_key(caller: Caller | None) -> str:
+    """The caller as a cached answer's key names them: with their permissions, since an answer
+    may depend on them (one computed before an admin permission was revoked is not reused)."""
+    if caller is None:
+        return "anonymous"
+    granted = ",".join(sorted(caller.permissions)).encode()
+    return f"user={caller.user_id}:{hashlib.blake2b(granted, digest_size=8).hexdigest()}"
 
 
 def cache_hit(entry: bytes) -> CacheHit:

@@ -159,7 +159,8 @@ def test_only_a_shared_answer_is_kept_for_every_caller() -> None:
     def key(caller: Caller | None, shared: bool) -> str:
         return cache.base_key("orders", "GetOrder", b"{}", caller, shared=shared)
 
-    assert len({key(alice, False), key(bob, False), key(None, False)}) == 3
+    demoted = Caller("alice", permissions=frozenset({"orders:read"}))
+    assert len({key(alice, False), key(bob, False), key(None, False), key(demoted, False)}) == 4
     assert key(alice, True) == key(bob, True) == key(None, True)
 
 
