@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from pipelines.aggregate import Aggregate
 from pipelines.contracts import Contract, Model
+from pipelines.errors import Forbidden
 from pipelines.eventstore import EventStore, NewEvent, RecordedEvent
 from pipelines.identity import Caller
 from pipelines.rpc import Response
@@ -35,6 +36,30 @@ class Context:
     client_address: str = UNKNOWN_ADDRESS  # of the gateway's caller, as the gateway saw it
     _aggregates: dict[tuple[str, str], Aggregate] = field(default_factory=dict)
     _snapshots_due: list[Aggregate] = field(default_factory=list)
+
+    def owns(self, owner_id: str, *, admin: str) -> bool:
+        """Whether the caller may see and act on what `owner_id` owns: it is theirs, or they
+        hold the `admin` permission. A query answers NotFound for an object the caller does not
+        own, as if it did not exist; a policy returns this."""
+        return self.caller is not None and (
+            self.caller.user_id == owner_id or self.caller.has(admin)
+        )
+
+    def acting_for(self, named: str | None, *, admin: str) -> str:
+        """Whom this message acts for: the caller, when it names nobody or themselves; the one
+        it names only for a holder of `admin` (anyone else naming another is Forbidden)."""
+        if self.caller is None:
+            raise Forbidden("only a signed-in caller acts for someone")
+        if named is None or named == self.caller.user_id or self.caller.has(admin):
+            return named or self.caller.user_id
+        raise Forbidden(f"only a holder of {admin} acts for someone else", {"permission": admin})
+
+    def owner_filter(self, named: str | None, *, admin: str) -> str | None:
+        """Whose objects a listing shows: for a holder of `admin`, the one named (None: everyone's);
+        for anyone else, their own (naming another is Forbidden, as in `acting_for`)."""
+        if self.caller is not None and self.caller.has(admin):
+            return named
+        return self.acting_for(named, admin=admin)
 
     async def send(
         self,

@@ -279,9 +279,12 @@ class QueryProcessor(Processor):
         self, query: Contract, ctx: Context, reads: ReadModel, cache: Cached, min_position: int
     ) -> Reply:
         assert self.rt.cache is not None and self.rt.positions is not None
-        user = ctx.caller.user_id if cache.per_user and ctx.caller else None
         base = self.rt.cache.base_key(
-            self.rt.service, self.message_type, query.model_dump_json().encode(), user
+            self.rt.service,
+            self.message_type,
+            query.model_dump_json().encode(),
+            ctx.caller,
+            shared=cache.shared,
         )
         events = [e.message_type() for e in cache.invalidating(reads)]
         counters = self.rt.cache.counters(reads.name, events, keyed_value(cache, query))

@@ -22,7 +22,7 @@ class CacheInfo(Model):
     projection: str
     event_types: list[str]
     ttl: float
-    per_user: bool = False
+    shared: bool = False  # the same answer for every caller (`Cached.shared`)
     key: str | None = None  # the payload field answers are invalidated by (`Cached.key`)
 
 
@@ -165,6 +165,6 @@ def _cache_info(handler: Any) -> CacheInfo | None:
         projection=reads.name,
         event_types=events,
         ttl=cache.ttl,
-        per_user=cache.per_user,
+        shared=cache.shared,
         key=cache.key and key_alias(handler.contract, cache.key),
     )
