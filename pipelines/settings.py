@@ -14,6 +14,7 @@ class Settings(BaseSettings):
     database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     database_schema: str = "public"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_timeout: float = 0.1  # seconds any Redis call may take before it counts as failed
     jaeger_endpoint: str = ""
     elasticsearch_url: str = ""
     jwt_secret: str = "dev-secret-key-change-in-production"
