@@ -49,7 +49,7 @@ class GatewayState:
             self.metrics.redis_unavailable.inc,
         )
         self.admissions = Admissions(self.limiter, self.cache, self.metrics)
-        self.breakers = Breakers()
+        self.breakers = Breakers(cooldown=settings.breaker_cooldown)
         self.auth = Authenticator(settings)
         self.routes = RouteTable()
         self.loaded = False

@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     discovery_port: int = 3002
     gateway_port: int = 3003
     command_timeout: float = 30.0
+    breaker_cooldown: float = 5.0  # seconds a service's open breaker refuses before a probe
     query_timeout: float = 10.0
     rate_limit_per_user: int = 100  # requests per minute
     rate_limit_anonymous: int = 10
