@@ -6,6 +6,8 @@ from typing import Literal
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipelines.production import DEVELOPMENT_JWT_SECRET, refuse_unsafe
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
@@ -17,7 +19,7 @@ class Settings(BaseSettings):
     redis_timeout: float = 0.1  # seconds any Redis call may take before it counts as failed
     jaeger_endpoint: str = ""
     elasticsearch_url: str = ""
-    jwt_secret: str = "dev-secret-key-change-in-production"
+    jwt_secret: str = DEVELOPMENT_JWT_SECRET
     jwt_expiration: int = 300
     jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
     jwt_private_key: str = ""
@@ -87,4 +89,7 @@ class Settings(BaseSettings):
 
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    """This process's settings; in production, unsafe ones stop it (`pipelines.production`)."""
+    settings = Settings()
+    refuse_unsafe(settings)
+    return settings
