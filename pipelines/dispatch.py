@@ -155,7 +155,7 @@ class Processor:
             await raw.reject(requeue=False)
 
     async def _handle(self, raw: AbstractIncomingMessage) -> None:
-        incoming = Incoming.from_raw(raw)
+        incoming = Incoming.from_raw(raw, self.rt.settings.max_message_bytes)
         with self.telemetry.consuming(incoming) as consumed:
             try:
                 outcome = await self._with_retries(incoming)

@@ -14,8 +14,10 @@ from pydantic import ValidationError as PydanticValidationError
 from pipelines import headers as h
 from pipelines.contracts import Contract
 from pipelines.errors import PlatformError, ValidationError
+from pipelines.settings import MAX_MESSAGE_BYTES
 
 COMPRESS_ABOVE = 1024  # bytes; larger bodies travel gzip-compressed
+GZIP_WBITS = 16 + zlib.MAX_WBITS  # zlib reads the gzip format
 
 
 def encode_body(body: bytes) -> tuple[bytes, str | None]:
@@ -37,9 +39,11 @@ class Incoming:
     malformed: str | None = None  # why the body could not be read (it is then empty)
 
     @classmethod
-    def from_raw(cls, raw: AbstractIncomingMessage) -> "Incoming":
+    def from_raw(
+        cls, raw: AbstractIncomingMessage, max_bytes: int = MAX_MESSAGE_BYTES
+    ) -> "Incoming":
         headers = dict(raw.headers or {})
-        body, malformed = _unpacked(raw.body, raw.content_encoding)
+        body, malformed = _unpacked(raw.body, raw.content_encoding, max_bytes)
         correlation = headers.get(h.CORRELATION_ID) or raw.correlation_id or raw.message_id
         return cls(
             message_id=raw.message_id,
@@ -80,15 +84,23 @@ def redeliveries(raw: AbstractIncomingMessage) -> int:
     return count if isinstance(count, int) else 0
 
 
-def _unpacked(body: bytes, encoding: str | None) -> tuple[bytes, str | None]:
-    """The body as sent, or empty and the reason it cannot be read (bad input, not an outage:
-    gzip's errors are OSErrors, which would otherwise pass for a lost connection)."""
+def _unpacked(body: bytes, encoding: str | None, limit: int) -> tuple[bytes, str | None]:
+    """The body as sent, or empty and the reason it cannot be read: bad input, not an outage
+    (gzip's errors are OSErrors, which would otherwise pass for a lost connection), and never
+    more than `limit` bytes once decompressed (a small gzip bomb is refused, not inflated)."""
+    too_large = f"body over {limit} bytes"
     if encoding != "gzip":
-        return body, None
+        return (body, None) if len(body) <= limit else (b"", too_large)
+    inflater = zlib.decompressobj(GZIP_WBITS)
     try:
-        return gzip.decompress(body), None
-    except (OSError, EOFError, zlib.error) as exc:
+        unpacked = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
         return b"", f"body is not valid gzip: {exc}"
+    if len(unpacked) > limit:
+        return b"", f"{too_large} once decompressed"
+    if not inflater.eof:
+        return b"", "body is not valid gzip: it ends early"
+    return unpacked, None
 
 
 def _text(value: Any) -> str | None:

@@ -8,6 +8,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipelines.production import DEVELOPMENT_JWT_SECRET, refuse_unsafe
 
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
@@ -16,6 +18,7 @@ class Settings(BaseSettings):
     database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     database_schema: str = "public"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    max_message_bytes: int = MAX_MESSAGE_BYTES  # a bus message's body, once decompressed
     redis_timeout: float = 0.1  # seconds any Redis call may take before it counts as failed
     jaeger_endpoint: str = ""
     elasticsearch_url: str = ""

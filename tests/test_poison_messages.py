@@ -1,6 +1,7 @@
 """Messages that cannot succeed end in an answer or a dead letter, never in a requeue loop."""
 
 import asyncio
+import gzip
 import json
 import uuid
 
@@ -86,3 +87,20 @@ async def test_a_policy_that_returns_nothing_refuses(sample_service, rpc) -> Non
     reply = await rpc.send("sample", sample.Permissive())
     with pytest.raises(PolicyViolation, match="forgets_to_answer"):
         reply.result()
+
+
+async def test_a_gzip_bomb_is_refused_before_it_is_inflated(settings, sample_service) -> None:
+    bomb = gzip.compress(b'{"counterId": "' + b"x" * (settings.max_message_bytes + 1) + b'"}')
+    assert len(bomb) < 64 * 1024
+    queue = "service.sample.commands.Increment"
+    reply = await asyncio.wait_for(request_raw(settings, queue, bomb, content_encoding="gzip"), 10)
+    error = json.loads(reply.body)["error"]
+    assert error["code"] == "VALIDATION_ERROR"
+    assert error["message"] == f"body over {settings.max_message_bytes} bytes once decompressed"
+
+
+async def test_a_truncated_gzip_body_is_refused(settings, sample_service) -> None:
+    cut = gzip.compress(b'{"counterId": "c"}')[:-8]
+    queue = "service.sample.commands.Increment"
+    reply = await asyncio.wait_for(request_raw(settings, queue, cut, content_encoding="gzip"), 10)
+    assert json.loads(reply.body)["error"]["code"] == "VALIDATION_ERROR"
