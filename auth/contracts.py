@@ -2,8 +2,9 @@
 
 from typing import Annotated
 
-from pydantic import Field, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints
 
+from auth.password_policy import MIN_LENGTH, not_common
 from pipelines import Command, Model, Query, Sensitive
 from pipelines.contracts import PERMISSION_PATTERN
 
@@ -17,7 +18,9 @@ Email = Annotated[
         pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
     ),
 ]
-NewPassword = Annotated[str, Sensitive, Field(min_length=8, max_length=256)]
+NewPassword = Annotated[
+    str, Sensitive, Field(min_length=MIN_LENGTH, max_length=256), AfterValidator(not_common)
+]
 # Sign-in accepts any password a user may once have chosen; the length cap bounds hashing work.
 GivenPassword = Annotated[str, Sensitive, Field(min_length=1, max_length=256)]
 RefreshTokenText = Annotated[str, Sensitive, Field(min_length=1, max_length=512)]

@@ -6,6 +6,7 @@ from auth.contracts import ChangePassword, ChangePasswordResult, CreateUser, Cre
 from auth.domain import EmailClaim, Role, User
 from auth.errors import InvalidCredentials, SignInRequired
 from auth.events import EmailClaimed, PasswordChanged, UserCreated
+from auth.password_policy import check_not_email
 from auth.passwords import load_hash, purge_old_credentials, store_credential, verify_password
 from auth.resources import resources
 from pipelines import Conflict, Context, ValidationError
@@ -20,6 +21,7 @@ def grants_need_manage_users(command: CreateUser, ctx: Context) -> bool:
 
 
 async def create_user(command: CreateUser, ctx: Context) -> CreateUserResult:
+    check_not_email(command.password, command.email)
     claim = await ctx.load(EmailClaim, command.email)
     if claim.exists:
         raise Conflict("a user with this email already exists")
@@ -61,6 +63,7 @@ async def change_password(command: ChangePassword, ctx: Context) -> ChangePasswo
     if not await verify_password(current, command.current_password):
         await throttle.failed(user.email, address)
         raise InvalidCredentials("the current password is wrong")
+    check_not_email(command.new_password, user.email)
     previous = user.credential_id
     credential_id = await store_credential(pool, user.id, command.new_password)
     user.record(PasswordChanged(user_id=user.id, credential_id=credential_id))

@@ -187,6 +187,12 @@ async def test_create_user_checks_permissions_input_and_uniqueness(rpc, token, a
     [
         ({"email": "not-an-email", "password": "long-enough", "name": "N"}, "email"),
         ({"email": "short@example.com", "password": "sh0rt!!", "name": "N"}, "password"),
+        ({"email": "nine@example.com", "password": "nine-char", "name": "N"}, "password"),
+        ({"email": "c@example.com", "password": "qwertyuiop", "name": "N"}, "password"),
+        ({"email": "d@example.com", "password": "Password123", "name": "N"}, "password"),
+        ({"email": "e@example.com", "password": "e@example.com-2026", "name": "N"}, "password"),
+        ({"email": "frankenstein@example.com", "password": "FrankenStein", "name": "N"},
+         "password"),
         ({"email": "p@example.com", "password": "long-enough", "name": "N",
           "permissions": ["Orders:*"]}, "permissions.0"),
         ({"email": "q@example.com", "password": "long-enough"}, "name"),
@@ -345,6 +351,9 @@ async def test_change_password(rpc, admin) -> None:
     wrong = ChangePassword(current_password="not-it", new_password="a-new-password")
     assert (await error_of(rpc, wrong, access))["code"] == "INVALID_CREDENTIALS"
 
+    for weak in ("iloveyou123", f"{email}!"):  # common, or containing the email
+        refused = ChangePassword.model_construct(current_password=password, new_password=weak)
+        assert (await error_of(rpc, refused, access))["code"] == "VALIDATION_ERROR"
     await call(rpc, change, access)
     assert (await error_of(rpc, login(email, password)))["code"] == "INVALID_CREDENTIALS"
     assert (await call(rpc, login(email, "a-new-password")))["user"]["email"] == email
