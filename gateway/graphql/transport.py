@@ -63,7 +63,8 @@ class HTTPHandler(GraphQLHTTPHandler):
         for error in result.get("errors", ()):
             extensions = error.setdefault("extensions", {})
             extensions.setdefault("correlationId", request.state.correlation_id)
-        return await super().create_json_response(request, result, success)
+        status = 200 if success or result.get("data") is not None else 400
+        return limits.json_response(result, status, request.state.correlation_id)
 
 
 class CallerHandlers:
