@@ -2,7 +2,7 @@
 
 It accepts or creates the correlation id and echoes it on every answer, 500s included; it
 answers an unexpected exception with the platform's error body (never a stack trace); it
-refuses an announced body over the limit before anything reads it; it counts and times.
+refuses a body over the limit (`bodylimit`); it counts and times.
 """
 
 import logging
@@ -12,7 +12,8 @@ import uuid
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import error_response
+from gateway.bodylimit import counted, too_large
+from gateway.errors import error_response, platform_error_response
 from gateway.metrics import GatewayMetrics
 from pipelines import telemetry
 
@@ -47,9 +48,11 @@ class Correlate:
 
         started = time.perf_counter()
         try:
-            if int(headers.get("content-length") or 0) > self.limit:
-                reason = f"request body over {self.limit} bytes"
-                answer = error_response(413, "PAYLOAD_TOO_LARGE", reason, correlation_id)
+            length = headers.get("content-length")
+            if length is None:
+                await self.app(scope, counted(receive, self.limit), send_echoing)
+            elif int(length) > self.limit:
+                answer = platform_error_response(too_large(self.limit), correlation_id)
                 await answer(scope, receive, send_echoing)
             else:
                 await self.app(scope, receive, send_echoing)

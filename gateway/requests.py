@@ -14,12 +14,11 @@ log = logging.getLogger("banyan.gateway")
 TRACEPARENT = re.compile(r"^[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
-async def payload(request: Request, route: Route, limit: int) -> dict[str, Any]:
+async def payload(request: Request, route: Route) -> dict[str, Any]:
+    """The body (its size limited by `bodylimit`) or the query string: the contract's input."""
     if route.method == "GET":
         return query_payload(request, route)
     body = await request.body()
-    if len(body) > limit:
-        raise GatewayError(413, "PAYLOAD_TOO_LARGE", f"request body over {limit} bytes")
     if b"\\u0000" in body or b"\x00" in body:
         raise GatewayError(400, "VALIDATION_ERROR", "NUL characters are not allowed")
     try:
