@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import Request
 
+from gateway import nesting
 from gateway.errors import GatewayError
 from gateway.routes import Route
 
@@ -23,8 +24,11 @@ async def payload(request: Request, route: Route) -> dict[str, Any]:
         raise GatewayError(400, "VALIDATION_ERROR", "NUL characters are not allowed")
     try:
         data = json.loads(body or b"{}")
-    except (ValueError, RecursionError) as exc:
+    except RecursionError as exc:
+        raise nesting.too_deep() from exc
+    except ValueError as exc:
         raise GatewayError(400, "VALIDATION_ERROR", f"body is not valid JSON: {exc}") from exc
+    nesting.check(data, body)
     if not isinstance(data, dict):
         raise GatewayError(400, "VALIDATION_ERROR", "body must be a JSON object")
     return data

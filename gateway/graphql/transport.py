@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
+from gateway import nesting
 from gateway.auth import ANONYMOUS
 from gateway.errors import GatewayError
 from gateway.graphql import limits
@@ -53,9 +54,15 @@ class HTTPHandler(GraphQLHTTPHandler):
 
     async def extract_data_from_request(self, request: Request) -> Any:
         try:
-            return await super().extract_data_from_request(request)
+            data = await super().extract_data_from_request(request)
         except HttpError as exc:  # answered as a GraphQL error, not ariadne's plain text
             raise GatewayError(400, "VALIDATION_ERROR", exc.message or "bad request") from exc
+        except RecursionError as exc:
+            raise nesting.too_deep() from exc
+        get = request.method == "GET"
+        raw = request.query_params.get("variables", "").encode() if get else await request.body()
+        nesting.check(data, raw)
+        return data
 
     async def create_json_response(
         self, request: Request, result: dict[str, Any], success: bool
