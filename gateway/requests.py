@@ -12,6 +12,8 @@ from gateway.errors import GatewayError
 from gateway.routes import Route
 
 log = logging.getLogger("banyan.gateway")
+POSITION = re.compile(r"[0-9]{1,19}")
+MAX_POSITION = 2**63 - 1  # the log's positions are PostgreSQL bigints
 TRACEPARENT = re.compile(r"^[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
@@ -69,11 +71,14 @@ def _typed(value: str, schema: dict[str, Any]) -> Any:
 
 
 def min_position(request: Request) -> int:
+    """`X-Min-Position`: a position in the log, a bigint (0 without the header)."""
     raw = request.headers.get("x-min-position")
     if raw is None:
         return 0
-    if not raw.isdigit():
-        raise GatewayError(400, "VALIDATION_ERROR", "X-Min-Position must be a position number")
+    if not POSITION.fullmatch(raw) or int(raw) > MAX_POSITION:
+        raise GatewayError(
+            400, "VALIDATION_ERROR", f"X-Min-Position must be a number from 0 to {MAX_POSITION}"
+        )
     return int(raw)
 
 
