@@ -17,7 +17,7 @@ import httpx
 import pytest
 from graphql import get_introspection_query
 
-from gateway.breaker import CLOSED
+from gateway.breaker import CLOSED, HALF_OPEN, Breaker
 from gateway.graphql import limits
 from gateway.invoke import Call, invoke
 from pipelines.errors import PlatformError
@@ -298,3 +298,12 @@ async def test_a_request_that_cannot_be_published_does_not_count(edge, token) ->
         assert "cannot reach RabbitMQ" not in raised.value.message
         assert raised.value.status < 500
     assert state.breakers.get("orders").state == CLOSED
+
+
+def test_a_trial_that_never_reached_the_service_leaves_the_next_one_to_decide() -> None:
+    breaker = Breaker(cooldown=0.0, min_requests=1)
+    breaker.record(False)
+    assert breaker.allow() and breaker.state == HALF_OPEN
+    assert not breaker.allow()  # one trial at a time
+    breaker.release()
+    assert breaker.allow()
