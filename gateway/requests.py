@@ -6,12 +6,14 @@ import re
 from typing import Any
 
 from fastapi import Request
+from starlette.datastructures import Headers
 
 from gateway import nesting
 from gateway.errors import GatewayError
 from gateway.routes import Route
 
 log = logging.getLogger("banyan.gateway")
+JSON = re.compile(r"application/([!#$&^_.+\w-]+\+)?json", re.IGNORECASE)
 POSITION = re.compile(r"[0-9]{1,19}")
 MAX_POSITION = 2**63 - 1  # the log's positions are PostgreSQL bigints
 TRACEPARENT = re.compile(r"^[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
@@ -21,6 +23,7 @@ async def payload(request: Request, route: Route) -> dict[str, Any]:
     """The body (its size limited by `bodylimit`) or the query string: the contract's input."""
     if route.method == "GET":
         return query_payload(request, route)
+    require_json(request.headers)
     body = await request.body()
     if b"\\u0000" in body or b"\x00" in body:
         raise GatewayError(400, "VALIDATION_ERROR", "NUL characters are not allowed")
@@ -34,6 +37,20 @@ async def payload(request: Request, route: Route) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise GatewayError(400, "VALIDATION_ERROR", "body must be a JSON object")
     return data
+
+
+def require_json(headers: Headers) -> None:
+    """415 unless the body is JSON (`application/json`, `application/*+json`); a request with
+    no body needs no Content-Type, one with a body does (curl's default form type is refused)."""
+    content_type = headers.get("content-type")
+    if content_type is None:
+        if headers.get("content-length", "0") == "0" and "transfer-encoding" not in headers:
+            return
+    elif JSON.fullmatch(content_type.split(";", 1)[0].strip()):
+        return
+    raise GatewayError(
+        415, "UNSUPPORTED_MEDIA_TYPE", "send the body as JSON (Content-Type: application/json)"
+    )
 
 
 def query_payload(request: Request, route: Route) -> dict[str, Any]:
