@@ -96,6 +96,15 @@ async def test_introspection_fan_out_is_refused(http) -> None:
     assert response.status_code == 400 and error_code(response) == "VALIDATION_ERROR"
 
 
+async def test_a_huge_document_is_refused_before_validation(http) -> None:
+    aliases = "{ " + "".join(f"a{i}: __typename " for i in range(20_000)) + "}"
+    started = time.perf_counter()
+    response = await graphql(http, aliases)
+    assert response.status_code == 400 and error_code(response) == "VALIDATION_ERROR"
+    assert "tokens" in response.json()["errors"][0]["message"]
+    assert time.perf_counter() - started < 1.0
+
+
 async def test_introspection_attack_leaves_other_clients_fast(http) -> None:
     async with httpx.AsyncClient(base_url=str(http.base_url), timeout=30) as other:
         attack = [asyncio.create_task(graphql(http, aliased_schemas(200))) for _ in range(4)]

@@ -38,6 +38,7 @@ def _configure(handler: GraphQLHandlerBase, schema: GraphQLSchema, **options: An
     handler.configure(
         schema,
         validation_rules=limits.rules,
+        query_parser=limits.parse_query,
         explorer=EXPLORER,
         logger=quiet_logger,
         error_formatter=format_error,
