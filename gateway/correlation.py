@@ -39,7 +39,8 @@ class Correlate:
             return
         headers = Headers(scope=scope)
         given = headers.get("x-correlation-id")
-        correlation_id = given if given and CORRELATION_ID.fullmatch(given) else uuid.uuid4().hex
+        refused = given is not None and not CORRELATION_ID.fullmatch(given)
+        correlation_id = given if given and not refused else uuid.uuid4().hex
         scope.setdefault("state", {})["correlation_id"] = correlation_id
         telemetry.set_correlation(correlation_id)
         echoed = (HEADER, correlation_id.encode("latin-1"))
@@ -55,7 +56,7 @@ class Correlate:
         started = time.perf_counter()
         try:
             length = headers.get("content-length")
-            if given and given != correlation_id:
+            if refused:
                 answer = error_response(400, "VALIDATION_ERROR", INVALID_ID, correlation_id)
                 await answer(scope, receive, send_echoing)
             elif length is None:
