@@ -21,7 +21,7 @@ log = logging.getLogger("banyan.auth.bootstrap")
 
 ADMIN_ROLE = "admin"
 # Auth imports no other service, so the orders example's permissions are named here
-# (orders:admin is checked only by a policy; no contract would reveal it).
+# (orders:admin is checked only inside the orders service; no contract would reveal it).
 ORDERS_PERMISSIONS = ("orders:place", "orders:cancel", "orders:read", "orders:admin")
 SEND_ATTEMPTS = 5
 

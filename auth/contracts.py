@@ -46,7 +46,7 @@ class CreateUserResult(Model):
     email: str
 
 
-class Authenticate(Command):
+class Authenticate(Command, limit_per_address=True):
     """Sign in with an email and a password: an access token and a refresh token."""
 
     email: Email

@@ -25,5 +25,10 @@ def resources() -> AuthResources:
     settings = get_settings()
     return AuthResources(
         tokens=TokenCodec(settings),
-        throttle=LoginThrottle(aioredis.from_url(settings.redis_url), settings.cache_prefix),
+        throttle=LoginThrottle(
+            aioredis.from_url(settings.redis_url),
+            settings.cache_prefix,
+            settings.signin_free_failures,
+            settings.signin_max_delay,
+        ),
     )

@@ -32,8 +32,8 @@ NOBODY = "-"  # a user id no user has
 
 
 async def authenticate(command: Authenticate, ctx: Context) -> AuthTokens:
-    throttle = resources().throttle
-    await throttle.check(command.email)
+    throttle, address = resources().throttle, ctx.client_address
+    await throttle.check(command.email, address)
     # The same reads and the same hashing whether or not the email exists; and from the
     # aggregates, not a read model, so a change of password applies at once.
     claim = await ctx.load(EmailClaim, command.email)
@@ -41,9 +41,9 @@ async def authenticate(command: Authenticate, ctx: Context) -> AuthTokens:
     stored = await load_hash(ctx.store.pool, user.credential_id or NO_CREDENTIAL)
     matched = await verify_password(stored, command.password)
     if not (user.exists and matched):
-        await throttle.failed(command.email)
+        await throttle.failed(command.email, address)
         raise InvalidCredentials()
-    await throttle.succeeded(command.email)
+    await throttle.succeeded(command.email, address)
     session = ctx.create(Session, uuid.uuid4().hex)
     token = new_refresh_token(session.id)
     session.record(

@@ -54,12 +54,12 @@ async def change_password(command: ChangePassword, ctx: Context) -> ChangePasswo
     user = await ctx.load(User, ctx.caller.user_id)
     if not user.exists:
         raise Unauthorized("the signed-in user does not exist")
-    throttle = resources().throttle
-    await throttle.check(user.email)
+    throttle, address = resources().throttle, ctx.client_address
+    await throttle.check(user.email, address)
     pool = ctx.store.pool
     current = await load_hash(pool, user.credential_id)
     if not await verify_password(current, command.current_password):
-        await throttle.failed(user.email)
+        await throttle.failed(user.email, address)
         raise InvalidCredentials("the current password is wrong")
     previous = user.credential_id
     credential_id = await store_credential(pool, user.id, command.new_password)

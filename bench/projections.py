@@ -182,6 +182,7 @@ class Live:
         return reply
 
 
+CUSTOMER = Caller("bench-customer", permissions=frozenset({"orders:place", "orders:read"}))
 ORDER = (
     b'{"customerId":"bench-customer","items":[{"sku":"apple","quantity":3,"unitPrice":"1.50"},'
     b'{"sku":"pear","quantity":1,"unitPrice":"2.25"}]}'
@@ -195,8 +196,7 @@ async def start_live(settings: Settings, stack: AsyncExitStack) -> Live:
     await asyncio.wait_for(instance.runners[PROJECTION].is_leader.wait(), 30)
     rpc = await RpcClient(settings.rabbitmq_url, service_name="bench").connect()
     stack.push_async_callback(rpc.close)
-    permissions = frozenset({"orders:place", "orders:read"})
-    token = TokenCodec(settings).issue(Caller("bench-customer", permissions=permissions), 86400)
+    token = TokenCodec(settings).issue(CUSTOMER, 86400)
     return Live(instance, rpc, token)
 
 
@@ -359,7 +359,7 @@ async def cache_entry(cache: QueryCache | None, order_id: str) -> tuple[str, byt
     """The Redis key and stored answer of GetOrder(order_id), as the service looks them up."""
     assert cache is not None, "the orders service caches its queries"
     canonical = GetOrder(order_id=order_id).model_dump_json().encode()
-    base = cache.base_key("orders", "GetOrder", canonical, None)
+    base = cache.base_key("orders", "GetOrder", canonical, CUSTOMER, shared=False)
     counters = cache.counters(PROJECTION, order_summary.event_types, ("orderId", order_id))
     key, hit = await cache.lookup(base, counters)
     if key is None or hit is None:

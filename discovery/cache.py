@@ -28,7 +28,7 @@ class RegistryCache:
         self, view: str, argument: str, ttl: float, load: Callable[[], Awaitable[bytes | None]]
     ) -> bytes | None:
         """The cached `view` of `argument`, else `load()` (and cache it unless None)."""
-        base = self.queries.base_key(DISCOVERY, view, argument.encode(), None)
+        base = self.queries.base_key(DISCOVERY, view, argument.encode(), None, shared=True)
         key, hit = await self.queries.lookup(base, self.queries.counters(GENERATION, ()))
         if hit is not None:
             return hit.body

@@ -2,9 +2,10 @@
 
 Start the platform first (`make run`, with ADMIN_EMAIL and ADMIN_PASSWORD set), then run this
 with the same settings. It signs in as the administrator, creates a role and two users, places
-orders over REST and GraphQL while watching them arrive over a WebSocket, lists and cancels
-orders, rebuilds the read model while querying it, and reads the registry. Each step prints
-what it saw; a step that does not get what it expects stops the script and says why.
+orders over REST and GraphQL while watching them arrive over a WebSocket, lists them, sees that
+the other user can neither read nor list them, cancels them, rebuilds the read model while
+querying it, and reads the registry. Each step prints what it saw; a step that does not get
+what it expects stops the script and says why.
 """
 
 import asyncio
@@ -51,6 +52,7 @@ class FirstHour:
             await self.stock_the_shelves(admin)
             await self.place_and_watch_orders(alice)
             await self.list_orders(alice)
+            await self.hide_orders_from(bob)
             await self.cancel_orders(alice, bob)
             await self.rebuild_while_querying(alice)
             await self.read_the_registry()
@@ -74,12 +76,11 @@ class FirstHour:
 
     async def refused(self, path: str, body: dict[str, Any], token: str, status: int) -> str:
         response = await self.http.post(f"/api/{path}", json=body, headers=bearer(token))
-        expect(
-            response.status_code == status,
-            f"POST /api/{path} to be refused with {status}",
-            response,
-        )
-        return str(response.json()["error"]["code"])
+        return refusal(response, f"POST /api/{path}", status)
+
+    async def refused_query(self, path: str, token: str, status: int, **params: Any) -> str:
+        response = await self.http.get(f"/api/{path}", params=params, headers=bearer(token))
+        return refusal(response, f"GET /api/{path}", status)
 
     async def sign_in(self, email: str, password: str) -> dict[str, Any]:
         tokens: dict[str, Any] = await self.call(
@@ -156,17 +157,12 @@ class FirstHour:
         return order_id
 
     def order(self) -> dict[str, Any]:
-        return {
-            "customerId": self.seen["alice"],
-            "items": [{"sku": SKU, "quantity": 2, "unitPrice": "3.50"}],
-        }
+        """An order of the caller's own: the customer is whoever places it."""
+        return {"items": [{"sku": SKU, "quantity": 2, "unitPrice": "3.50"}]}
 
     async def list_orders(self, alice: str) -> None:
         pages = [
-            await self.query(
-                "orders/list-orders", alice, customerId=self.seen["alice"], pageSize=1, page=page
-            )
-            for page in (1, 2)
+            await self.query("orders/list-orders", alice, pageSize=1, page=page) for page in (1, 2)
         ]
         listed = [page["items"][0]["orderId"] for page in pages]
         expect(pages[0]["total"] == 2, f"two orders listed, got {pages[0]['total']}")
@@ -175,6 +171,15 @@ class FirstHour:
             f"both orders over two pages, got {listed}",
         )
         self.say(f"listed my orders one per page: {listed}, total {pages[0]['total']}")
+
+    async def hide_orders_from(self, bob: str) -> None:
+        """Orders belong to their customer: bob neither reads nor lists alice's."""
+        first = self.seen["orders"][0]
+        hidden = await self.refused_query("orders/get-order", bob, 404, orderId=first)
+        listed = await self.query("orders/list-orders", bob)
+        expect(listed["total"] == 0, f"bob to list no orders, got {listed['total']}")
+        self.seen["hidden from bob"] = hidden
+        self.say(f"bob reading alice's {first}: 404 {hidden}; bob lists {listed['total']} orders")
 
     async def cancel_orders(self, alice: str, bob: str) -> None:
         first, second = self.seen["orders"]
@@ -212,6 +217,12 @@ class FirstHour:
         services = {service["name"]: service for service in response.json()["services"]}
         self.seen["services"] = sorted(services)
         self.say(f"the registry lists: {', '.join(sorted(services))}")
+
+
+def refusal(response: httpx.Response, request: str, status: int) -> str:
+    """The error code of a refused request, which must have been refused with `status`."""
+    expect(response.status_code == status, f"{request} to be refused with {status}", response)
+    return str(response.json()["error"]["code"])
 
 
 def bearer(token: str | None) -> dict[str, str]:

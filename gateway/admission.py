@@ -54,11 +54,11 @@ class Admissions:
         self._count_and_lookup = limiter.redis.register_script(COUNT_AND_LOOKUP)
 
     async def admit(self, call: "Call") -> Admission:
-        caller = call.identity.caller
         contract = call.route.contract
+        user = None if contract.limit_per_address else call.identity.caller
         window = self.limiter.window(
-            subject(caller, call.client),
-            caller is not None,
+            subject(user, call.client),
+            user is not None,
             contract.message_type,
             contract.rate_limit,
         )
@@ -97,10 +97,13 @@ class Admissions:
         info = call.route.contract.cache
         if info is None or call.route.contract.has_policies:
             return None
-        user = call.identity.caller.user_id if info.per_user and call.identity.caller else None
         canonical = json.dumps(call.payload, sort_keys=True, separators=(",", ":")).encode()
         return self.cache.base_key(
-            f"gateway:{call.route.service}", call.route.contract.message_type, canonical, user
+            f"gateway:{call.route.service}",
+            call.route.contract.message_type,
+            canonical,
+            call.identity.caller,
+            shared=info.shared,
         )
 
     async def remember(self, key: str | None, call: "Call", response: Response) -> None:

@@ -3,6 +3,7 @@
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -89,8 +90,10 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 def _add_platform_routes(app: FastAPI, state: GatewayState) -> None:
     @app.get("/health", include_in_schema=False)
-    async def health() -> dict[str, str]:
-        return {"status": "ok", "service": "gateway"}
+    async def health() -> dict[str, Any]:
+        failing = state.supervisor.failing()
+        status = "degraded" if failing else "ok"
+        return {"status": status, "service": "gateway", "failing": failing}
 
     @app.get("/ready", include_in_schema=False)
     async def ready() -> JSONResponse:

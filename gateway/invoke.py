@@ -95,6 +95,8 @@ async def _request(state: GatewayState, call: Call) -> Response:
         headers[h.MIN_POSITION] = call.min_position
     if call.traceparent:
         headers[h.TRACEPARENT] = call.traceparent
+    if call.client:
+        headers[h.CLIENT_ADDRESS] = call.client
     timeout = (
         state.settings.command_timeout
         if contract.kind == "command"
@@ -121,4 +123,13 @@ def to_outcome(response: Response) -> Outcome:
     if h.CACHE in response.headers:
         headers["X-Cache"] = str(response.headers[h.CACHE])
     status = 200 if response.ok else status_for(_code(response))
+    if status == 429:
+        headers.update(_retry_after(response))
     return Outcome(status, response.body, headers)
+
+
+def _retry_after(response: Response) -> dict[str, str]:
+    """A service's "try again in n seconds" (`details.retryAfter`) as the HTTP header."""
+    details = (response.json() or {}).get("error", {}).get("details")
+    seconds = details.get("retryAfter") if isinstance(details, dict) else None
+    return {"Retry-After": str(seconds)} if isinstance(seconds, int) else {}

@@ -22,6 +22,41 @@ ERROR_SCHEMA = {
     },
 }
 
+KEY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_KEY = {
+    "name": KEY_HEADER,
+    "in": "header",
+    "required": False,
+    "description": (
+        "Makes the command safe to retry, say after a 503 or 504 (it may have been applied): "
+        "the same caller sending this operation again with the same key and body gets the "
+        "first answer, and the command is applied once; with another body, 422 "
+        "IDEMPOTENCY_KEY_REUSED. A key belongs to one caller and one operation, and is "
+        "remembered for COMMAND_RESULT_RETENTION (7 days by default). Without one, the gateway "
+        "assigns a key and returns it in the response's Idempotency-Key header."
+    ),
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
+}
+RETURNED_KEY = {
+    KEY_HEADER: {
+        "description": "the key the command was sent with: the client's, or one assigned",
+        "schema": {"type": "string"},
+    }
+}
+KEY_REUSED = {
+    "description": "IDEMPOTENCY_KEY_REUSED: this key was sent with another body",
+    "content": {"application/json": {"schema": ERROR}},
+}
+
+
+def _idempotent(operation: dict[str, Any]) -> None:
+    """Document a command's Idempotency-Key: the request header, the 422, the key returned."""
+    operation["parameters"] = [IDEMPOTENCY_KEY]
+    responses = operation["responses"]
+    responses["422"] = KEY_REUSED
+    for response in (responses["200"], responses["default"]):
+        response["headers"] = RETURNED_KEY
+
 
 def _hoist(schema: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]:
     """Move a schema's `$defs` into components and point its references there."""
@@ -59,6 +94,8 @@ def document(table: RouteTable) -> dict[str, Any]:
         if contract.required_permissions:
             operation["security"] = [{"bearer": []}]
             operation["description"] = "Requires " + ", ".join(contract.required_permissions)
+        if contract.kind == "command":
+            _idempotent(operation)
         if route.method == "POST":
             operation["requestBody"] = {
                 "required": True,

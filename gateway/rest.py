@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway import requests
+from gateway import idempotency, requests
 from gateway.errors import GatewayError, platform_error_response
 from gateway.invoke import Call, invoke
 from gateway.state import GatewayState
@@ -40,6 +40,7 @@ class Api:
             response = await call_contract(request)
         except PlatformError as exc:
             response = platform_error_response(exc, request.state.correlation_id)
+        idempotency.return_key(request, response)
         await response(scope, receive, send)
 
 
@@ -63,7 +64,9 @@ async def call_contract(request: Request) -> Response:
         identity=identity,
         correlation_id=request.state.correlation_id,
         min_position=requests.min_position(request),
-        idempotency_key=request.headers.get("idempotency-key"),
+        idempotency_key=(
+            idempotency.command_key(request) if route.contract.kind == "command" else None
+        ),
         traceparent=requests.traceparent(request),
         client=request.client.host if request.client else "",
     )

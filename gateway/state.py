@@ -22,6 +22,7 @@ from pipelines.registry import DISCOVERY
 from pipelines.retry import backoff_delay
 from pipelines.rpc import RpcClient
 from pipelines.settings import Settings
+from pipelines.supervisor import Supervisor
 from pipelines.topology import event_routing_key, queue_for
 
 RegistrySource = Callable[[RpcClient], Awaitable[list[ServiceEntry]]]
@@ -54,21 +55,19 @@ class GatewayState:
         self.feed = EventFeed(settings.rabbitmq_url)
         self._changed = asyncio.Event()
         self._first_load = asyncio.Event()
-        self._follower: asyncio.Task[None] | None = None
+        self.supervisor = Supervisor(settings, log)
 
     async def start(self) -> None:
         settings = self.settings
         await until_connected("RabbitMQ", settings.rabbitmq_url, self.rpc.connect, settings, log)
         self.feed.listeners.append(self._on_event)
         await self.feed.start([event_routing_key(DISCOVERY, e) for e in REGISTRY_EVENTS])
-        self._follower = asyncio.create_task(self._follow_registry())
+        self.supervisor.run("registry", self._follow_registry)
         with contextlib.suppress(TimeoutError):  # serve (503s) even before discovery answers
             await asyncio.wait_for(self._first_load.wait(), FIRST_LOAD_WAIT)
 
     async def stop(self) -> None:
-        if self._follower is not None:
-            self._follower.cancel()
-            await asyncio.gather(self._follower, return_exceptions=True)
+        await self.supervisor.stop()
         await self.feed.stop()
         await self.rpc.close()
         await self.redis.aclose()

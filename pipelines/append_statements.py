@@ -31,12 +31,12 @@ MANY_EVENTS = (
     "$6::jsonb[], $7::jsonb[]) AS e"
 )
 RECORD_COMMAND = (
-    "INSERT INTO command_results (command_id, message_type, result, position) "
-    "SELECT $10, $11, $12, max(position) FROM added"
+    "INSERT INTO command_results (command_id, message_type, result, fingerprint, position) "
+    "SELECT $10, $11, $12, $13, max(position) FROM added"
 )
 RECORD_COMMAND_ALONE = (
-    "INSERT INTO command_results (command_id, message_type, result, position) "
-    "VALUES ($1, $2, $3, NULL)"
+    "INSERT INTO command_results (command_id, message_type, result, fingerprint, position) "
+    "VALUES ($1, $2, $3, $4, NULL)"
 )
 COMMAND_RECORDED_CONSTRAINT = "command_results_pkey"
 

@@ -25,13 +25,15 @@ async def until_connected(
     connect: Callable[[], Awaitable[T]],
     settings: Settings,
     log: logging.Logger | logging.LoggerAdapter[logging.Logger],
+    errors: tuple[type[BaseException], ...] = CONNECT_ERRORS,
 ) -> T:
+    """`connect()`, tried again with backoff while it fails with one of `errors`."""
     attempt = 0
     while True:
         attempt += 1
         try:
             return await connect()
-        except CONNECT_ERRORS as exc:
+        except errors as exc:
             delay = min(CONNECT_MAX_DELAY, backoff_delay(settings, attempt))
             log.warning(
                 "%s unreachable at %s (%s); retrying in %.1fs (attempt %d)",

@@ -3,17 +3,19 @@
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, TypeVar
 
 from pipelines.aggregate import Aggregate
 from pipelines.contracts import Contract, Model
+from pipelines.errors import Forbidden
 from pipelines.eventstore import EventStore, NewEvent, RecordedEvent
 from pipelines.identity import Caller
-from pipelines.logs import REDACTED
 from pipelines.rpc import Response
 from pipelines.settings import Settings
 
 A = TypeVar("A", bound=Aggregate)
+UNKNOWN_ADDRESS = "unknown"  # a message that did not come through the gateway
 # (service, message, correlation id, causation id, idempotency key, timeout) -> reply
 Sender = Callable[[str, Contract, str, str, str | None, float], Awaitable[Response]]
 
@@ -31,8 +33,33 @@ class Context:
     event: RecordedEvent | None = None  # set for event subscribers: the event being handled
     sender: "Sender | None" = None
     settings: Settings | None = None  # the running instance's settings
+    client_address: str = UNKNOWN_ADDRESS  # of the gateway's caller, as the gateway saw it
     _aggregates: dict[tuple[str, str], Aggregate] = field(default_factory=dict)
     _snapshots_due: list[Aggregate] = field(default_factory=list)
+
+    def owns(self, owner_id: str, *, admin: str) -> bool:
+        """Whether the caller may see and act on what `owner_id` owns: it is theirs, or they
+        hold the `admin` permission. A query answers NotFound for an object the caller does not
+        own, as if it did not exist; a policy returns this."""
+        return self.caller is not None and (
+            self.caller.user_id == owner_id or self.caller.has(admin)
+        )
+
+    def acting_for(self, named: str | None, *, admin: str) -> str:
+        """Whom this message acts for: the caller, when it names nobody or themselves; the one
+        it names only for a holder of `admin` (anyone else naming another is Forbidden)."""
+        if self.caller is None:
+            raise Forbidden("only a signed-in caller acts for someone")
+        if named is None or named == self.caller.user_id or self.caller.has(admin):
+            return named or self.caller.user_id
+        raise Forbidden(f"only a holder of {admin} acts for someone else", {"permission": admin})
+
+    def owner_filter(self, named: str | None, *, admin: str) -> str | None:
+        """Whose objects a listing shows: for a holder of `admin`, the one named (None: everyone's);
+        for anyone else, their own (naming another is Forbidden, as in `acting_for`)."""
+        if self.caller is not None and self.caller.has(admin):
+            return named
+        return self.acting_for(named, admin=admin)
 
     async def send(
         self,
@@ -114,16 +141,12 @@ def dump_result(result: Any) -> str:
     return json.dumps(result, default=str, separators=(",", ":"))
 
 
-def dump_record(result: Any) -> str:
-    """The result as kept to answer a repeated command: `Sensitive` fields are never stored."""
-    text = dump_result(result)
-    hidden = result.sensitive_fields() if isinstance(result, Model) else set()
-    return json.dumps(_hide(json.loads(text), hidden)) if hidden else text
+def kept_result(result: Any, text: str) -> str | None:
+    """What is kept of a result (`text`, its JSON) to answer a repeated command: nothing when
+    it holds `Sensitive` fields, as secrets are never stored (nor, then, answered twice)."""
+    return None if isinstance(result, Model) and _holds_secrets(type(result)) else text
 
 
-def _hide(value: Any, hidden: set[str]) -> Any:
-    if isinstance(value, dict):
-        return {k: REDACTED if k in hidden else _hide(v, hidden) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_hide(v, hidden) for v in value]
-    return value
+@cache
+def _holds_secrets(model: type[Model]) -> bool:
+    return bool(model.sensitive_fields())

@@ -62,6 +62,8 @@ class Contract(Model):
     __service__: ClassVar[str | None] = None  # events: the service that records them
     __internal__: ClassVar[bool] = False  # platform plumbing: never exposed by the gateway
     __rate_limit__: ClassVar[int | None] = None  # requests per minute per caller (gateway)
+    # limited per client address whatever token is presented (sign-in: a token buys nothing)
+    __limit_per_address__: ClassVar[bool] = False
 
     def __init_subclass__(
         cls,
@@ -71,6 +73,7 @@ class Contract(Model):
         service: str | None = None,
         internal: bool | None = None,
         rate_limit: int | None = None,
+        limit_per_address: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init_subclass__(**kwargs)
@@ -92,6 +95,8 @@ class Contract(Model):
             cls.__internal__ = internal
         if rate_limit is not None:
             cls.__rate_limit__ = rate_limit
+        if limit_per_address is not None:
+            cls.__limit_per_address__ = limit_per_address
 
     @classmethod
     def message_type(cls) -> str:

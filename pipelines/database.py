@@ -29,8 +29,21 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 def connect_kwargs(settings: Settings) -> dict[str, Any]:
     return {
         "dsn": settings.database_url,
-        "server_settings": {"search_path": settings.database_schema},
+        "server_settings": {"search_path": settings.database_schema, **stall_limits(settings)},
         "init": _init_connection,
+    }
+
+
+def stall_limits(settings: Settings) -> dict[str, str]:
+    """Server settings that end a session whose client froze: idle inside a transaction (it
+    would hold its appends' in-flight locks, and so every reader, back), or gone silent (TCP
+    keepalives from the server)."""
+    stall = max(1, int(settings.append_stall_timeout))
+    return {
+        "idle_in_transaction_session_timeout": str(stall * 1000),
+        "tcp_keepalives_idle": str(max(1, stall // 2)),
+        "tcp_keepalives_interval": str(max(1, stall // 6)),
+        "tcp_keepalives_count": "3",
     }
 
 

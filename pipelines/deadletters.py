@@ -12,10 +12,13 @@ import aio_pika
 from yarl import URL
 
 from pipelines import headers as h
+from pipelines.messages import resent
 from pipelines.settings import Settings
 
 DLQ_PREFIX = "dlq."
-ERROR_HEADERS = (h.ERROR_TYPE, h.ERROR_MESSAGE, h.ORIGINAL_QUEUE, h.FAILED_AT, "x-death")
+ERROR_HEADERS = (
+    h.ERROR_TYPE, h.ERROR_MESSAGE, h.ORIGINAL_QUEUE, h.FAILED_AT, h.REDELIVERY_COUNT, "x-death",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -86,13 +89,4 @@ async def replay(settings: Settings, queue: str) -> int:
 def _redrive(message: aio_pika.abc.AbstractIncomingMessage) -> aio_pika.Message:
     headers = {k: v for k, v in (message.headers or {}).items() if k not in ERROR_HEADERS}
     headers[h.RETRY_COUNT] = 0
-    return aio_pika.Message(
-        message.body,
-        headers=headers,
-        message_id=message.message_id,
-        correlation_id=message.correlation_id,
-        content_type=message.content_type,
-        content_encoding=message.content_encoding,
-        type=message.type,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-    )
+    return resent(message, headers)

@@ -7,15 +7,17 @@ import signal
 import sys
 
 from pipelines.database import migrate
+from pipelines.http import proxy_arguments
 from pipelines.settings import Settings
 
 STOP_MARGIN = 10.0  # seconds a process may take to stop beyond its graceful shutdown
+PROXY = "{proxy}"  # stands for uvicorn's arguments saying which proxies to believe
 # (name, module that must exist, command); a process whose module is absent is skipped.
-# `{gateway_port}` is filled in from the settings.
+# `{gateway_port}` and PROXY are filled in from the settings.
 PROCESSES: list[tuple[str, str, list[str]]] = [
     ("auth", "auth", ["-m", "faststream", "run", "auth:app"]),
     ("discovery", "discovery", ["-m", "faststream", "run", "discovery:app"]),
-    ("gateway", "gateway", ["-m", "uvicorn", "gateway:app", "--port", "{gateway_port}"]),
+    ("gateway", "gateway", ["-m", "uvicorn", "gateway:app", "--port", "{gateway_port}", PROXY]),
     ("orders", "examples.orders", ["-m", "faststream", "run", "examples.orders:app"]),
     ("inventory", "examples.inventory", ["-m", "faststream", "run", "examples.inventory:app"]),
     ("fulfilment", "examples.fulfilment", ["-m", "faststream", "run", "examples.fulfilment:app"]),
@@ -24,10 +26,20 @@ PROCESSES: list[tuple[str, str, list[str]]] = [
 
 def available(settings: Settings) -> list[tuple[str, list[str]]]:
     return [
-        (name, [sys.executable, *(arg.format(gateway_port=settings.gateway_port) for arg in argv)])
+        (name, [sys.executable, *_filled(argv, settings)])
         for name, module, argv in PROCESSES
         if importlib.util.find_spec(module) is not None
     ]
+
+
+def _filled(argv: list[str], settings: Settings) -> list[str]:
+    out: list[str] = []
+    for arg in argv:
+        if arg == PROXY:
+            out += proxy_arguments(settings.forwarded_allow_ips)
+        else:
+            out.append(arg.format(gateway_port=settings.gateway_port))
+    return out
 
 
 async def _pipe(name: str, stream: asyncio.StreamReader) -> None:

@@ -11,11 +11,12 @@ import asyncio
 import contextlib
 import inspect
 import json
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from aio_pika.abc import AbstractIncomingMessage
 from faststream.rabbit import RabbitMessage
@@ -23,30 +24,33 @@ from faststream.rabbit import RabbitMessage
 from pipelines import headers as h
 from pipelines import telemetry
 from pipelines.aggregate import Aggregate
-from pipelines.context import Context, dump_record, dump_result
+from pipelines.context import UNKNOWN_ADDRESS, Context, dump_result, kept_result
 from pipelines.contracts import Contract
 from pipelines.errors import (
     ConcurrencyError,
+    Conflict,
     Forbidden,
     HandlerFailed,
+    IdempotencyKeyReused,
     PlatformError,
     PolicyViolation,
     Timeout,
     ValidationError,
 )
 from pipelines.eventstore import (
-    CommandRecord,
     RecordedEvent,
     StoredResult,
 )
+from pipelines.idempotency import RecordKey, RecordKeys
 from pipelines.identity import Caller
-from pipelines.messages import Incoming, Reply, decode
+from pipelines.messages import Incoming, Reply, decode, redeliveries
 from pipelines.querycache import Cached, ReadModel, keyed_value
 from pipelines.retry import INFRASTRUCTURE_ERRORS, backoff_delay
 from pipelines.runtime import Runtime
 
+policy_log = logging.getLogger("banyan.policies")
 HandlerFn = Callable[[Any, Context], Awaitable[Any]]
-Policy = Callable[[Any, Context], Awaitable[bool | None] | bool | None]
+Policy = Callable[[Any, Context], Awaitable[bool] | bool]
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,36 @@ class Handler:
     cache: Cached | None = None  # queries: how their results are cached
 
 
+SEEN = "SELECT 1 FROM processed_events WHERE subscriber = $1 AND event_id = $2::uuid"
+RECORD_PROCESSED = (
+    "INSERT INTO processed_events (subscriber, event_id) VALUES ($1, $2::uuid) "
+    "ON CONFLICT DO NOTHING RETURNING true"
+)
+T = TypeVar("T")
+
+
+async def on_fresh_state(decide: Callable[[], Awaitable[T]], retries: int) -> T:
+    """Run `decide` again (on fresh state) when another writer appended to its aggregate
+    first, up to `retries` times; then the ConcurrencyError stands."""
+    for attempt in range(retries + 1):
+        try:
+            return await decide()
+        except ConcurrencyError:
+            if attempt == retries:
+                raise
+    raise AssertionError("unreachable")
+
+
+class RedeliveryLimit(Exception):
+    """A message went back to its queue `max_redeliveries` times without succeeding."""
+
+
+def redelivery_limit(raw: AbstractIncomingMessage, cause: BaseException) -> RedeliveryLimit:
+    return RedeliveryLimit(
+        f"redelivered {redeliveries(raw)} times; last error {type(cause).__name__}: {cause}"
+    )
+
+
 class Exhausted(Exception):
     def __init__(self, cause: BaseException, attempts: int) -> None:
         super().__init__(str(cause))
@@ -67,13 +101,17 @@ class Exhausted(Exception):
 
 
 async def run_policies(policies: Sequence[Policy], message: Any, ctx: Context) -> None:
+    """Each policy must answer True to allow; anything else refuses (fail closed)."""
     for policy in policies:
         verdict = policy(message, ctx)
         if inspect.isawaitable(verdict):
             verdict = await verdict
-        if verdict is False:
-            name = getattr(policy, "__name__", "policy")
-            raise PolicyViolation(f"{ctx.message_type} refused by policy {name}")
+        if verdict is True:
+            continue
+        name = getattr(policy, "__name__", "policy")
+        if verdict is not False:
+            policy_log.error("policy %s answered %r, not True or False: refused", name, verdict)
+        raise PolicyViolation(f"{ctx.message_type} refused by policy {name}")
 
 
 def check_permissions(contract: type[Contract], caller: Caller | None) -> None:
@@ -102,12 +140,14 @@ class Processor:
         raw: AbstractIncomingMessage = message.raw_message
         try:
             await self._handle(raw)
-        except INFRASTRUCTURE_ERRORS:
+        except INFRASTRUCTURE_ERRORS as exc:
             # The effects are committed but the reply or the ack could not be sent: the
-            # broker delivers the message again (idempotency answers it), never dead-letter it.
+            # broker delivers the message again (idempotency answers it).
             self.rt.log.warning("lost the broker while finishing a message from %s", self.queue)
             with contextlib.suppress(*INFRASTRUCTURE_ERRORS):  # no channel: requeued anyway
-                await raw.nack(requeue=True)
+                if not await self._put_back(raw):
+                    await self.rt.dead_letter(raw, self.queue, redelivery_limit(raw, exc), 1)
+                    await raw.ack()
         except Exception:
             # A fault outside the handler (a broken message, a platform bug): never leave the
             # message unacknowledged, park it in its dead-letter queue for inspection.
@@ -120,18 +160,34 @@ class Processor:
             try:
                 outcome = await self._with_retries(incoming)
             except Exhausted as exc:
-                if isinstance(exc.cause, INFRASTRUCTURE_ERRORS):
-                    consumed.code = "REQUEUED"
-                    await raw.nack(requeue=True)
-                    return
-                await self.rt.dead_letter(raw, self.queue, exc.cause, exc.attempts)
+                cause = exc.cause
+                if isinstance(cause, INFRASTRUCTURE_ERRORS):
+                    if await self._put_back(raw):
+                        consumed.code = "REQUEUED"
+                        return
+                    cause = redelivery_limit(raw, cause)
+                await self.rt.dead_letter(raw, self.queue, cause, exc.attempts)
                 outcome = Reply.error(
-                    HandlerFailed(f"{self.message_type} failed: {exc.cause}"),
+                    HandlerFailed(f"{self.message_type} failed: {cause}"),
                     incoming.correlation_id,
                 )
             consumed.answered(outcome)
             await self.finish(incoming, outcome)
             await raw.ack()
+
+    async def _put_back(self, raw: AbstractIncomingMessage) -> bool:
+        """Requeue a message that failed for want of the database or broker; False when it
+        has been back too often while the database answered: the failure is its own (a fault
+        taken for an outage), and it must not loop."""
+        limit = self.rt.settings.max_redeliveries
+        if redeliveries(raw) >= limit and await self.rt.database_answers():
+            return False
+        try:
+            await self.rt.requeue(raw, self.queue)
+        except INFRASTRUCTURE_ERRORS:  # the broker is gone: it redelivers the message itself
+            with contextlib.suppress(*INFRASTRUCTURE_ERRORS):
+                await raw.nack(requeue=True)
+        return True
 
     async def _with_retries(self, incoming: Incoming) -> Reply:
         attempts = max(1, self.rt.settings.retry_attempts)
@@ -169,6 +225,7 @@ class Processor:
             traceparent=telemetry.current_traceparent() or incoming.header(h.TRACEPARENT),
             sender=self.rt.sender(incoming),
             settings=self.rt.settings,
+            client_address=incoming.header(h.CLIENT_ADDRESS) or UNKNOWN_ADDRESS,
         )
 
     async def process(self, incoming: Incoming) -> Reply:
@@ -191,7 +248,7 @@ class Processor:
 
 class QueryProcessor(Processor):
     async def process(self, incoming: Incoming) -> Reply:
-        query = decode(self.handler.contract, incoming.body)
+        query = decode(self.handler.contract, incoming)
         caller = self.rt.identify(incoming)
         check_permissions(self.handler.contract, caller)
         ctx = self.context(incoming, caller)
@@ -222,9 +279,12 @@ class QueryProcessor(Processor):
         self, query: Contract, ctx: Context, reads: ReadModel, cache: Cached, min_position: int
     ) -> Reply:
         assert self.rt.cache is not None and self.rt.positions is not None
-        user = ctx.caller.user_id if cache.per_user and ctx.caller else None
         base = self.rt.cache.base_key(
-            self.rt.service, self.message_type, query.model_dump_json().encode(), user
+            self.rt.service,
+            self.message_type,
+            query.model_dump_json().encode(),
+            ctx.caller,
+            shared=cache.shared,
         )
         events = [e.message_type() for e in cache.invalidating(reads)]
         counters = self.rt.cache.counters(reads.name, events, keyed_value(cache, query))
@@ -238,60 +298,75 @@ class QueryProcessor(Processor):
 
 
 class CommandProcessor(Processor):
-    """Handles a command; a repeated command id gets the first result, its events appended once.
+    """Handles a command; a repeat (same caller, operation and key) gets the first result,
+    its events appended once; a repeat with another body is refused.
 
-    The first append of a command id records it in the same statement as the events, so that
+    The first append of a command records it in the same statement as the events, so that
     record decides: a repeat fails to record (or fails earlier, in its handler or policies, on
-    the state the first one left) and is answered with the stored result. The usual case, a
-    new id, costs no lookup, and no connection is held while the handler runs.
+    the state the first one left) and is answered from the record. The usual case, a new key,
+    costs no lookup, and no connection is held while the handler runs.
     """
+
+    def __init__(self, runtime: Runtime, handler: Handler, queue: str) -> None:
+        super().__init__(runtime, handler, queue)
+        self.record_keys = RecordKeys(
+            runtime.service, self.message_type, runtime.settings.jwt_secret
+        )
 
     async def process(self, incoming: Incoming) -> Reply:
         assert self.rt.store is not None
-        self.rt.expire_command_results_now_and_then()
-        try:
-            return await self._process(incoming)
-        except Exception:
-            if incoming.message_id and (
-                done := await self.rt.store.command_result(incoming.message_id)
-            ):
-                return _stored(done)
-            raise
-
-    async def _process(self, incoming: Incoming) -> Reply:
-        command = decode(self.handler.contract, incoming.body)
+        self.rt.expire_records_now_and_then()
+        command = decode(self.handler.contract, incoming)
         caller = self.rt.identify(incoming)
         check_permissions(self.handler.contract, caller)
-        retries = self.rt.settings.concurrency_retries
-        for attempt in range(retries + 1):
-            try:
-                return await self._decide(incoming, command, caller)
-            except ConcurrencyError:
-                if attempt == retries:
-                    raise
-        raise AssertionError("unreachable")
+        key = incoming.message_id
+        record = self.record_keys.of(key, caller, command) if key else None
+        try:
+            return await self._process(incoming, command, caller, record)
+        except Exception:
+            if record and (done := await self.rt.store.command_result(record.record_id)):
+                return self._answer_again(done, record)
+            raise
 
-    async def _decide(self, incoming: Incoming, command: Contract, caller: Caller | None) -> Reply:
+    async def _process(
+        self, incoming: Incoming, command: Contract, caller: Caller | None, record: RecordKey | None
+    ) -> Reply:
+        return await on_fresh_state(
+            lambda: self._decide(incoming, command, caller, record),
+            self.rt.settings.concurrency_retries,
+        )
+
+    async def _decide(
+        self, incoming: Incoming, command: Contract, caller: Caller | None, record: RecordKey | None
+    ) -> Reply:
         """Run policies and handler on fresh state, then append what it recorded."""
         assert self.rt.store is not None
         ctx = self.context(incoming, caller)
         await run_policies(self.handler.policies, command, ctx)
         outcome = await self.handler.fn(command, ctx)
         result = dump_result(outcome)
-        record = (
-            CommandRecord(incoming.message_id, self.message_type, dump_record(outcome))
-            if incoming.message_id
-            else None
-        )
         position = await self.rt.store.append(
             ctx.new_events(),
             correlation_id=incoming.correlation_id,
             causation_id=incoming.message_id,
-            command=record,
+            command=record.record(kept_result(outcome, result)) if record else None,
         )
         for aggregate in ctx.snapshots_due():
             self.rt.spawn(self._snapshot(aggregate))
         return Reply(result.encode(), position=position)
+
+    def _answer_again(self, done: StoredResult, record: RecordKey) -> Reply:
+        if done.fingerprint != record.fingerprint:
+            raise IdempotencyKeyReused(
+                f"this Idempotency-Key was used for another {self.message_type}: "
+                "send a new key for a new request"
+            )
+        if done.withheld:
+            raise Conflict(
+                f"this {self.message_type} was already handled, and its result held secrets, "
+                "which are never kept: send it again with a new Idempotency-Key"
+            )
+        return Reply(json.dumps(done.result).encode(), position=done.position)
 
     async def _snapshot(self, aggregate: Aggregate) -> None:
         assert self.rt.store is not None
@@ -300,32 +375,38 @@ class CommandProcessor(Processor):
         )
 
 
-def _stored(done: StoredResult) -> Reply:
-    return Reply(json.dumps(done.result).encode(), position=done.position)
-
-
 class EventProcessor(Processor):
     """Delivers an event to one subscriber at most once, however often the bus redelivers it."""
 
     async def process(self, incoming: Incoming) -> Reply:
-        assert self.rt.store is not None and self.rt.pool is not None
-        subscriber = self.handler.subscriber
+        assert self.rt.pool is not None
+        self.rt.expire_records_now_and_then()
         event_id = incoming.header(h.EVENT_ID)
         if event_id is None:
             raise ValidationError("event without an x-event-id header")
-        if await self.rt.pool.fetchval(
-            "SELECT 1 FROM processed_events WHERE subscriber = $1 AND event_id = $2::uuid",
-            subscriber,
-            event_id,
-        ):
-            return Reply(b"")
-        event = decode(self.handler.contract, incoming.body)
+        if await self.rt.pool.fetchval(SEEN, self.handler.subscriber, event_id):
+            return Reply(b"")  # a redelivery: spare the handler
+        event = decode(self.handler.contract, incoming)
+        await on_fresh_state(
+            lambda: self._decide(incoming, event, event_id), self.rt.settings.concurrency_retries
+        )
+        return Reply(b"")
+
+    async def _decide(self, incoming: Incoming, event: Contract, event_id: str) -> None:
+        """Run the handler, then record the event id and append what it recorded, together.
+
+        The id goes first: a concurrent delivery of the same event waits on it, then finds it
+        taken and appends nothing.
+        """
+        assert self.rt.store is not None and self.rt.pool is not None
         ctx = self.context(incoming, None)
         ctx.causation_id = event_id
         ctx.event = recorded_from_headers(incoming, event)
         await self.handler.fn(event, ctx)
         new_events = ctx.new_events()
         async with self.rt.pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval(RECORD_PROCESSED, self.handler.subscriber, event_id):
+                return
             if new_events:
                 await self.rt.store.append(
                     new_events,
@@ -333,15 +414,8 @@ class EventProcessor(Processor):
                     causation_id=event_id,
                     conn=conn,
                 )
-            await conn.execute(
-                "INSERT INTO processed_events (subscriber, event_id) VALUES ($1, $2::uuid) "
-                "ON CONFLICT DO NOTHING",
-                subscriber,
-                event_id,
-            )
         if new_events:
             self.rt.store.committed()
-        return Reply(b"")
 
     async def refuse(self, incoming: Incoming, exc: PlatformError) -> Reply:
         """An event that fails its contract or the handler's rules cannot succeed later."""

@@ -68,6 +68,12 @@ class ConcurrencyError(Conflict):
         self.expected, self.actual = expected, actual
 
 
+class IdempotencyKeyReused(PlatformError):
+    """The caller already sent this operation with this idempotency key and another body."""
+
+    code, status = "IDEMPOTENCY_KEY_REUSED", 422
+
+
 class Timeout(PlatformError):
     code, status = "TIMEOUT", 504
 
@@ -95,6 +101,7 @@ _BY_CODE: dict[str, type[PlatformError]] = {
         PolicyViolation,
         NotFound,
         Conflict,
+        IdempotencyKeyReused,
         Timeout,
         ServiceUnavailable,
         HandlerFailed,

@@ -29,6 +29,25 @@ EXPIRE_COMMAND_RESULTS = (
     "SELECT command_id FROM command_results WHERE created_at < now() - make_interval(secs => $1) "
     "ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED))"
 )
+EXPIRE_PROCESSED_EVENTS = (
+    "DELETE FROM processed_events WHERE (subscriber, event_id) IN ("
+    "SELECT subscriber, event_id FROM processed_events "
+    "WHERE processed_at < now() - make_interval(secs => $1) "
+    "ORDER BY processed_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
+)
+# How long the oldest append still in flight has run: readers wait for it (see readable_bound).
+OLDEST_APPEND = (
+    "SELECT coalesce(extract(epoch FROM max(now() - a.xact_start)), 0)::float8 "
+    "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+    "WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.mode = 'ShareLock' AND l.granted "
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND ((l.classid::bigint << 32) | l.objid::bigint) - in_flight_namespace() "
+    "BETWEEN 1 AND 1099511627775"
+)
+COMMAND_RESULT = (
+    "SELECT result, position, fingerprint, result IS NULL AS withheld FROM command_results "
+    "WHERE command_id = $1"
+)
 READ_LOG = "SELECT * FROM read_log($1, $2, $3::text[])"
 Runner: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
@@ -70,11 +89,13 @@ class RecordedEvent:
 
 @dataclass(slots=True, frozen=True)
 class CommandRecord:
-    """What makes a command idempotent: its id and the result to answer a duplicate with."""
+    """What makes a command idempotent: its record's id (see `pipelines.idempotency`), the
+    result to answer a duplicate with, and the fingerprint a duplicate's body must match."""
 
     command_id: str
     message_type: str
-    result: str | None  # JSON text
+    result: str | None  # JSON text; None when it held secrets (never kept)
+    fingerprint: bytes | None = None
 
 
 class DuplicateCommand(Exception):
@@ -85,6 +106,8 @@ class DuplicateCommand(Exception):
 class StoredResult:
     result: Any
     position: int | None
+    fingerprint: bytes | None = None
+    withheld: bool = False  # the result held secrets, so it was not kept
 
 
 class EventStore:
@@ -163,6 +186,10 @@ class EventStore:
         """Every position below this one is settled: committed, or rolled back for good."""
         return int(await (conn or self.pool).fetchval("SELECT readable_bound()"))
 
+    async def oldest_append_seconds(self, conn: Runner | None = None) -> float:
+        """Seconds the oldest append still in flight has been running (0: none is)."""
+        return float(await (conn or self.pool).fetchval(OLDEST_APPEND))
+
     async def read_all(
         self,
         after_position: int,
@@ -201,10 +228,8 @@ class EventStore:
         return await self.readable_bound() - 1
 
     async def command_result(self, command_id: str) -> StoredResult | None:
-        row = await self.pool.fetchrow(
-            "SELECT result, position FROM command_results WHERE command_id = $1", command_id
-        )
-        return StoredResult(row["result"], row["position"]) if row else None
+        row = await self.pool.fetchrow(COMMAND_RESULT, command_id)
+        return StoredResult(*row.values()) if row else None
 
     async def expire_command_results(
         self, older_than: float, batch: int = 1000, batches: int = 10
@@ -213,6 +238,14 @@ class EventStore:
         `batches` short transactions of `batch` rows; returns how many were deleted."""
         return await delete_in_batches(
             self.pool, EXPIRE_COMMAND_RESULTS, older_than, batch=batch, batches=batches
+        )
+
+    async def expire_processed_events(
+        self, older_than: float, batch: int = 1000, batches: int = 10
+    ) -> int:
+        """Forget which events subscribers handled over `older_than` seconds ago, likewise."""
+        return await delete_in_batches(
+            self.pool, EXPIRE_PROCESSED_EVENTS, older_than, batch=batch, batches=batches
         )
 
     async def load_snapshot(
@@ -246,7 +279,11 @@ def _arguments(
     causation_id: str | None,
     command: CommandRecord | None,
 ) -> tuple[Any, ...]:
-    recorded = (command.command_id, command.message_type, command.result) if command else ()
+    recorded = (
+        (command.command_id, command.message_type, command.result, command.fingerprint)
+        if command
+        else ()
+    )
     if not events:
         return recorded
     metadata = _metadata_texts(events, correlation_id)

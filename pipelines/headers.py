@@ -5,10 +5,12 @@ CAUSATION_ID = "x-causation-id"
 SERVICE_NAME = "x-service-name"
 MESSAGE_TYPE = "x-message-type"
 RETRY_COUNT = "x-retry-count"
+REDELIVERY_COUNT = "x-redelivery-count"  # times the platform put the message back in its queue
 USER_TOKEN = "x-user-token"
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
 MIN_POSITION = "x-min-position"
+CLIENT_ADDRESS = "x-client-address"  # set by the gateway: the address it serves the call for
 
 # replies
 STATUS = "x-status"

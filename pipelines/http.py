@@ -7,6 +7,7 @@ connections between them.
 import asyncio
 import contextlib
 import socket
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -21,16 +22,39 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def proxy_options(forwarded_allow_ips: str) -> dict[str, Any]:
+    """uvicorn's options: believe X-Forwarded-For only from these proxies (none if empty).
+
+    uvicorn's own default believes it from 127.0.0.1, where any local process or tunnel could
+    then choose the address that rate limits and the sign-in throttle count against.
+    """
+    return {"proxy_headers": bool(forwarded_allow_ips), "forwarded_allow_ips": forwarded_allow_ips}
+
+
+def proxy_arguments(forwarded_allow_ips: str) -> list[str]:
+    """The same as `uvicorn` command-line arguments."""
+    if not forwarded_allow_ips:
+        return ["--no-proxy-headers"]
+    return ["--proxy-headers", f"--forwarded-allow-ips={forwarded_allow_ips}"]
+
+
 class HttpServer:
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+    def __init__(self, app: FastAPI, host: str, port: int, forwarded_allow_ips: str = "") -> None:
         self.app = app
         self.host = host
         self.port = port
+        self.forwarded_allow_ips = forwarded_allow_ips
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="off", access_log=False)
+        config = uvicorn.Config(
+            self.app,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            **proxy_options(self.forwarded_allow_ips),
+        )
         self._server = uvicorn.Server(config)
         sock = bind(self.host, self.port)
         self.port = sock.getsockname()[1]

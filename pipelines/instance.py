@@ -1,7 +1,6 @@
 """A running service: broker subscribers for its handlers, its database pool and its relay."""
 
-import asyncio
-import contextlib
+import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +21,7 @@ from pipelines.relay import EventRelay
 from pipelines.rpc import RpcClient
 from pipelines.runtime import CONFIRM_CHANNEL, Runtime
 from pipelines.settings import Settings
+from pipelines.supervisor import Supervisor, TaskFactory
 from pipelines.topology import (
     DEAD_LETTER_EXCHANGE,
     dead_letter_exchange,
@@ -70,7 +70,7 @@ class ServiceInstance:
         self.http: HttpServer | None = None
         self.relay: EventRelay | None = None
         self.runners: dict[str, Any] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        self.supervisor = Supervisor(settings, self.log)
         self._register()
         self.app = FastStream(
             self.broker,
@@ -125,8 +125,10 @@ class ServiceInstance:
         telemetry.start(self.service.name, self.settings)
         settings, log = self.settings, self.log
         await until_connected("RabbitMQ", settings.rabbitmq_url, self.broker.connect, settings, log)
+        # whatever PostgreSQL answers (too many clients, starting up, a schema another process
+        # is migrating): wait for it, saying so
         pool = await until_connected(
-            "PostgreSQL", settings.database_url, self._open_database, settings, log
+            "PostgreSQL", settings.database_url, self._open_database, settings, log, (Exception,)
         )
         await self.notifier.start()
         self.runtime.attach(pool, self.notifier)
@@ -159,21 +161,21 @@ class ServiceInstance:
             return
         if self.settings.relay_enabled:
             channel = await self.runtime.channel(CONFIRM_CHANNEL)
-            self.relay = EventRelay(self.settings, pool, channel, notifier=self.notifier)
-            self._spawn(self.relay.run(), "relay")
+            self.relay = EventRelay(self.settings, channel, notifier=self.notifier)
+            self._spawn(self.relay.run, "relay")
         if self.settings.announce_enabled and self.runtime.rpc is not None:
             registration = self.service.registration(self.instance_id)
             self.announcer = Announcer(registration, self.runtime.rpc, self.settings)
-            self._spawn(self.announcer.run(), "announcer")
+            self._spawn(self.announcer.run, "announcer")
         await self._start_http()
-        self._spawn(telemetry.sample_forever(self), "telemetry")
+        self._spawn(lambda: telemetry.sample_forever(self), "telemetry")
         invalidate = self.runtime.cache.invalidate if self.runtime.cache else None
         for task in self.service.background_tasks:
-            self._spawn(task(self), task.__name__)
+            self._spawn(functools.partial(task, self), task.__name__)
         for projection in self.service.projections:
             runner = projection.runner(self.settings, pool, invalidate, self.notifier)
             self.runners[projection.name] = runner
-            self._spawn(runner.run(), f"projection {projection.name}")
+            self._spawn(runner.run, f"projection {projection.name}")
 
     async def _start_http(self) -> None:
         port = getattr(self.settings, f"{self.service.name}_port", None)
@@ -185,16 +187,22 @@ class ServiceInstance:
         if not any(getattr(r, "path", None) == "/health" for r in app.routes):
             app.add_api_route("/health", self.health, methods=["GET"])
         telemetry.expose_metrics(app)
-        self.http = HttpServer(app, self.settings.http_host, port)
+        self.http = HttpServer(
+            app, self.settings.http_host, port, self.settings.forwarded_allow_ips
+        )
         await self.http.start()
 
     async def health(self) -> dict[str, Any]:
-        """Liveness of this process: broker connected, database pool open."""
+        """Liveness of this process: broker connected, database pool open, no background
+        task failing (`failing` names each, with its last error)."""
+        failing = self.supervisor.failing()
+        healthy = self.broker.running and self.runtime.pool and not failing
         return {
-            "status": "ok" if self.broker.running and self.runtime.pool else "degraded",
+            "status": "ok" if healthy else "degraded",
             "service": self.service.name,
             "version": self.service.version,
             "instanceId": self.instance_id,
+            "failing": failing,
         }
 
     async def _goodbye(self) -> None:
@@ -202,17 +210,12 @@ class ServiceInstance:
         if self.announcer is not None:
             await self.announcer.deregister()
 
-    def _spawn(self, coro: Any, name: str) -> None:
+    def _spawn(self, start: TaskFactory, name: str) -> None:
         in_service = telemetry.in_service(self.service.name)  # its spans name this service
-        self._tasks.append(asyncio.create_task(coro, name=f"banyan {name}", context=in_service))
+        self.supervisor.run(name, start, context=in_service)
 
     async def _stop_background(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        await self.supervisor.stop()
 
     async def _teardown(self) -> None:
         await self.notifier.stop()

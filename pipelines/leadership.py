@@ -18,5 +18,5 @@ async def keep_leading(
             await lead()
         except INFRASTRUCTURE_ERRORS as exc:
             lost.clear()
-            log.warning("%s lost its connection (%s); retrying", what, exc)
+            log.warning("%s lost its connection (%s): stepped down; retrying", what, exc)
             await asyncio.sleep(pause)

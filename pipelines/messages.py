@@ -3,9 +3,11 @@
 import gzip
 import json
 import uuid
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
+import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError as PydanticValidationError
 
@@ -32,13 +34,12 @@ class Incoming:
     reply_correlation: str | None
     headers: dict[str, Any]
     body: bytes
+    malformed: str | None = None  # why the body could not be read (it is then empty)
 
     @classmethod
     def from_raw(cls, raw: AbstractIncomingMessage) -> "Incoming":
         headers = dict(raw.headers or {})
-        body = raw.body
-        if raw.content_encoding == "gzip":
-            body = gzip.decompress(body)
+        body, malformed = _unpacked(raw.body, raw.content_encoding)
         correlation = headers.get(h.CORRELATION_ID) or raw.correlation_id or raw.message_id
         return cls(
             message_id=raw.message_id,
@@ -48,10 +49,46 @@ class Incoming:
             reply_correlation=raw.correlation_id,
             headers=headers,
             body=body,
+            malformed=malformed,
         )
 
     def header(self, name: str) -> str | None:
         return _text(self.headers.get(name))
+
+
+def resent(
+    raw: AbstractIncomingMessage, headers: dict[str, Any], *, reply_to: bool = False
+) -> aio_pika.Message:
+    """A persistent copy of `raw` with `headers`, to publish again (requeued, dead-lettered,
+    replayed); `reply_to` keeps its reply address, which only a live request still has."""
+    return aio_pika.Message(
+        raw.body,
+        headers=headers,
+        message_id=raw.message_id,
+        correlation_id=raw.correlation_id,
+        reply_to=raw.reply_to if reply_to else None,
+        content_type=raw.content_type,
+        content_encoding=raw.content_encoding,
+        type=raw.type,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    )
+
+
+def redeliveries(raw: AbstractIncomingMessage) -> int:
+    """How many times the platform has put `raw` back in its queue."""
+    count = (raw.headers or {}).get(h.REDELIVERY_COUNT)
+    return count if isinstance(count, int) else 0
+
+
+def _unpacked(body: bytes, encoding: str | None) -> tuple[bytes, str | None]:
+    """The body as sent, or empty and the reason it cannot be read (bad input, not an outage:
+    gzip's errors are OSErrors, which would otherwise pass for a lost connection)."""
+    if encoding != "gzip":
+        return body, None
+    try:
+        return gzip.decompress(body), None
+    except (OSError, EOFError, zlib.error) as exc:
+        return b"", f"body is not valid gzip: {exc}"
 
 
 def _text(value: Any) -> str | None:
@@ -60,8 +97,11 @@ def _text(value: Any) -> str | None:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def decode(contract: type[Contract], body: bytes) -> Contract:
+def decode(contract: type[Contract], incoming: Incoming) -> Contract:
     """The message as its contract, or a VALIDATION_ERROR naming each bad field."""
+    if incoming.malformed is not None:
+        raise ValidationError(incoming.malformed, [{"field": "(body)"}])
+    body = incoming.body
     if b"\\u0000" in body:  # PostgreSQL cannot store it in text or jsonb
         raise ValidationError("NUL characters are not allowed", [{"field": "(body)"}])
     try:

@@ -16,7 +16,6 @@ from collections.abc import Callable
 import asyncpg
 
 from pipelines.database import connect
-from pipelines.retry import INFRASTRUCTURE_ERRORS
 from pipelines.settings import Settings
 
 log = logging.getLogger("banyan.notifier")
@@ -64,7 +63,7 @@ class Notifier:
                         conn = await connect(self.settings)
                         self.server_pid = conn.get_server_pid()
                     await conn.execute("SELECT pg_notify($1, '')", channel)
-                except INFRASTRUCTURE_ERRORS as exc:  # readers still poll
+                except Exception as exc:  # whatever it is, readers still poll
                     log.warning("cannot notify log readers: %s", exc)
                     conn = None
                     await asyncio.sleep(self.settings.relay_poll_interval)

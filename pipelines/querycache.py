@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from pipelines.contracts import InvalidContract, Model
+from pipelines.identity import Caller
 
 log = logging.getLogger("banyan.cache")
 # How long a key's last-change position is kept after its last change. It must outlive every
@@ -44,7 +45,9 @@ class ReadModel(Protocol):
 
 @dataclass(frozen=True)
 class Cached:
-    """Cache a query's results for `ttl` seconds; `per_user` keeps callers' results apart.
+    """Cache a query's results for `ttl` seconds, each caller's apart from the others': an
+    answer cached for one caller is never served to another. `shared=True` says the answer is
+    the same whoever asks (it does not depend on `ctx.caller`), so every caller shares it.
 
     `key` names a text field of the query that its invalidating events carry too (such as
     `order_id`): an answer is then invalidated only by events with the same value, not by
@@ -53,7 +56,7 @@ class Cached:
 
     ttl: float = 60.0
     invalidated_by: tuple[type[Any], ...] = ()  # default: every event the projection folds
-    per_user: bool = False
+    shared: bool = False
     key: str | None = None
 
     def invalidating(self, reads: ReadModel) -> list[type[Any]]:
@@ -101,9 +104,14 @@ class QueryCache:
         digest = hashlib.blake2b(value.encode(), digest_size=12).hexdigest()
         return f"{self.prefix}:gen:{projection}:{field}={digest}"
 
-    def base_key(self, service: str, query: str, canonical: bytes, user: str | None) -> str:
+    def base_key(
+        self, service: str, query: str, canonical: bytes, caller: Caller | None, *, shared: bool
+    ) -> str:
+        """Where the answer to `canonical` is kept: for every caller if `shared`, else for
+        `caller` alone (anonymous callers, who are all the same to a handler, share theirs)."""
         digest = hashlib.blake2b(canonical, digest_size=16).hexdigest()
-        return f"{self.prefix}:q:{service}:{query}:{user or '*'}:{digest}"
+        whose = "*" if shared else caller_key(caller)
+        return f"{self.prefix}:q:{service}:{query}:{whose}:{digest}"
 
     async def lookup(self, base: str, counters: list[str]) -> tuple[str | None, CacheHit | None]:
         """The key to store under (with the current `counters`) and the entry there, if any.
@@ -151,6 +159,15 @@ class QueryCache:
 
     async def close(self) -> None:
         await self.redis.aclose()
+
+
+def caller_key(caller: Caller | None) -> str:
+    """The caller as a cached answer's key names them: with their permissions, since an answer
+    may depend on them (one computed before an admin permission was revoked is not reused)."""
+    if caller is None:
+        return "anonymous"
+    granted = ",".join(sorted(caller.permissions)).encode()
+    return f"user={caller.user_id}:{hashlib.blake2b(granted, digest_size=8).hexdigest()}"
 
 
 def cache_hit(entry: bytes) -> CacheHit:

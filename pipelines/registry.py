@@ -22,7 +22,7 @@ class CacheInfo(Model):
     projection: str
     event_types: list[str]
     ttl: float
-    per_user: bool = False
+    shared: bool = False  # the same answer for every caller (`Cached.shared`)
     key: str | None = None  # the payload field answers are invalidated by (`Cached.key`)
 
 
@@ -37,6 +37,7 @@ class ContractInfo(Model):
     sensitive: list[str] = []  # wire names of fields redacted in logs
     internal: bool = False
     rate_limit: int | None = None
+    limit_per_address: bool = False
     has_policies: bool = False
     cache: CacheInfo | None = None
 
@@ -149,6 +150,7 @@ def describe(contract: type[Contract], handler: Any = None) -> ContractInfo:
         sensitive=sorted(contract.sensitive_fields()),
         internal=contract.__internal__,
         rate_limit=contract.__rate_limit__,
+        limit_per_address=contract.__limit_per_address__,
         has_policies=bool(getattr(handler, "policies", ())),
         cache=_cache_info(handler),
     )
@@ -163,6 +165,6 @@ def _cache_info(handler: Any) -> CacheInfo | None:
         projection=reads.name,
         event_types=events,
         ttl=cache.ttl,
-        per_user=cache.per_user,
+        shared=cache.shared,
         key=cache.key and key_alias(handler.contract, cache.key),
     )

@@ -4,6 +4,10 @@ One relay per database leads (an advisory lock), wherever it runs: inside every 
 by default, or alone with `banyan relay`. It wakes on the NOTIFY an append sends at commit and
 polls as a fallback; its checkpoint moves only after the broker confirmed the batch, so a crash
 republishes at most one batch, which subscribers drop by event id.
+
+Every read and checkpoint goes through the session that holds the lock: a leader whose session
+ended (a failover, a network cut, `pg_terminate_backend`) fails its next read and steps down
+before it publishes anything more, while another relay takes the lock.
 """
 
 import asyncio
@@ -15,7 +19,7 @@ import asyncpg
 
 from pipelines import headers as h
 from pipelines import telemetry
-from pipelines.database import Pool, connect
+from pipelines.database import connect
 from pipelines.leadership import keep_leading
 from pipelines.messages import encode_body
 from pipelines.notifier import Notifier, Wakeup
@@ -68,16 +72,15 @@ class EventRelay:
     def __init__(
         self,
         settings: Settings,
-        pool: Pool,
         channel: aio_pika.abc.AbstractChannel,
         name: str = "relay",
         notifier: Notifier | None = None,
     ) -> None:
         self.settings = settings
-        self.pool = pool
         self.channel = channel
         self.name = name
         self.position = 0
+        self.session_pid: int | None = None  # of the session holding the lock, while leading
         self._wake = Wakeup(settings, notifier)
         self.is_leader = asyncio.Event()
 
@@ -92,28 +95,32 @@ class EventRelay:
             while not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", key):
                 await asyncio.sleep(self.settings.relay_poll_interval)
             await self._wake.listen(conn)
-            self.position = await self._checkpoint()
+            self.position = await self._checkpoint(conn)
             exchange = await self.channel.get_exchange(EVENTS_EXCHANGE, ensure=False)
+            self.session_pid = conn.get_server_pid()
             self.is_leader.set()
             log.info("relay leading from position %d", self.position)
             while True:
-                if not await self.publish_batch(exchange):
+                if not await self.publish_batch(conn, exchange):
                     await self._wake.wait()
                     self._wake.clear()
         finally:
             self.is_leader.clear()
+            self.session_pid = None
             conn.terminate()  # never waits: a graceful close can hang a cancelled task
 
-    async def _checkpoint(self) -> int:
-        position = await self.pool.fetchval(
+    async def _checkpoint(self, conn: asyncpg.Connection) -> int:
+        position = await conn.fetchval(
             "INSERT INTO relay_positions (name) VALUES ($1) ON CONFLICT (name) "
             "DO UPDATE SET name = excluded.name RETURNING position",
             self.name,
         )
         return int(position)
 
-    async def publish_batch(self, exchange: aio_pika.abc.AbstractExchange) -> int:
-        rows = await self.pool.fetch(READ_BATCH, self.position, self.settings.relay_batch_size)
+    async def publish_batch(
+        self, conn: asyncpg.Connection, exchange: aio_pika.abc.AbstractExchange
+    ) -> int:
+        rows = await conn.fetch(READ_BATCH, self.position, self.settings.relay_batch_size)
         if not rows:
             return 0
         with telemetry.relaying(rows):
@@ -124,7 +131,7 @@ class EventRelay:
                 )
             )
         last = rows[-1]["position"]
-        await self.pool.execute(
+        await conn.execute(
             "UPDATE relay_positions SET position = $2, updated_at = now() WHERE name = $1",
             self.name,
             last,

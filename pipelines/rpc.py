@@ -35,6 +35,7 @@ from pipelines.errors import (
     ValidationError,
     error_from_body,
 )
+from pipelines.idempotency import bounded_key
 from pipelines.messages import Incoming, encode_body
 from pipelines.topology import REPLY_TO, request_queue_name
 
@@ -161,7 +162,7 @@ class RpcClient:
                 headers=all_headers,  # as `requesting` completed them (trace context)
                 correlation_id=key,
                 reply_to=REPLY_TO,
-                message_id=message_id or uuid.uuid4().hex,
+                message_id=bounded_key(message_id) if message_id else uuid.uuid4().hex,
                 content_type="application/json",
                 content_encoding=encoding,
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,

@@ -15,7 +15,7 @@ from pipelines.contracts import Contract
 from pipelines.database import Pool
 from pipelines.eventstore import EventStore
 from pipelines.identity import Caller, TokenCodec
-from pipelines.messages import Incoming, Reply, encode_body
+from pipelines.messages import Incoming, Reply, encode_body, redeliveries, resent
 from pipelines.notifier import Notifier
 from pipelines.pacing import Pacer
 from pipelines.positions import PositionWatcher
@@ -43,7 +43,7 @@ class Runtime:
         self.positions: PositionWatcher | None = None
         self.rpc: RpcClient | None = None  # requests to other services
         self._service_token: tuple[str, float] | None = None
-        self._result_sweeps = Pacer()
+        self._record_sweeps = Pacer()
 
     def attach(self, pool: Pool, notifier: Notifier) -> None:
         self.pool = pool
@@ -134,18 +134,7 @@ class Runtime:
         )
         channel = await self.channel(CONFIRM_CHANNEL)
         exchange = await channel.get_exchange(DEAD_LETTER_EXCHANGE, ensure=False)
-        await exchange.publish(
-            aio_pika.Message(
-                raw.body,
-                headers=headers,
-                message_id=raw.message_id,
-                correlation_id=raw.correlation_id,
-                content_type=raw.content_type,
-                content_encoding=raw.content_encoding,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            ),
-            routing_key=dead_letter_queue_name(queue),
-        )
+        await exchange.publish(resent(raw, headers), routing_key=dead_letter_queue_name(queue))
         self.log.error(
             "dead-lettered %s after %d attempts: %s",
             queue,
@@ -154,12 +143,33 @@ class Runtime:
             extra={"correlationId": headers.get(h.CORRELATION_ID)},
         )
 
-    def expire_command_results_now_and_then(self) -> None:
-        """In the background, forget idempotency records past their retention: processes
-        that add records keep the table bounded, at most one sweep per interval each."""
-        retention = self.settings.command_result_retention
-        if self.store is not None and retention > 0 and self._result_sweeps.due():
+    async def requeue(self, raw: aio_pika.abc.AbstractIncomingMessage, queue: str) -> None:
+        """Put `raw` back at the end of `queue`, counting the redelivery in its headers."""
+        headers = {**(raw.headers or {}), h.REDELIVERY_COUNT: redeliveries(raw) + 1}
+        channel = await self.channel(CONFIRM_CHANNEL)
+        await channel.default_exchange.publish(resent(raw, headers, reply_to=True), queue)
+        await raw.ack()
+
+    async def database_answers(self) -> bool:
+        """Whether the event log's database answers now (so an outage explains no failure)."""
+        if self.pool is None:
+            return True
+        try:
+            await asyncio.wait_for(self.pool.fetchval("SELECT 1"), 2.0)
+        except Exception:
+            return False
+        return True
+
+    def expire_records_now_and_then(self) -> None:
+        """In the background, forget idempotency records (command results, processed events)
+        past their retention: processes that add records keep the tables bounded, at most one
+        sweep per interval each."""
+        if self.store is None or not self._record_sweeps.due():
+            return
+        if (retention := self.settings.command_result_retention) > 0:
             self.spawn(self.store.expire_command_results(retention))
+        if (retention := self.settings.processed_event_retention) > 0:
+            self.spawn(self.store.expire_processed_events(retention))
 
     def spawn(self, coro: Any) -> None:
         """Run follow-up work (snapshots) without delaying the reply; failures are logged."""

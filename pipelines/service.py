@@ -132,7 +132,11 @@ class Service:
     def background(
         self, fn: Callable[[ServiceInstance], Awaitable[None]]
     ) -> Callable[[ServiceInstance], Awaitable[None]]:
-        """Run `fn(instance)` in every instance for as long as it runs (cancelled on stop)."""
+        """Run `fn(instance)` in every instance for as long as it runs (cancelled on stop).
+
+        If it raises, it is logged with its traceback and run again with backoff, and the
+        instance's `/health` says degraded, naming it, until the new run has lasted a while.
+        """
         self.background_tasks.append(fn)
         return fn
 

@@ -36,15 +36,23 @@ class Settings(BaseSettings):
     prefetch_count: int = 10
     event_prefetch_count: int = 5
     retry_attempts: int = 3
+    # times a message may go back to its queue after an outage-like failure before it is taken
+    # for the message's own fault and dead-lettered (while the database answers)
+    max_redeliveries: int = 10
     retry_initial_delay: float = 1.0
     retry_max_delay: float = 30.0
     concurrency_retries: int = 3
     # seconds a command's idempotency record (its id and result) is kept; 0 keeps them forever
     command_result_retention: float = 7 * 24 * 3600.0
+    # seconds a subscriber's record of a handled event id is kept; 0 keeps them forever
+    processed_event_retention: float = 7 * 24 * 3600.0
     relay_enabled: bool = True
     relay_batch_size: int = 500
     relay_poll_interval: float = 0.5
     database_pool_size: int = 10
+    # seconds a platform session may sit idle inside a transaction (or its host stay silent)
+    # before PostgreSQL cuts it: a frozen appender holds readers back no longer than this
+    append_stall_timeout: float = 10.0
     graceful_timeout: float = 15.0
     read_your_writes_timeout: float = 5.0
     heartbeat_interval: float = 10.0
@@ -53,6 +61,9 @@ class Settings(BaseSettings):
     discovery_instance_retention: float = 3600.0
     announce_enabled: bool = True
     http_host: str = "0.0.0.0"
+    # proxies (comma-separated addresses or networks, `*` for any) whose X-Forwarded-For is
+    # believed; by default none: a caller's address is the peer of the connection
+    forwarded_allow_ips: str = ""
     auth_port: int = 3001
     discovery_port: int = 3002
     gateway_port: int = 3003
@@ -60,6 +71,10 @@ class Settings(BaseSettings):
     query_timeout: float = 10.0
     rate_limit_per_user: int = 100  # requests per minute
     rate_limit_anonymous: int = 10
+    # sign-in: failures of one email from one address before each further one makes that
+    # address wait 2, 4, 8... seconds, up to the longest delay
+    signin_free_failures: int = 3
+    signin_max_delay: int = 300
     cors_origins: str = "*"  # comma-separated
     max_body_bytes: int = 1_048_576
     cache_prefix: str = "banyan"

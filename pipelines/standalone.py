@@ -5,7 +5,7 @@ import asyncio
 import aio_pika
 
 from pipelines import telemetry
-from pipelines.database import create_pool, migrate
+from pipelines.database import migrate
 from pipelines.relay import EventRelay
 from pipelines.settings import Settings
 from pipelines.topology import EVENTS_EXCHANGE
@@ -14,15 +14,13 @@ from pipelines.topology import EVENTS_EXCHANGE
 async def run_relay(settings: Settings) -> None:
     telemetry.start("relay", settings)  # its publish spans link back to each event's trace
     await migrate(settings)
-    pool = await create_pool(settings, size=2)
     connection = await aio_pika.connect_robust(settings.rabbitmq_url)
     try:
         channel = await connection.channel(publisher_confirms=True)
         await channel.declare_exchange(EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
-        await EventRelay(settings, pool, channel).run()
+        await EventRelay(settings, channel).run()
     except asyncio.CancelledError:
         pass
     finally:
         await connection.close()
-        await pool.close()
         telemetry.shutdown()

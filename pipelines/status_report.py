@@ -11,12 +11,14 @@ import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 
 from pipelines import deadletters
 from pipelines.database import connect
 from pipelines.deadletters import QueueDepth
+from pipelines.eventstore import OLDEST_APPEND
 from pipelines.modules import load_services
 from pipelines.registry import DISCOVERY, ListServices, ServiceInfo, ServiceList
 from pipelines.rpc import RpcClient
@@ -42,6 +44,7 @@ async def report(settings: Settings) -> str:
         ("Services (discovery)", services),
         ("Processes (/health)", processes),
         ("Queues", queues),
+        ("Event log", event_log),
         ("Projections", projections),
     ]
     sections = await asyncio.gather(*(_guarded(title, part, settings) for title, part in parts))
@@ -96,9 +99,18 @@ def _probe(port: int) -> str:
     try:
         with urllib.request.urlopen(f"http://{PROBE_HOST}:{port}/health", timeout=TIMEOUT) as r:
             body = json.load(r)
-        return str(body.get("status", "ok")) if isinstance(body, dict) else "ok"
+        return _health(body) if isinstance(body, dict) else "ok"
     except Exception as exc:
         return f"down ({_reason(exc)})"
+
+
+def _health(body: dict[str, Any]) -> str:
+    """`ok`, or `degraded` with each failing background task and its last error."""
+    failing = body.get("failing") or {}
+    status = str(body.get("status", "ok"))
+    if not isinstance(failing, dict) or not failing:
+        return status
+    return f"{status}: " + "; ".join(f"{task} failing ({error})" for task, error in failing.items())
 
 
 async def queues(settings: Settings) -> list[Section]:
@@ -123,6 +135,25 @@ def _queue_lines(found: list[QueueDepth]) -> list[str]:
 
 def _depth(queue: QueueDepth) -> tuple[int, str]:
     return (-queue.messages, queue.name)
+
+
+async def event_log(settings: Settings) -> list[Section]:
+    conn = await connect(settings)
+    try:
+        bound = await conn.fetchval("SELECT readable_bound()")
+        oldest = await conn.fetchval(OLDEST_APPEND)
+    finally:
+        await conn.close()
+    stalled = "  STALLED: readers wait for it" if oldest > settings.append_stall_timeout / 2 else ""
+    return [
+        Section(
+            "Event log",
+            [
+                f"readable up to position {bound - 1}",
+                f"oldest append in flight {oldest:.1f} s{stalled}",
+            ],
+        )
+    ]
 
 
 async def projections(settings: Settings) -> list[Section]:

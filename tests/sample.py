@@ -1,6 +1,7 @@
 """A small service whose handlers misbehave on purpose, for fault tests."""
 
 import asyncio
+import uuid
 
 from pipelines import Aggregate, Command, Context, Event, Model, Service, applies
 
@@ -71,3 +72,58 @@ async def dawdle(command: Dawdle, ctx: Context) -> str:
     finally:
         dawdling["now"] -= 1
     return "done"
+
+
+class Unreachable(Command):
+    """Raises an OSError of the handler's own (say, a peer it calls went away), forever."""
+
+    note: str = ""
+
+
+class Permissive(Command):
+    """Guarded by a policy that falls off its end (returns None)."""
+
+
+unreachable_calls: dict[str, int] = {}
+
+
+@service.command(Unreachable)
+async def unreachable(command: Unreachable, ctx: Context) -> str:
+    unreachable_calls[command.note] = unreachable_calls.get(command.note, 0) + 1
+    raise ConnectionResetError(f"the peer of {command.note} went away")
+
+
+def forgets_to_answer(command: Permissive, ctx: Context) -> bool:
+    """A buggy policy: it means to refuse, but returns nothing."""
+    return None  # type: ignore[return-value]
+
+
+@service.command(Permissive, policies=[forgets_to_answer])
+async def permissive(command: Permissive, ctx: Context) -> str:
+    return "allowed"
+
+
+class Nudged(Event, service="sample"):
+    """Published by the tests straight to the `tally` subscriber's queue."""
+
+    tally_id: str
+    linger: float = 0.0  # seconds the subscriber waits between reading and recording
+    fresh: bool = False  # record on a new aggregate (no version to clash on)
+
+
+class Tallied(Event, service="sample"):
+    tally_id: str
+
+
+class Tally(Aggregate):
+    @applies(Tallied)
+    def _tallied(self, event: Tallied) -> None:
+        pass
+
+
+@service.on(Nudged)
+async def tally(event: Nudged, ctx: Context) -> None:
+    aggregate_id = f"{event.tally_id}-{uuid.uuid4().hex}" if event.fresh else event.tally_id
+    tally = await ctx.load(Tally, aggregate_id)
+    await asyncio.sleep(event.linger)
+    tally.record(Tallied(tally_id=event.tally_id))

@@ -3,7 +3,8 @@
 import uuid
 
 from examples.orders.contracts import OrderPlaced, PlaceOrder
-from pipelines import Context, Service
+from pipelines import Caller, Context, Service
+from pipelines.idempotency import record_id
 from tests import sample
 from tests.conftest import eventually
 
@@ -47,8 +48,10 @@ async def test_command_event_command_event_share_one_correlation(
         assert [r["event_type"] for r in rows] == ["OrderPlaced", "Counted"]
         placed_event, counted = rows
         assert counted["causation_id"] == f"count:{order_id}"  # the chained command's id
+        sent_by = Caller("service:counting")  # as an event handler sends: as its service
         command = await pool.fetchrow(
-            "SELECT message_type FROM command_results WHERE command_id = $1", f"count:{order_id}"
+            "SELECT message_type FROM command_results WHERE command_id = $1",
+            record_id(f"count:{order_id}", "sample", "Increment", sent_by),
         )
         assert command["message_type"] == "Increment"
         assert sample.causes[order_id] == str(placed_event["event_id"])  # the event caused it

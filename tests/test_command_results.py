@@ -4,6 +4,7 @@ import uuid
 
 from pipelines import Command, Context, Service
 from pipelines.eventstore import EventStore
+from pipelines.idempotency import record_id
 from pipelines.rpc import RpcClient
 from pipelines.settings import Settings
 from tests.conftest import eventually
@@ -68,10 +69,11 @@ async def test_handling_commands_sweeps_expired_results(settings: Settings, rpc:
         command_id = uuid.uuid4().hex
         reply = await rpc.send("expiry", ProbeExpiry(), message_id=command_id)
         assert reply.ok
-        ids = [old, fresh, command_id]
+        record = record_id(command_id, "expiry", "ProbeExpiry", None)  # sent anonymously
+        ids = [old, fresh, record]
 
         async def only_old_gone() -> bool:
-            return await kept(store, ids) == {fresh, command_id}
+            return await kept(store, ids) == {fresh, record}
 
         await eventually(only_old_gone, what="the expired result to go")
     finally:

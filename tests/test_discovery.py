@@ -19,6 +19,7 @@ from discovery.registrar import Registrar
 from examples.orders import service as orders_service
 from pipelines import Command, Context, Event, Model, Service
 from pipelines.contracts import Contract
+from pipelines.idempotency import record_id
 from pipelines.instance import ServiceInstance
 from pipelines.registry import (
     ContractInfo,
@@ -137,7 +138,8 @@ async def start_orders(settings: Settings) -> AsyncIterator[Callable[..., Any]]:
 
 async def silence(instance: ServiceInstance) -> None:
     """The process freezes or its network drops: no heartbeat, no goodbye."""
-    task = next(t for t in instance._tasks if t.get_name() == "banyan announcer")
+    task = instance.supervisor.tasks.pop("announcer").task
+    assert task is not None
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
@@ -145,7 +147,7 @@ async def silence(instance: ServiceInstance) -> None:
 
 def resume(instance: ServiceInstance) -> None:
     assert instance.announcer is not None
-    instance._spawn(instance.announcer.run(), "announcer")
+    instance._spawn(instance.announcer.run, "announcer")
 
 
 def health_event(
@@ -546,8 +548,9 @@ async def test_malformed_registration_messages_change_nothing(
     assert not await pool.fetchval(
         "SELECT count(*) FROM events WHERE causation_id = ANY($1::text[])", ids
     )
+    records = [record_id(i, "discovery", "RegisterService", None) for i in ids]  # anonymous
     assert not await pool.fetchval(
-        "SELECT count(*) FROM command_results WHERE command_id = ANY($1::text[])", ids
+        "SELECT count(*) FROM command_results WHERE command_id = ANY($1::text[])", records
     )
     logged = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert sum("RegisterService" in r.getMessage() for r in logged) >= len(MALFORMED)

@@ -120,6 +120,7 @@ async def test_a_new_users_first_hour(platform: Platform) -> None:
     hour = FirstHour(platform.gateway, platform.discovery, *ADMIN, say=said.append)
     seen = await hour.run()
     assert seen["refusals"] == ("CONFLICT", "POLICY_VIOLATION"), said
+    assert seen["hidden from bob"] == "NOT_FOUND", said
     assert seen["answered during rebuild"] >= 1, said
     assert {"auth", "discovery", "orders", "inventory", "fulfilment"} <= set(seen["services"])
     assert len(said) >= 12, said

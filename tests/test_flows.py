@@ -38,7 +38,7 @@ from pipelines.cli import parser
 from pipelines.settings import get_settings
 from tests.conftest import FULFILMENT_TRIGGERS, eventually, purge, started
 
-STAFF = ("inventory:manage", "inventory:read", "orders:place")
+STAFF = ("inventory:manage", "inventory:read")
 FINAL_EVENTS = ("OrderConfirmed", "OrderRejected")
 
 
@@ -48,6 +48,7 @@ class Shop:
     def __init__(self, rpc, token, pool) -> None:
         self.rpc, self.pool = rpc, pool
         self.auth = token("shopkeeper", *STAFF)
+        self.customer = token("shopper", "orders:place")  # whom the shop's orders are for
 
     async def sku(self, units: int) -> str:
         sku = f"sku-{uuid.uuid4().hex[:8]}"
@@ -57,9 +58,9 @@ class Shop:
 
     async def place(self, *lines: tuple[str, int], correlation: str | None = None) -> str:
         items = [{"sku": sku, "quantity": n, "unitPrice": "1.00"} for sku, n in lines]
-        command = PlaceOrder.model_validate({"customerId": "shopper", "items": items})
+        command = PlaceOrder.model_validate({"items": items})
         headers = {"x-correlation-id": correlation} if correlation else {}
-        reply = await self.rpc.send("orders", command, token=self.auth, **headers)
+        reply = await self.rpc.send("orders", command, token=self.customer, **headers)
         return str(reply.result()["orderId"])
 
     async def stock(self, sku: str) -> dict:
@@ -318,9 +319,14 @@ async def test_a_refusal_from_a_losing_duplicate_is_not_believed(settings, shop,
         gate.clear()
     services = [await started(claims, settings), await started(claimer, settings)]
     try:
-        key = uuid.uuid4().hex
+        key, as_the_flow = uuid.uuid4().hex, services[1].runtime.service_token()
         copy = asyncio.create_task(
-            rpc.send("claims", Claim(claim_id=key), message_id=f"claiming:{key}:do:Claim")
+            rpc.send(
+                "claims",
+                Claim(claim_id=key),
+                token=as_the_flow,
+                message_id=f"claiming:{key}:do:Claim",
+            )
         )
         await eventually(lambda: len(arrived) == 1, what="the first copy")
         (await rpc.send("claims", Open(claim_id=key))).result()  # the flow sends the second

@@ -356,7 +356,7 @@ async def test_subscription_receives_events_it_may_see(gateway, http, token) -> 
         refused = await client.settled()
         assert [(m["type"], m["id"]) for m in refused] == [("error", "deposits")]
         assert refused[0]["payload"][0]["extensions"]["code"] == "VALIDATION_ERROR"
-        await place_order(http, token("gql-someone", *ALL), "gql-someone-else")
+        await place_order(http, token("gql-someone-else", *ALL), "gql-someone-else")
         order_id, position = await place_order(http, token(customer, *ALL), customer)
         message = await client.receive()
         assert (message["type"], message["id"]) == ("next", "orders")

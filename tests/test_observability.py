@@ -113,7 +113,7 @@ def new_traceparent() -> tuple[str, str, str]:
 async def place_order(client: httpx.AsyncClient, token: str, **headers: str) -> httpx.Response:
     response = await client.post(
         "/api/orders/place-order",
-        json={"customerId": "obs-customer", "items": ITEMS},
+        json={"items": ITEMS},
         headers={**bearer(token), **headers},
     )
     assert response.status_code == 200, response.text

@@ -15,9 +15,9 @@ class OrderLine(Model):
 
 
 class PlaceOrder(Command, permissions=["orders:place"]):
-    """Place an order for a customer."""
+    """Place an order: the caller's own, or (for a holder of orders:admin) a named customer's."""
 
-    customer_id: Annotated[str, Field(min_length=1, max_length=128)]
+    customer_id: Annotated[str | None, Field(min_length=1, max_length=128)] = None
     items: Annotated[list[OrderLine], Field(min_length=1, max_length=500)]
 
 
@@ -85,13 +85,15 @@ OrderStatus = Literal["placed", "confirmed", "rejected", "cancelled"]
 
 
 class GetOrder(Query, permissions=["orders:read"]):
-    """One order as the order_summary read model shows it."""
+    """One of the caller's orders (anyone's for a holder of orders:admin), as order_summary
+    shows it; someone else's is NOT_FOUND."""
 
     order_id: Annotated[str, Field(min_length=1)]
 
 
 class ListOrders(Query, permissions=["orders:read"]):
-    """Orders, newest first, optionally of one customer or in one status."""
+    """The caller's orders, newest first, optionally in one status. A holder of orders:admin
+    sees everyone's, or one customer's; anyone else naming another customer is refused."""
 
     customer_id: str | None = None
     status: OrderStatus | None = None

@@ -12,7 +12,8 @@
   `X-Min-Position` with a later query to read your writes.
 - Idempotency: an `Idempotency-Key` header makes the request's mutations idempotent, as it
   does a REST command: each mutation field is handled once per key and field (alias or name),
-  and a repeated request is answered with the first one's results.
+  and a repeated request is answered with the first one's results. Without one, the gateway
+  assigns a key to a request that runs mutations and returns it in the response header.
 - WebSocket connections close (4401 TOKEN_EXPIRED) when the caller's token expires.
 - Each field runs through `gateway.invoke` exactly as REST does (permissions, rate limit,
   breaker, cache, the bus). Errors are GraphQL errors with `extensions: {code, correlationId,

@@ -11,6 +11,7 @@ from gateway.graphql.context import GraphQLContext
 from gateway.graphql.errors import format_error, platform_error
 from gateway.graphql.graphiql import ASSETS_PATH, assets
 from gateway.graphql.transport import CallerHandlers, ConnectionHandler
+from gateway.idempotency import HEADER, checked_key
 from gateway.state import GatewayState
 from gateway.subscriptions import EventHub
 
@@ -25,7 +26,7 @@ def mount(app: FastAPI, state: GatewayState, hub: EventHub) -> None:
             client = request.client.host if request.client else ""
             if request.method == "POST" or "query" in request.query_params:
                 await throttle.admit(state, identity, client)
-            request.state.graphql = GraphQLContext(
+            request.state.graphql = context = GraphQLContext(
                 state,
                 hub,
                 identity,
@@ -33,9 +34,12 @@ def mount(app: FastAPI, state: GatewayState, hub: EventHub) -> None:
                 client=client,
                 min_position=requests.min_position(request),
                 traceparent=requests.traceparent(request),
-                idempotency_key=request.headers.get("idempotency-key"),
+                idempotency_key=checked_key(request.headers),
             )
-            return await handlers.for_caller(identity.caller).handle_request(request)
+            response = await handlers.for_caller(identity.caller).handle_request(request)
+            if context.idempotency_key is not None:
+                response.headers[HEADER] = context.idempotency_key
+            return response
         except GatewayError as exc:
             body = {"errors": [format_error(platform_error(exc, correlation_id))]}
             return JSONResponse(body, exc.status, exc.headers)

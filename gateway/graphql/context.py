@@ -6,8 +6,10 @@ from typing import Any
 from ariadne.types import Extension
 
 from gateway.auth import Identity
+from gateway.idempotency import new_key
 from gateway.state import GatewayState
 from gateway.subscriptions import EventHub, Subscription
+from pipelines.idempotency import bounded_key
 
 
 @dataclass
@@ -19,14 +21,16 @@ class GraphQLContext:
     client: str = ""  # the caller's address: anonymous callers are rate-limited by it
     min_position: int = 0  # X-Min-Position: queries wait for their projection to reach it
     traceparent: str | None = None
-    idempotency_key: str | None = None  # the request's Idempotency-Key header
+    idempotency_key: str | None = None  # the request's Idempotency-Key, or one its mutations got
     positions: list[int] = field(default_factory=list)  # of the events the mutations appended
     subscriptions: list[Subscription] = field(default_factory=list)  # the connection's, to close
 
-    def command_key(self, response_key: str) -> str | None:
-        """The idempotency key of one mutation field: the header's, told apart per field (by
-        alias or name) so that several mutations in one request stay several commands."""
-        return f"{self.idempotency_key}:{response_key}" if self.idempotency_key else None
+    def command_key(self, response_key: str) -> str:
+        """The idempotency key of one mutation field: the request's (assigned if it has none),
+        told apart per field (by alias or name) so that several mutations in one request stay
+        several commands; a digest when that is too long for a message id."""
+        self.idempotency_key = self.idempotency_key or new_key()
+        return bounded_key(f"{self.idempotency_key}:{response_key}")
 
 
 class EventPositions(Extension):

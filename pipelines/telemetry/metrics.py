@@ -47,6 +47,12 @@ class PlatformMetrics:
             ["service", "queue"],
             registry=r,
         )
+        self.oldest_append = Gauge(
+            "banyan_log_oldest_append_seconds",
+            "Seconds the oldest append still in flight has run: every log reader waits for it",
+            ["service"],
+            registry=r,
+        )
         self.projection_lag = Gauge(
             "banyan_projection_lag_events",
             "Events in the log that a projection has not applied yet",

@@ -36,6 +36,9 @@ async def sample(instance: "ServiceInstance") -> None:
         METRICS.queue_depth.labels(service, queue).set(await _depth(channel, queue))
         dlq = dead_letter_queue_name(queue)
         METRICS.dead_letters.labels(service, dlq).set(await _depth(channel, dlq))
+    if instance.runtime.store is not None:
+        oldest = await instance.runtime.store.oldest_append_seconds()
+        METRICS.oldest_append.labels(service).set(oldest)
     leading = {n: r for n, r in instance.runners.items() if r.is_leader.is_set()}
     if leading and instance.runtime.store is not None:
         head = await instance.runtime.store.head_position()

@@ -1,0 +1,43 @@
+"""A frozen appender holds the log's readers back no longer than APPEND_STALL_TIMEOUT."""
+
+import uuid
+
+import asyncpg
+import pytest
+
+from examples.orders.contracts import PlaceOrder
+from pipelines.database import connect
+from pipelines.eventstore import NewEvent
+from pipelines.status_report import event_log
+from tests.conftest import eventually
+
+ITEMS = [{"sku": "plum", "quantity": 1, "unitPrice": "1.00"}]
+STALL = 1.0
+
+
+async def test_a_frozen_appender_is_cut_and_readers_move_on(settings, orders, rpc, token) -> None:
+    store = orders.runtime.store
+    frozen = await connect(settings.model_copy(update={"append_stall_timeout": STALL}))
+    transaction = frozen.transaction()
+    await transaction.start()
+    stalled = await store.append(
+        [NewEvent("Stall", uuid.uuid4().hex, 1, "Stalled", "{}")], conn=frozen
+    )
+    # the appender's host freezes here: it never commits nor sends anything again
+    auth = token("stall", "orders:place")
+    place = PlaceOrder.model_validate({"customerId": "stall", "items": ITEMS})
+    placed = await rpc.send("orders", place, token=auth)
+    assert placed.position is not None and placed.position > stalled
+    assert await store.readable_bound() <= stalled  # readers wait for the frozen append
+    assert await store.oldest_append_seconds() > 0
+    assert "oldest append in flight" in "\n".join((await event_log(settings))[0].lines)
+
+    async def moved_on() -> bool:
+        return await store.readable_bound() > placed.position
+
+    await eventually(moved_on, timeout=STALL + 4, what="PostgreSQL to cut the frozen appender")
+    assert await store.oldest_append_seconds() == 0
+    with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
+        await transaction.commit()  # its session is gone: nothing of it was written
+    assert not await store.pool.fetchval("SELECT 1 FROM events WHERE position = $1", stalled)
+    frozen.terminate()
