@@ -22,6 +22,7 @@ from gateway.graphql import limits
 from gateway.invoke import Call, invoke
 from pipelines.errors import PlatformError
 from tests.test_gateway import ALL, ITEMS, bearer, close, serve
+from tests.test_gateway_graphql import TransportWS, transport_ws
 
 MB = 1 << 20
 JSON = {"Content-Type": "application/json"}
@@ -145,6 +146,30 @@ async def test_every_graphql_request_is_rate_limited(settings, orders, sample_se
         user = bearer(token(f"edge-{uuid.uuid4().hex}", *ALL))
         statuses = [(await graphql(client, "{ __typename }", user)).status_code for _ in range(4)]
         assert statuses == [200, 200, 200, 429]
+    finally:
+        await close(app, server, client)
+
+
+async def test_every_graphql_operation_over_a_websocket_is_rate_limited(settings, orders):
+    prefix = f"{settings.cache_prefix}-{uuid.uuid4().hex}"
+    app, server, client = await serve(settings, rate_limit_anonymous=2, cache_prefix=prefix)
+    try:
+        async with await transport_ws(str(client.base_url.netloc.decode())) as socket:
+            ws = TransportWS(socket)
+            assert (await ws.init(None))["type"] == "connection_ack"
+            for operation in ("a", "b", "c"):
+                await ws.subscribe(operation, "{ __typename }")
+            ended: dict[str, dict[str, Any]] = {}
+            while len(ended) < 3:
+                if (message := await ws.receive())["type"] in ("complete", "error"):
+                    ended[message["id"]] = message
+        assert {k: m["type"] for k, m in ended.items()} == {
+            "a": "complete",
+            "b": "complete",
+            "c": "error",
+        }
+        code = ended["c"]["payload"][0]["extensions"]["code"]
+        assert code == "RATE_LIMIT_EXCEEDED"
     finally:
         await close(app, server, client)
 

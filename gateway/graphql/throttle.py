@@ -1,5 +1,6 @@
-"""Every GraphQL request over HTTP counts against its caller's rate limit, even one that calls
-no contract (introspection, `__typename`): in a window of its own, as large as the caller's."""
+"""Every GraphQL request over HTTP, and every operation over a WebSocket, counts against its
+caller's rate limit, even one that calls no contract (introspection, `__typename`): in a window
+of its own, as large as the caller's."""
 
 from gateway.auth import Identity
 from gateway.errors import GatewayError

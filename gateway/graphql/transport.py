@@ -9,7 +9,7 @@ from ariadne.asgi.handlers import GraphQLHTTPHandler, GraphQLTransportWSHandler
 from ariadne.asgi.handlers.base import GraphQLHandlerBase
 from ariadne.asgi.handlers.graphql_transport_ws import ClientContext
 from ariadne.exceptions import HttpError
-from graphql import GraphQLSchema
+from graphql import GraphQLError, GraphQLSchema
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
@@ -17,9 +17,9 @@ from starlette.websockets import WebSocket
 from gateway import nesting
 from gateway.auth import ANONYMOUS
 from gateway.errors import GatewayError
-from gateway.graphql import limits
+from gateway.graphql import limits, throttle
 from gateway.graphql.context import EventPositions, GraphQLContext
-from gateway.graphql.errors import coded, format_error, quiet_logger
+from gateway.graphql.errors import coded, format_error, platform_error, quiet_logger
 from gateway.graphql.graphiql import GraphiQL
 from gateway.graphql.schema import GatewaySchema
 from gateway.routes import RouteTable
@@ -155,12 +155,19 @@ class ConnectionHandler(GraphQLTransportWSHandler):
                 "TOO_MANY_SUBSCRIPTIONS",
                 None,
             )
-            payload = [format_error(error)]
-            await websocket.send_json(
-                {"type": self.GQL_ERROR, "id": operation_id, "payload": payload}
-            )
+            await self._refuse(websocket, operation_id, error)
+            return
+        try:  # each operation counts as one GraphQL request over HTTP does
+            client = websocket.client.host if websocket.client else ""
+            await throttle.admit(self.state, self.identity, client)
+        except GatewayError as exc:
+            await self._refuse(websocket, operation_id, platform_error(exc, uuid.uuid4().hex))
             return
         await super().handle_websocket_subscribe(websocket, data, operation_id, client_context)
+
+    async def _refuse(self, websocket: WebSocket, operation_id: str, error: GraphQLError) -> None:
+        payload = [format_error(error)]
+        await websocket.send_json({"type": self.GQL_ERROR, "id": operation_id, "payload": payload})
 
 
 def _authorization(message: dict[str, Any]) -> str | None:
