@@ -7,10 +7,9 @@ the process settings (`faststream run auth:app` runs one instance per process).
 from dataclasses import dataclass
 from functools import cache
 
-import redis.asyncio as aioredis
-
 from auth.throttle import LoginThrottle
 from pipelines.identity import TokenCodec
+from pipelines.redisclient import connect_redis
 from pipelines.settings import get_settings
 
 
@@ -26,7 +25,7 @@ def resources() -> AuthResources:
     return AuthResources(
         tokens=TokenCodec(settings),
         throttle=LoginThrottle(
-            aioredis.from_url(settings.redis_url),
+            connect_redis(settings),
             settings.cache_prefix,
             settings.signin_free_failures,
             settings.signin_max_delay,

@@ -8,9 +8,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-import redis.asyncio as aioredis
-
 from pipelines.querycache import QueryCache
+from pipelines.redisclient import connect_redis
 from pipelines.registry import DISCOVERY
 
 if TYPE_CHECKING:
@@ -52,7 +51,7 @@ def current_cache() -> RegistryCache | None:
 
 async def keep_cache(instance: "ServiceInstance") -> None:
     """Background task: the instance's registry cache, from its start until it stops."""
-    client = aioredis.from_url(instance.settings.redis_url)
+    client = connect_redis(instance.settings)
     cache = RegistryCache(
         QueryCache(client, instance.settings.cache_prefix), instance.settings.heartbeat_interval
     )

@@ -71,6 +71,7 @@ class Admissions:
                 keys=[window.key, *counters], args=[EXPIRY, window.limit, base]
             )
         except RedisError as exc:  # answered from the projection, unlimited and uncached
+            self.limiter.unavailable()
             log.warning("rate limits and query cache unavailable: %s", exc)
             return Admission(window.unchecked())
         return self._admission(window, call.min_position, reply)

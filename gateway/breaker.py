@@ -7,7 +7,9 @@ CIRCUIT_BREAKER_OPEN. Half-open (after the cool-down): one trial request decides
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
@@ -16,16 +18,17 @@ CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 class Breaker:
     threshold: float = 0.5
     window: float = 10.0
-    cooldown: float = 30.0
+    cooldown: float = 5.0  # seconds open before one probe request may go through
     min_requests: int = 10
     state: str = CLOSED
     opened_at: float = 0.0
     trial_running: bool = False
     outcomes: deque[tuple[float, bool]] = field(default_factory=deque)
     failures: int = 0  # among `outcomes`: kept as they come and go, not counted per request
+    clock: Callable[[], float] = time.monotonic
 
     def allow(self) -> bool:
-        if self.state == OPEN and time.monotonic() - self.opened_at >= self.cooldown:
+        if self.state == OPEN and self.clock() - self.opened_at >= self.cooldown:
             self.state, self.trial_running = HALF_OPEN, False
         if self.state == HALF_OPEN and not self.trial_running:
             self.trial_running = True
@@ -38,7 +41,7 @@ class Breaker:
             self.trial_running = False
 
     def record(self, ok: bool) -> None:
-        now = time.monotonic()
+        now = self.clock()
         if self.state == HALF_OPEN:
             self._close() if ok else self._open(now)
             return
@@ -64,11 +67,11 @@ class Breaker:
 
 
 class Breakers:
-    def __init__(self, **options: float) -> None:
+    def __init__(self, **options: Any) -> None:
         self.options = options
         self.by_service: dict[str, Breaker] = {}
 
     def get(self, service: str) -> Breaker:
         if service not in self.by_service:
-            self.by_service[service] = Breaker(**self.options)  # type: ignore[arg-type]
+            self.by_service[service] = Breaker(**self.options)
         return self.by_service[service]

@@ -24,6 +24,11 @@ class GatewayMetrics:
         self.cache = Counter(
             "gateway_cache_total", "Query cache lookups", ["result"], registry=self.registry
         )
+        self.redis_unavailable = Counter(
+            "gateway_redis_unavailable_total",
+            "Requests admitted without rate limit or query cache: Redis failed or was too slow",
+            registry=self.registry,
+        )
         self.rate_limited = Counter(
             "gateway_rate_limited_total", "Requests refused by rate limits", registry=self.registry
         )

@@ -1,6 +1,7 @@
 """Per-caller rate limits in Redis: fixed one-minute windows shared by every gateway."""
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -57,8 +58,16 @@ def subject(caller: Caller | None, client: str) -> str:
 
 
 class RateLimiter:
-    def __init__(self, client: aioredis.Redis, prefix: str, user: int, anonymous: int) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        prefix: str,
+        user: int,
+        anonymous: int,
+        unavailable: Callable[[], None] = lambda: None,
+    ) -> None:
         self.redis = client
+        self.unavailable = unavailable  # called for each request let through without Redis
         self._count = client.register_script(COUNT)
         self.prefix = prefix
         self.user_limit = user
@@ -79,5 +88,6 @@ class RateLimiter:
         try:
             count = int(await self._count(keys=[window.key], args=[EXPIRY]))
         except RedisError:
+            self.unavailable()
             return window.unchecked()
         return window.verdict(count)

@@ -5,7 +5,6 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from gateway.admission import Admissions
@@ -18,6 +17,7 @@ from gateway.routes import Route, RouteTable, ServiceEntry
 from pipelines.connecting import until_connected
 from pipelines.errors import PlatformError
 from pipelines.querycache import QueryCache
+from pipelines.redisclient import connect_redis
 from pipelines.registry import DISCOVERY
 from pipelines.retry import backoff_delay
 from pipelines.rpc import RpcClient
@@ -29,6 +29,7 @@ RegistrySource = Callable[[RpcClient], Awaitable[list[ServiceEntry]]]
 REGISTRY_EVENTS = ("ContractsChanged", "ServiceHealthChanged", "ServiceDeregistered")
 REFRESH_INTERVAL = 30.0  # seconds between registry reloads when nothing announces a change
 FIRST_LOAD_WAIT = 5.0
+READY_TIMEOUT = 1.0  # seconds the broker may take to answer a readiness probe
 log = logging.getLogger("banyan.gateway")
 
 
@@ -37,17 +38,18 @@ class GatewayState:
         self.settings = settings
         self.source = source
         self.rpc = RpcClient(settings.rabbitmq_url, service_name="gateway")
-        self.redis = aioredis.from_url(settings.redis_url)
+        self.redis = connect_redis(settings)
         self.cache = QueryCache(self.redis, settings.cache_prefix)
+        self.metrics = GatewayMetrics()
         self.limiter = RateLimiter(
             self.redis,
             settings.cache_prefix,
             settings.rate_limit_per_user,
             settings.rate_limit_anonymous,
+            self.metrics.redis_unavailable.inc,
         )
-        self.metrics = GatewayMetrics()
         self.admissions = Admissions(self.limiter, self.cache, self.metrics)
-        self.breakers = Breakers()
+        self.breakers = Breakers(cooldown=settings.breaker_cooldown)
         self.auth = Authenticator(settings)
         self.routes = RouteTable()
         self.loaded = False
@@ -102,12 +104,13 @@ class GatewayState:
             listener(self.routes)
 
     async def readiness(self) -> dict[str, bool]:
-        """Broker, Redis and registry reachable."""
+        """Broker, Redis (each one round trip, bounded) and the registry."""
         try:
             redis_ok = bool(await self.redis.ping())
         except RedisError:
             redis_ok = False
-        return {"broker": self.rpc.connected, "redis": redis_ok, "registry": self.loaded}
+        broker_ok = await self.rpc.reachable(READY_TIMEOUT)
+        return {"broker": broker_ok, "redis": redis_ok, "registry": self.loaded}
 
     def queue(self, route: Route) -> str:
         return queue_for(route.service, route.contract.kind, route.contract.message_type)

@@ -4,7 +4,6 @@ import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
-import redis.asyncio as aioredis
 from faststream import AckPolicy, FastStream
 from faststream.rabbit import Channel, RabbitBroker
 
@@ -17,6 +16,7 @@ from pipelines.http import HttpServer
 from pipelines.notifier import Notifier
 from pipelines.positions import PositionWatcher
 from pipelines.querycache import QueryCache, keyed_fields
+from pipelines.redisclient import connect_redis
 from pipelines.relay import EventRelay
 from pipelines.rpc import RpcClient
 from pipelines.runtime import CONFIRM_CHANNEL, Runtime
@@ -135,7 +135,7 @@ class ServiceInstance:
         self.runtime.positions = PositionWatcher(self.settings, pool)
         await self.runtime.positions.start()
         if self.service.projections or any(h.cache for h in self.service.requests.values()):
-            client = aioredis.from_url(self.settings.redis_url)
+            client = connect_redis(self.settings)
             keyed = keyed_fields(self.service.requests.values())
             self.runtime.cache = QueryCache(client, self.settings.cache_prefix, keyed)
         await self._declare_dead_letters()

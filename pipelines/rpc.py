@@ -114,6 +114,19 @@ class RpcClient:
     def connected(self) -> bool:
         return self._connection is not None and not self._connection.is_closed
 
+    async def reachable(self, timeout: float) -> bool:
+        """Whether the broker answers a round trip on this client's channel within `timeout`
+        (a connection that looks open may lead to a broker that is frozen)."""
+        if self._channel is None or not self.connected:
+            return False
+        try:
+            # robust=False: a robust channel answers a passive declare it made before itself
+            probe = self._channel.declare_exchange("amq.direct", passive=True, robust=False)
+            await asyncio.wait_for(probe, timeout)
+        except Exception:
+            return False
+        return True
+
     @property
     def in_flight(self) -> int:
         return len(self._waiting)

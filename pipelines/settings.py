@@ -6,6 +6,8 @@ from typing import Literal
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipelines.production import DEVELOPMENT_JWT_SECRET, refuse_unsafe
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
@@ -14,9 +16,10 @@ class Settings(BaseSettings):
     database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     database_schema: str = "public"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_timeout: float = 0.1  # seconds any Redis call may take before it counts as failed
     jaeger_endpoint: str = ""
     elasticsearch_url: str = ""
-    jwt_secret: str = "dev-secret-key-change-in-production"
+    jwt_secret: str = DEVELOPMENT_JWT_SECRET
     jwt_expiration: int = 300
     jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
     jwt_private_key: str = ""
@@ -68,6 +71,7 @@ class Settings(BaseSettings):
     discovery_port: int = 3002
     gateway_port: int = 3003
     command_timeout: float = 30.0
+    breaker_cooldown: float = 5.0  # seconds a service's open breaker refuses before a probe
     query_timeout: float = 10.0
     rate_limit_per_user: int = 100  # requests per minute
     rate_limit_anonymous: int = 10
@@ -85,4 +89,7 @@ class Settings(BaseSettings):
 
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    """This process's settings; in production, unsafe ones stop it (`pipelines.production`)."""
+    settings = Settings()
+    refuse_unsafe(settings)
+    return settings

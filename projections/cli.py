@@ -3,10 +3,9 @@
 import argparse
 import gc
 
-import redis.asyncio as aioredis
-
 from pipelines.database import connect, create_pool, migrate
 from pipelines.querycache import QueryCache
+from pipelines.redisclient import connect_redis
 from pipelines.settings import Settings
 from projections import state
 from projections.progress import Progress
@@ -36,7 +35,7 @@ async def rebuild(settings: Settings, args: argparse.Namespace) -> int:
     projection = find(settings, args.name)
     await migrate(settings)
     pool = await create_pool(settings, size=2)
-    cache = QueryCache(aioredis.from_url(settings.redis_url), settings.cache_prefix)
+    cache = QueryCache(connect_redis(settings), settings.cache_prefix)
     progress = Progress(projection.name)
     # Millions of short-lived event objects trigger many full collections; moving the startup
     # heap out of their reach saved about a fifth of a rebuild's CPU.

@@ -9,9 +9,15 @@ class TcpProxy:
         self.target = (target_host, target_port)
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     async def start(self, port: int) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", port)
+
+    def freeze(self) -> None:
+        """Stop forwarding, connections left open: a frozen server or a silent network."""
+        self._flowing.clear()
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -26,10 +32,10 @@ class TcpProxy:
             self._pipes.add(task)
             task.add_done_callback(self._pipes.discard)
 
-    @staticmethod
-    async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, asyncio.CancelledError):
             while data := await src.read(65536):
+                await self._flowing.wait()
                 dst.write(data)
                 await dst.drain()
         dst.close()

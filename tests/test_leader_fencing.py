@@ -1,4 +1,4 @@
-"""A relay that lost its lock session steps down before publishing again: no split brain."""
+"""Leaders that lost their lock session step down before acting again: no split brain."""
 
 import asyncio
 import json
@@ -7,8 +7,10 @@ from collections import Counter
 import aio_pika
 
 from examples.orders.contracts import PlaceOrder
+from examples.orders.summary import order_summary
 from pipelines.relay import EventRelay
 from pipelines.topology import EVENTS_EXCHANGE
+from projections.documents import DocumentReader
 from tests.conftest import eventually
 
 ITEMS = [{"sku": "fig", "quantity": 1, "unitPrice": "1.00"}]
@@ -59,3 +61,37 @@ async def test_a_relay_whose_session_ended_steps_down(settings, orders, rpc, tok
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
         await connection.close()
+
+
+async def test_a_projection_runner_whose_session_ended_steps_down(
+    settings, orders, rpc, token, caplog
+) -> None:
+    standby = order_summary.runner(settings, orders.runtime.pool, None)
+    running = asyncio.create_task(standby.run())
+    runners = [orders.runners["order_summary"], standby]
+    try:
+        await eventually(lambda: any(r.is_leader.is_set() for r in runners), what="a leader")
+        await orders.runtime.pool.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+            "AND granted AND objid = (hashtext($1)::bigint & 4294967295)::oid",
+            f"{settings.database_schema}.projection.order_summary",
+        )
+        await eventually(
+            lambda: "projection order_summary lost its connection" in caplog.text,
+            what="the runner to step down",
+        )
+        auth = token("fencing", "orders:place")
+        place = PlaceOrder.model_validate({"customerId": "fencing", "items": ITEMS})
+        replies = [await rpc.send("orders", place, token=auth) for _ in range(5)]
+        last = max(r.position or 0 for r in replies)
+        await eventually(
+            lambda: any(r.is_leader.is_set() and r.position >= last for r in runners),
+            what="a runner to apply the new orders",
+        )
+        assert sum(r.is_leader.is_set() for r in runners) == 1
+        documents = DocumentReader(orders.runtime.pool, order_summary.name)
+        for reply in replies:
+            assert await documents.get(reply.result()["orderId"]) is not None
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)

@@ -1,0 +1,48 @@
+"""What production refuses: settings that would let anyone sign tokens, pose as a user or
+call the gateway from any site. Every process checks them when it reads its settings."""
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipelines.settings import Settings
+
+DEVELOPMENT_JWT_SECRET = "dev-secret-key-change-in-production"
+MIN_SECRET_BYTES = 32
+MIN_ADMIN_PASSWORD = 12
+# passwords the project's own files show as examples
+DOCUMENTED_PASSWORDS = frozenset(
+    {"admin123", "change-me-now", "change-me-admin-password", "admin", "password"}
+)
+
+
+def unsafe_settings(settings: "Settings") -> list[str]:
+    """Each setting production must not run with, and why (none outside production)."""
+    if settings.environment != "production":
+        return []
+    problems = []
+    secret = settings.jwt_secret
+    if settings.jwt_algorithm == "HS256" and (
+        secret == DEVELOPMENT_JWT_SECRET or len(secret.encode()) < MIN_SECRET_BYTES
+    ):
+        problems.append(
+            f"JWT_SECRET must be a secret of your own of at least {MIN_SECRET_BYTES} bytes"
+        )
+    if settings.development_auth_enabled:
+        problems.append("DEVELOPMENT_AUTH_ENABLED must be false")
+    password = settings.admin_password.get_secret_value() if settings.admin_password else None
+    if password is not None and (
+        password in DOCUMENTED_PASSWORDS or len(password) < MIN_ADMIN_PASSWORD
+    ):
+        problems.append(
+            f"ADMIN_PASSWORD must not be a documented example and have at least "
+            f"{MIN_ADMIN_PASSWORD} characters"
+        )
+    if "*" in (origin.strip() for origin in settings.cors_origins.split(",")):
+        problems.append("CORS_ORIGINS must list the sites allowed to call the gateway, not *")
+    return problems
+
+
+def refuse_unsafe(settings: "Settings") -> None:
+    """Exit (status 1, one line naming each setting) when production runs with unsafe ones."""
+    if problems := unsafe_settings(settings):
+        raise SystemExit("refusing to start with ENVIRONMENT=production: " + "; ".join(problems))

@@ -1,0 +1,70 @@
+"""Production refuses to start with settings that would let anyone in."""
+
+import asyncio
+import os
+import sys
+
+import pytest
+from pydantic import SecretStr
+
+from pipelines.production import unsafe_settings
+from pipelines.settings import Settings
+
+SAFE = {
+    "environment": "production",
+    "jwt_secret": "s" * 32,
+    "admin_password": SecretStr("a long and private one"),
+    "cors_origins": "https://shop.example.com",
+}
+
+
+def test_safe_production_settings_pass() -> None:
+    assert unsafe_settings(Settings(**SAFE)) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"jwt_secret": "dev-secret-key-change-in-production"}, "JWT_SECRET"),
+        ({"jwt_secret": "s" * 31}, "JWT_SECRET"),
+        ({"jwt_secret": ""}, "JWT_SECRET"),
+        ({"development_auth_enabled": True}, "DEVELOPMENT_AUTH_ENABLED"),
+        ({"admin_password": SecretStr("admin123")}, "ADMIN_PASSWORD"),
+        ({"admin_password": SecretStr("change-me-now")}, "ADMIN_PASSWORD"),
+        ({"cors_origins": "https://shop.example.com, *"}, "CORS_ORIGINS"),
+    ],
+)
+def test_each_unsafe_setting_is_named(change: dict[str, object], named: str) -> None:
+    (problem,) = unsafe_settings(Settings(**{**SAFE, **change}))
+    assert problem.startswith(named)
+
+
+def test_development_allows_them() -> None:
+    assert (
+        unsafe_settings(Settings(**{**SAFE, "environment": "development", "jwt_secret": ""})) == []
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-m", "faststream", "run", "examples.orders:app"],
+        ["-m", "faststream", "run", "auth:app"],
+        ["-m", "uvicorn", "gateway:app", "--port", "0"],
+    ],
+)
+async def test_every_process_refuses_to_start_with_the_defaults(argv: list[str]) -> None:
+    env = {**os.environ, "ENVIRONMENT": "production"}
+    env.pop("JWT_SECRET", None)
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *argv,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(child.communicate(), 60)
+    assert child.returncode != 0
+    lines = [line for line in (out + err).decode().splitlines() if "refusing to start" in line]
+    assert len(lines) == 1, (out + err).decode()[-2000:]
+    assert "JWT_SECRET" in lines[0] and "CORS_ORIGINS" in lines[0]
