@@ -384,7 +384,10 @@ async def warm_cache(rig: Rig) -> str:
     """Place an order, read it once through the gateway (which caches the answer), and give
     the bare app the same answer under its key. Returns the order id."""
     placed = await rig.client.request(
-        "POST", f"{rig.gateway}/api/orders/place-order", content=ORDER, headers=rig.auth
+        "POST",
+        f"{rig.gateway}/api/orders/place-order",
+        content=ORDER,
+        headers={**rig.auth, "Content-Type": "application/json"},
     )
     placed.raise_for_status()
     order_id: str = placed.json()["orderId"]

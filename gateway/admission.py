@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from redis.exceptions import RedisError
 
 from gateway.metrics import GatewayMetrics
-from gateway.ratelimit import EXPIRY, RateLimiter, Verdict, Window
+from gateway.ratelimit import EXPIRY, RateLimiter, Verdict, Window, subject
 from pipelines import headers as h
 from pipelines.querycache import CacheHit, QueryCache, cache_hit
 from pipelines.rpc import Response
@@ -57,7 +57,7 @@ class Admissions:
         contract = call.route.contract
         user = None if contract.limit_per_address else call.identity.caller
         window = self.limiter.window(
-            f"user:{user.user_id}" if user else f"address:{call.client}",
+            subject(user, call.client),
             user is not None,
             contract.message_type,
             contract.rate_limit,

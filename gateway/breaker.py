@@ -35,6 +35,11 @@ class Breaker:
             return True
         return self.state == CLOSED
 
+    def release(self) -> None:
+        """The allowed request never reached the service: if it was the trial, the next is."""
+        if self.state == HALF_OPEN:
+            self.trial_running = False
+
     def record(self, ok: bool) -> None:
         now = self.clock()
         if self.state == HALF_OPEN:

@@ -1,23 +1,29 @@
 """The gateway's own layer around every HTTP request (pure ASGI: it runs for each one).
 
-It accepts or creates the correlation id and echoes it on every answer, 500s included; it
-answers an unexpected exception with the platform's error body (never a stack trace); it
-refuses an announced body over the limit before anything reads it; it counts and times.
+It accepts or creates the correlation id and echoes it on every answer, 500s included; a given
+id that is not 1 to 128 visible ASCII characters is refused (400, under a new id) rather than
+replaced, so that the client learns its ids are not traced. It answers an unexpected exception
+with the platform's error body (never a stack trace); it refuses a body over the limit
+(`bodylimit`); it counts and times.
 """
 
 import logging
+import re
 import time
 import uuid
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import error_response
+from gateway.bodylimit import counted, too_large
+from gateway.errors import error_response, platform_error_response
 from gateway.metrics import GatewayMetrics
 from pipelines import telemetry
 
 log = logging.getLogger("banyan.gateway")
 HEADER = b"x-correlation-id"
+CORRELATION_ID = re.compile(r"[\x21-\x7e]{1,128}")  # visible ASCII: it goes into logs and headers
+INVALID_ID = "X-Correlation-ID must be 1 to 128 visible ASCII characters"
 
 
 class Correlate:
@@ -32,7 +38,9 @@ class Correlate:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        correlation_id = headers.get("x-correlation-id") or uuid.uuid4().hex
+        given = headers.get("x-correlation-id")
+        refused = given is not None and not CORRELATION_ID.fullmatch(given)
+        correlation_id = given if given and not refused else uuid.uuid4().hex
         scope.setdefault("state", {})["correlation_id"] = correlation_id
         telemetry.set_correlation(correlation_id)
         echoed = (HEADER, correlation_id.encode("latin-1"))
@@ -47,9 +55,14 @@ class Correlate:
 
         started = time.perf_counter()
         try:
-            if int(headers.get("content-length") or 0) > self.limit:
-                reason = f"request body over {self.limit} bytes"
-                answer = error_response(413, "PAYLOAD_TOO_LARGE", reason, correlation_id)
+            length = headers.get("content-length")
+            if refused:
+                answer = error_response(400, "VALIDATION_ERROR", INVALID_ID, correlation_id)
+                await answer(scope, receive, send_echoing)
+            elif length is None:
+                await self.app(scope, counted(receive, self.limit), send_echoing)
+            elif int(length) > self.limit:
+                answer = platform_error_response(too_large(self.limit), correlation_id)
                 await answer(scope, receive, send_echoing)
             else:
                 await self.app(scope, receive, send_echoing)

@@ -73,8 +73,11 @@ async def _answer(state: GatewayState, call: Call, admission: Admission) -> Outc
     try:
         with telemetry.continuing(call.traceparent):  # no HTTP span: a websocket's call
             response = await _request(state, call)
-    except PlatformError:
-        breaker.record(False)
+    except PlatformError as exc:
+        if exc.status >= 500:  # a timeout, or the broker failed
+            breaker.record(False)
+        else:  # the request could not even be sent: it says nothing of the service
+            breaker.release()
         raise
     breaker.record(response.ok or status_for(_code(response)) < 500)
     outcome = to_outcome(response)

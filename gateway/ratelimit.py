@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from pipelines.identity import Caller
+
 WINDOW = 60  # seconds
 EXPIRY = WINDOW + 1  # of a window's counter
 COUNT = """
@@ -48,6 +50,11 @@ class Window:
     def unchecked(self) -> Verdict:
         """Without Redis, do not turn every request away."""
         return Verdict(True, self.limit, self.limit, self.reset)
+
+
+def subject(caller: Caller | None, client: str) -> str:
+    """Whose window a request counts in: its user's, else its client address's."""
+    return f"user:{caller.user_id}" if caller else f"address:{client}"
 
 
 class RateLimiter:

@@ -6,29 +6,51 @@ import re
 from typing import Any
 
 from fastapi import Request
+from starlette.datastructures import Headers
 
+from gateway import nesting
 from gateway.errors import GatewayError
 from gateway.routes import Route
 
 log = logging.getLogger("banyan.gateway")
+JSON = re.compile(r"application/([!#$&^_.+\w-]+\+)?json", re.IGNORECASE)
+POSITION = re.compile(r"[0-9]{1,19}")
+MAX_POSITION = 2**63 - 1  # the log's positions are PostgreSQL bigints
 TRACEPARENT = re.compile(r"^[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
-async def payload(request: Request, route: Route, limit: int) -> dict[str, Any]:
+async def payload(request: Request, route: Route) -> dict[str, Any]:
+    """The body (its size limited by `bodylimit`) or the query string: the contract's input."""
     if route.method == "GET":
         return query_payload(request, route)
+    require_json(request.headers)
     body = await request.body()
-    if len(body) > limit:
-        raise GatewayError(413, "PAYLOAD_TOO_LARGE", f"request body over {limit} bytes")
     if b"\\u0000" in body or b"\x00" in body:
         raise GatewayError(400, "VALIDATION_ERROR", "NUL characters are not allowed")
     try:
         data = json.loads(body or b"{}")
-    except (ValueError, RecursionError) as exc:
+    except RecursionError as exc:
+        raise nesting.too_deep() from exc
+    except ValueError as exc:
         raise GatewayError(400, "VALIDATION_ERROR", f"body is not valid JSON: {exc}") from exc
+    nesting.check(data, body)
     if not isinstance(data, dict):
         raise GatewayError(400, "VALIDATION_ERROR", "body must be a JSON object")
     return data
+
+
+def require_json(headers: Headers) -> None:
+    """415 unless the body is JSON (`application/json`, `application/*+json`); a request with
+    no body needs no Content-Type, one with a body does (curl's default form type is refused)."""
+    content_type = headers.get("content-type")
+    if content_type is None:
+        if headers.get("content-length", "0") == "0" and "transfer-encoding" not in headers:
+            return
+    elif JSON.fullmatch(content_type.split(";", 1)[0].strip()):
+        return
+    raise GatewayError(
+        415, "UNSUPPORTED_MEDIA_TYPE", "send the body as JSON (Content-Type: application/json)"
+    )
 
 
 def query_payload(request: Request, route: Route) -> dict[str, Any]:
@@ -66,11 +88,14 @@ def _typed(value: str, schema: dict[str, Any]) -> Any:
 
 
 def min_position(request: Request) -> int:
+    """`X-Min-Position`: a position in the log, a bigint (0 without the header)."""
     raw = request.headers.get("x-min-position")
     if raw is None:
         return 0
-    if not raw.isdigit():
-        raise GatewayError(400, "VALIDATION_ERROR", "X-Min-Position must be a position number")
+    if not POSITION.fullmatch(raw) or int(raw) > MAX_POSITION:
+        raise GatewayError(
+            400, "VALIDATION_ERROR", f"X-Min-Position must be a number from 0 to {MAX_POSITION}"
+        )
     return int(raw)
 
 

@@ -60,7 +60,7 @@ async def call_contract(request: Request) -> Response:
     identity = state.auth.identify(request.headers)
     call = Call(
         route=route,
-        payload=await requests.payload(request, route, state.settings.max_body_bytes),
+        payload=await requests.payload(request, route),
         identity=identity,
         correlation_id=request.state.correlation_id,
         min_position=requests.min_position(request),

@@ -5,12 +5,14 @@ does not, so a gateway or a process manager can wait for thousands of replies at
 
 A request does not wait for its publisher confirm before it waits for the reply (the reply
 is the better proof, and usually comes first); the confirm still runs beside it, so a request
-the broker cannot route (mandatory, returned) fails at once with ServiceUnavailable.
+the broker cannot route (mandatory, returned) fails at once with ServiceUnavailable, and one
+that cannot be encoded (a header value AMQP has no type for) with a ValidationError.
 """
 
 import asyncio
 import functools
 import json
+import struct
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -26,10 +28,19 @@ from aio_pika.exceptions import DeliveryError, PublishError
 from pipelines import headers as h
 from pipelines import telemetry
 from pipelines.contracts import Contract
-from pipelines.errors import PlatformError, ServiceUnavailable, Timeout, error_from_body
+from pipelines.errors import (
+    PlatformError,
+    ServiceUnavailable,
+    Timeout,
+    ValidationError,
+    error_from_body,
+)
 from pipelines.idempotency import bounded_key
 from pipelines.messages import Incoming, encode_body
 from pipelines.topology import REPLY_TO, request_queue_name
+
+# what encoding a message raises for a value AMQP cannot carry (an int over 64 bits, ...)
+UNENCODABLE = (TypeError, ValueError, OverflowError, struct.error)
 
 
 @dataclass(slots=True, frozen=True)
@@ -220,5 +231,7 @@ def _unless_published(
         return
     if isinstance(error, DeliveryError | PublishError):
         reply.set_exception(ServiceUnavailable(f"nothing consumes {queue}"))
+    elif isinstance(error, UNENCODABLE):  # the request's own fault: the broker is fine
+        reply.set_exception(ValidationError(f"the request cannot be sent as a message: {error}"))
     else:  # no connection to the broker (it is reconnecting): a clear 503, not a crash
         reply.set_exception(ServiceUnavailable(f"cannot reach RabbitMQ: {error!r}"))

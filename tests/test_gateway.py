@@ -95,7 +95,8 @@ async def test_errors_have_the_platform_shape(http, token) -> None:
                          headers=bearer(token("u", *ALL))), 400, "VALIDATION_ERROR"),
         (await http.post("/api/orders/nothing-here", json=body), 404, "NOT_FOUND"),
         (await http.post("/api/orders/place-order", content=b"{oops",
-                         headers=bearer(token("u", *ALL))), 400, "VALIDATION_ERROR"),
+                         headers={**bearer(token("u", *ALL)), "Content-Type": "application/json"}),
+         400, "VALIDATION_ERROR"),
         (await http.post("/api/orders/place-order", content=b"x" * 2_000_000,
                          headers=bearer(token("u", *ALL))), 413, "PAYLOAD_TOO_LARGE"),
     ]  # fmt: skip

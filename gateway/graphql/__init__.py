@@ -21,7 +21,9 @@
 - A caller sees only the fields their permissions allow (anonymous callers: public ones); the
   schema is built once per permission set and rebuilt when the routes change. A WebSocket
   connection keeps the schema it authenticated with.
-- Limits: depth 10, complexity 1000 (`limits.py`); 100 operations per WebSocket connection.
+- Limits (`limits.py`): depth, cost (introspection included), tokens, answer size; every
+  HTTP request and WebSocket operation counts against the caller's rate limit (`throttle.py`);
+  100 operations per WebSocket connection.
 - Subscriptions: `orderPlaced(filter: OrderPlacedFilter)` yields `{eventType, eventId,
   position, occurredAt, correlationId, data}`; the caller authenticates with `connection_init`
   `{"Authorization": "Bearer <jwt>"}` (or the handshake's header).

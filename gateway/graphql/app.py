@@ -6,6 +6,7 @@ from starlette.websockets import WebSocket
 
 from gateway import requests
 from gateway.errors import GatewayError
+from gateway.graphql import throttle
 from gateway.graphql.context import GraphQLContext
 from gateway.graphql.errors import format_error, platform_error
 from gateway.graphql.graphiql import ASSETS_PATH, assets
@@ -22,12 +23,15 @@ def mount(app: FastAPI, state: GatewayState, hub: EventHub) -> None:
         correlation_id = request.state.correlation_id
         try:
             identity = state.auth.identify(request.headers)
+            client = request.client.host if request.client else ""
+            if request.method == "POST" or "query" in request.query_params:
+                await throttle.admit(state, identity, client)
             request.state.graphql = context = GraphQLContext(
                 state,
                 hub,
                 identity,
                 correlation_id,
-                client=request.client.host if request.client else "",
+                client=client,
                 min_position=requests.min_position(request),
                 traceparent=requests.traceparent(request),
                 idempotency_key=checked_key(request.headers),

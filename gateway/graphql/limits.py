@@ -1,14 +1,21 @@
-"""Query limits, checked before anything runs: depth at most 10, complexity at most 1000.
+"""Query limits, checked before anything runs, and the cap on an answer's size.
 
-Depth counts nested fields (fragments add none); complexity is one point per field, fragments
-included (ariadne's cost validator). Introspection fields (`__schema`, `__type`) count for
-neither, so GraphiQL's own introspection query always passes.
+- Depth: at most 10 nested fields below a contract's field; at most 15 below `__schema` or
+  `__type` (the standard introspection query nests nine `ofType` levels). Fragments add none.
+- Complexity: at most 1000 points, one per field, fragments counted at each use, introspection
+  included; `__schema` and `__type` cost 100 each, as each reads much of the schema. GraphiQL's
+  own introspection query costs about 330; a hundred aliased `__schema` are refused.
+- graphql-core's own rule bounds the nesting of introspection lists (`fields`, `inputFields`,
+  `interfaces`, `possibleTypes`), which fan out.
+- A document of more than 10,000 tokens is refused before it is validated.
+- An answer over 1 MiB is replaced by one RESPONSE_TOO_LARGE error (mutations in the request
+  have run; ask for fewer fields).
 """
 
-from collections.abc import Collection
+import json
+from collections.abc import Collection, Iterator
 from typing import Any
 
-from ariadne.validation import cost_validator
 from graphql import (
     DocumentNode,
     FieldNode,
@@ -17,54 +24,112 @@ from graphql import (
     InlineFragmentNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    parse,
 )
 from graphql.validation import ASTValidationRule
+from starlette.responses import Response
 
 MAX_DEPTH = 10
+MAX_INTROSPECTION_DEPTH = 15
 MAX_COMPLEXITY = 1000
+INTROSPECTION = frozenset({"__schema", "__type"})
+INTROSPECTION_COST = 100
+MAX_RESPONSE_BYTES = 1 << 20
+MAX_TOKENS = 10_000  # GraphiQL's introspection query has about 400
 
 
-class DepthLimit(ASTValidationRule):
+def _error(message: str, node: OperationDefinitionNode, details: dict[str, int]) -> GraphQLError:
+    return GraphQLError(message, node, extensions={"code": "VALIDATION_ERROR", "details": details})
+
+
+class QueryLimits(ASTValidationRule):
+    """The depth of each root field and the cost of the whole operation."""
+
     def enter_operation_definition(self, node: OperationDefinitionNode, *_: Any) -> None:
-        self._memo: dict[tuple[str, int], int] = {}
-        depth = self._depth(node.selection_set, 0)
-        if depth > MAX_DEPTH:
-            self.report_error(
-                GraphQLError(
-                    f"The query is {depth} fields deep; at most {MAX_DEPTH} are allowed.",
-                    node,
-                    extensions={
-                        "code": "VALIDATION_ERROR",
-                        "details": {"depth": depth, "maximumDepth": MAX_DEPTH},
-                    },
-                )
+        self._memo: dict[tuple[str, int, int], tuple[int, int]] = {}
+        cost = 0
+        for field in self._roots(node.selection_set, set()):
+            limit = MAX_INTROSPECTION_DEPTH if field.name.value in INTROSPECTION else MAX_DEPTH
+            depth, field_cost = self._field(field, 0, limit)
+            cost += field_cost
+            if depth > limit:
+                message = f"The query is {depth} fields deep; at most {limit} are allowed."
+                self.report_error(_error(message, node, {"depth": depth, "maximumDepth": limit}))
+                return
+        if cost > MAX_COMPLEXITY:
+            message = (
+                f"The query exceeds the maximum cost of {MAX_COMPLEXITY}. Actual cost is {cost}"
             )
+            details = {"cost": cost, "maximumCost": MAX_COMPLEXITY}
+            self.report_error(_error(message, node, details))
 
-    def _depth(self, selections: SelectionSetNode | None, depth: int) -> int:
-        if selections is None or depth > MAX_DEPTH:  # deep enough to refuse: stop looking
-            return depth
-        deepest = depth
+    def _roots(self, selections: SelectionSetNode, seen: set[str]) -> Iterator[FieldNode]:
+        """The operation's root fields, fragments unfolded (a cycle is refused elsewhere)."""
         for selection in selections.selections:
-            if isinstance(selection, FieldNode) and not selection.name.value.startswith("__"):
-                deepest = max(deepest, self._depth(selection.selection_set, depth + 1))
+            if isinstance(selection, FieldNode):
+                yield selection
             elif isinstance(selection, InlineFragmentNode):
-                deepest = max(deepest, self._depth(selection.selection_set, depth))
-            elif isinstance(selection, FragmentSpreadNode):
-                deepest = max(deepest, self._fragment_depth(selection.name.value, depth))
-        return deepest
+                yield from self._roots(selection.selection_set, seen)
+            elif isinstance(selection, FragmentSpreadNode) and selection.name.value not in seen:
+                fragment = self.context.get_fragment(selection.name.value)
+                if fragment is not None:
+                    yield from self._roots(fragment.selection_set, seen | {selection.name.value})
 
-    def _fragment_depth(self, name: str, depth: int) -> int:
-        key = (name, depth)
+    def _field(self, field: FieldNode, level: int, limit: int) -> tuple[int, int]:
+        """(depth, cost) of a field at `level` (0: a root field)."""
+        own = INTROSPECTION_COST if field.name.value in INTROSPECTION else 1
+        depth, cost = self._selections(field.selection_set, level + 1, limit)
+        return depth, cost + own
+
+    def _selections(
+        self, selections: SelectionSetNode | None, level: int, limit: int
+    ) -> tuple[int, int]:
+        if selections is None or level > limit:  # deep enough to refuse: stop looking
+            return level, 0
+        deepest, total = level, 0
+        for selection in selections.selections:
+            if isinstance(selection, FieldNode):
+                depth, cost = self._field(selection, level, limit)
+            elif isinstance(selection, InlineFragmentNode):
+                depth, cost = self._selections(selection.selection_set, level, limit)
+            elif isinstance(selection, FragmentSpreadNode):
+                depth, cost = self._fragment(selection.name.value, level, limit)
+            deepest, total = max(deepest, depth), total + cost
+        return deepest, total
+
+    def _fragment(self, name: str, level: int, limit: int) -> tuple[int, int]:
+        key = (name, level, limit)
         if key not in self._memo:
-            self._memo[key] = depth  # a fragment cycle adds nothing (and is refused elsewhere)
+            self._memo[key] = (level, 0)  # a fragment cycle adds nothing (and is refused elsewhere)
             fragment = self.context.get_fragment(name)
             if fragment is not None:
-                self._memo[key] = self._depth(fragment.selection_set, depth)
+                self._memo[key] = self._selections(fragment.selection_set, level, limit)
         return self._memo[key]
 
 
-def rules(_context: Any, _document: DocumentNode, data: Any) -> Collection[type[ASTValidationRule]]:
-    """The limits for one request (complexity needs its variables)."""
-    variables = data.get("variables") if isinstance(data, dict) else None
-    complexity = cost_validator(MAX_COMPLEXITY, default_cost=1, variables=variables)
-    return [DepthLimit, complexity]
+def parse_query(_context: Any, data: dict[str, Any]) -> DocumentNode:
+    """The document, refused (a syntax error) past MAX_TOKENS, before the validation rules,
+    some of which take time that grows faster than the document."""
+    return parse(data["query"], max_tokens=MAX_TOKENS)
+
+
+def rules(
+    _context: Any, _document: DocumentNode, _data: Any
+) -> Collection[type[ASTValidationRule]]:
+    return [QueryLimits]
+
+
+def json_response(result: dict[str, Any], status: int, correlation_id: str) -> Response:
+    """The answer as JSON, or a RESPONSE_TOO_LARGE error if it is over the cap."""
+    body = json.dumps(result, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    if len(body) > MAX_RESPONSE_BYTES:
+        error = {
+            "message": f"the answer is over {MAX_RESPONSE_BYTES} bytes; ask for fewer fields",
+            "extensions": {
+                "code": "RESPONSE_TOO_LARGE",
+                "details": {"maximumBytes": MAX_RESPONSE_BYTES},
+                "correlationId": correlation_id,
+            },
+        }
+        return Response(json.dumps({"errors": [error]}), 400, media_type="application/json")
+    return Response(body, status, media_type="application/json")

@@ -9,16 +9,17 @@ from ariadne.asgi.handlers import GraphQLHTTPHandler, GraphQLTransportWSHandler
 from ariadne.asgi.handlers.base import GraphQLHandlerBase
 from ariadne.asgi.handlers.graphql_transport_ws import ClientContext
 from ariadne.exceptions import HttpError
-from graphql import GraphQLSchema
+from graphql import GraphQLError, GraphQLSchema
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
+from gateway import nesting
 from gateway.auth import ANONYMOUS
 from gateway.errors import GatewayError
-from gateway.graphql import limits
+from gateway.graphql import limits, throttle
 from gateway.graphql.context import EventPositions, GraphQLContext
-from gateway.graphql.errors import coded, format_error, quiet_logger
+from gateway.graphql.errors import coded, format_error, platform_error, quiet_logger
 from gateway.graphql.graphiql import GraphiQL
 from gateway.graphql.schema import GatewaySchema
 from gateway.routes import RouteTable
@@ -37,6 +38,7 @@ def _configure(handler: GraphQLHandlerBase, schema: GraphQLSchema, **options: An
     handler.configure(
         schema,
         validation_rules=limits.rules,
+        query_parser=limits.parse_query,
         explorer=EXPLORER,
         logger=quiet_logger,
         error_formatter=format_error,
@@ -53,9 +55,15 @@ class HTTPHandler(GraphQLHTTPHandler):
 
     async def extract_data_from_request(self, request: Request) -> Any:
         try:
-            return await super().extract_data_from_request(request)
+            data = await super().extract_data_from_request(request)
         except HttpError as exc:  # answered as a GraphQL error, not ariadne's plain text
             raise GatewayError(400, "VALIDATION_ERROR", exc.message or "bad request") from exc
+        except RecursionError as exc:
+            raise nesting.too_deep() from exc
+        get = request.method == "GET"
+        raw = request.query_params.get("variables", "").encode() if get else await request.body()
+        nesting.check(data, raw)
+        return data
 
     async def create_json_response(
         self, request: Request, result: dict[str, Any], success: bool
@@ -63,7 +71,8 @@ class HTTPHandler(GraphQLHTTPHandler):
         for error in result.get("errors", ()):
             extensions = error.setdefault("extensions", {})
             extensions.setdefault("correlationId", request.state.correlation_id)
-        return await super().create_json_response(request, result, success)
+        status = 200 if success or result.get("data") is not None else 400
+        return limits.json_response(result, status, request.state.correlation_id)
 
 
 class CallerHandlers:
@@ -146,12 +155,19 @@ class ConnectionHandler(GraphQLTransportWSHandler):
                 "TOO_MANY_SUBSCRIPTIONS",
                 None,
             )
-            payload = [format_error(error)]
-            await websocket.send_json(
-                {"type": self.GQL_ERROR, "id": operation_id, "payload": payload}
-            )
+            await self._refuse(websocket, operation_id, error)
+            return
+        try:  # each operation counts as one GraphQL request over HTTP does
+            client = websocket.client.host if websocket.client else ""
+            await throttle.admit(self.state, self.identity, client)
+        except GatewayError as exc:
+            await self._refuse(websocket, operation_id, platform_error(exc, uuid.uuid4().hex))
             return
         await super().handle_websocket_subscribe(websocket, data, operation_id, client_context)
+
+    async def _refuse(self, websocket: WebSocket, operation_id: str, error: GraphQLError) -> None:
+        payload = [format_error(error)]
+        await websocket.send_json({"type": self.GQL_ERROR, "id": operation_id, "payload": payload})
 
 
 def _authorization(message: dict[str, Any]) -> str | None:
