@@ -74,11 +74,14 @@ async def _answer(state: GatewayState, call: Call, admission: Admission) -> Outc
         with telemetry.continuing(call.traceparent):  # no HTTP span: a websocket's call
             response = await _request(state, call)
     except PlatformError as exc:
-        if exc.status >= 500:  # a timeout, or the broker failed
-            breaker.record(False)
-        else:  # the request could not even be sent: it says nothing of the service
-            breaker.release()
+        if exc.status < 500:  # the request could not even be sent: it says nothing of it
+            raise
+        breaker.record(False)  # a timeout, or the broker failed
+        if call.route.contract.kind == "command":
+            raise _maybe_applied(exc, call) from exc
         raise
+    finally:
+        breaker.release()  # a trial that ended unrecorded (bad input, cancelled) frees the slot
     breaker.record(response.ok or status_for(_code(response)) < 500)
     outcome = to_outcome(response)
     if response.ok:
@@ -109,6 +112,17 @@ async def _request(state: GatewayState, call: Call) -> Response:
         headers=headers,
         message_id=call.idempotency_key or uuid.uuid4().hex,
         correlation_id=call.correlation_id,
+    )
+
+
+def _maybe_applied(exc: PlatformError, call: Call) -> GatewayError:
+    """A command that timed out or lost the broker may have been applied: say how to retry."""
+    return GatewayError(
+        exc.status,
+        exc.code,
+        f"{exc.message}; the command may have been applied: send it again with the same "
+        "Idempotency-Key (this answer's header) and it is applied once",
+        {"mayHaveBeenApplied": True, "idempotencyKey": call.idempotency_key},
     )
 
 

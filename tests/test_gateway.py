@@ -182,9 +182,13 @@ async def test_many_requests_in_flight_at_once(http) -> None:
     assert time.perf_counter() - started < 2.0  # serialized, they would take 4 s
 
 
-async def test_slow_handler_times_out_with_504(http) -> None:
+async def test_slow_handler_times_out_with_504_that_says_how_to_retry(http) -> None:
     response = await http.post("/api/sample/dawdle", json={"seconds": 3})
-    assert (response.status_code, response.json()["error"]["code"]) == (504, "TIMEOUT")
+    error = response.json()["error"]
+    assert (response.status_code, error["code"]) == (504, "TIMEOUT")
+    assert "may have been applied" in error["message"]
+    key = response.headers["Idempotency-Key"]
+    assert error["details"] == {"mayHaveBeenApplied": True, "idempotencyKey": key}
 
 
 async def test_rate_limit_and_circuit_breaker(settings, orders, sample_service, token) -> None:
