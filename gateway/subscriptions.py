@@ -1,10 +1,12 @@
 """Fan-out of bus events to the gateway's live subscribers (GraphQL subscriptions and `/ws`).
 
 A subscription names one event type and optional equality filters on top-level data fields.
-Subscribing checks that the caller may see the event (its required permissions) and binds the
-event's routing key to this gateway's own queue (`EventFeed`) before it returns, so every event
-published afterwards reaches the subscriber. Each event is checked again on delivery, against
-the contract as the registry holds it now.
+Subscribing checks that the caller is in the event's audience (`gateway.audience`), adds the
+owner rule's filter, and binds the event's routing key to this gateway's own queue
+(`EventFeed`) before it returns, so every event published afterwards reaches the subscriber.
+Each delivery is checked against the contract as the registry holds it now: a subscription
+remembers the contract it was admitted under and is admitted again (or ended, with the
+reason) only when the registry has changed it.
 
 A subscriber that falls `CAPACITY` events behind is dropped with SUBSCRIPTION_OVERFLOW rather
 than letting the gateway's memory grow.
@@ -17,7 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.auth import Authenticator, Identity
+from gateway.audience import admit, check
+from gateway.auth import Identity
 from gateway.errors import GatewayError
 from gateway.state import GatewayState
 from pipelines import headers as h
@@ -27,6 +30,7 @@ from pipelines.topology import event_routing_key
 
 CAPACITY = 1000
 SCALAR = (str, int, float, bool, type(None))
+EventRoute = tuple[str, ContractInfo]  # the service publishing an event, and its contract
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,32 +77,58 @@ class Subscription:
     """An async iterator of the matching deliveries of one event type."""
 
     def __init__(
-        self, hub: "EventHub", event_type: str, caller: Caller | None, filters: dict[str, Any]
+        self, hub: "EventHub", event_type: str, caller: Caller | None, requested: dict[str, Any]
     ) -> None:
         self.hub = hub
         self.event_type = event_type
         self.caller = caller
-        self.filters = filters
+        self.requested = requested  # the client's filters
+        self.filters = requested  # theirs and the audience's
+        self.route: EventRoute | None = None  # what it was admitted under
         self.closed = False
-        self.overflowed = False
+        self.failure: GatewayError | None = None
         self._queue: asyncio.Queue[Delivery | None] = asyncio.Queue(CAPACITY)
+        self._tests: tuple[tuple[str, Any], ...] = tuple(requested.items())
+
+    def admit(self, route: EventRoute) -> None:
+        """Take the filters `route`'s contract gives the caller; GatewayError if it gives none."""
+        self.filters = admit(self.caller, *route, self.requested)
+        self._tests = tuple(self.filters.items())
+        self.route = route
 
     def matches(self, delivery: Delivery) -> bool:
-        return all(delivery.data.get(name) == value for name, value in self.filters.items())
+        data = delivery.data
+        for name, value in self._tests:  # noqa: SIM110 -- hot path: no generator per event
+            if data.get(name) != value:
+                return False
+        return True
 
     def offer(self, delivery: Delivery) -> None:
         try:
             self._queue.put_nowait(delivery)
         except asyncio.QueueFull:
-            self.overflowed = True
-            self.hub.remove(self)
+            self.fail(
+                GatewayError(
+                    503,
+                    "SUBSCRIPTION_OVERFLOW",
+                    f"more than {CAPACITY} {self.event_type} events waited to be sent; "
+                    "subscribe again",
+                )
+            )
+
+    def fail(self, error: GatewayError) -> None:
+        """End with `error`, once what was offered before is read."""
+        self.failure = error
+        self.hub.remove(self)
+        with contextlib.suppress(asyncio.QueueFull):  # full: the reader is not waiting
+            self._queue.put_nowait(None)
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
         self.hub.remove(self)
-        with contextlib.suppress(asyncio.QueueFull):  # full: the reader is not waiting
+        with contextlib.suppress(asyncio.QueueFull):
             self._queue.put_nowait(None)
 
     def __aiter__(self) -> "Subscription":
@@ -106,17 +136,14 @@ class Subscription:
 
     async def __anext__(self) -> Delivery:
         if self._queue.empty():
-            if self.overflowed:
-                raise GatewayError(
-                    503,
-                    "SUBSCRIPTION_OVERFLOW",
-                    f"more than {CAPACITY} {self.event_type} events waited to be sent; "
-                    "subscribe again",
-                )
+            if self.failure is not None:
+                raise self.failure
             if self.closed:
                 raise StopAsyncIteration
         delivery = await self._queue.get()
         if delivery is None:
+            if self.failure is not None:
+                raise self.failure
             raise StopAsyncIteration
         return delivery
 
@@ -135,14 +162,15 @@ class EventHub:
     async def subscribe(
         self, event_type: str, identity: Identity, filters: Any = None
     ) -> Subscription:
-        known = self.state.routes.events.get(event_type)
-        if known is None:
+        route = self.state.routes.events.get(event_type)
+        if route is None:
             raise GatewayError(404, "NOT_FOUND", f"no service publishes {event_type!r}")
-        service, contract = known
-        Authenticator.authorize(identity, contract)
-        filters = checked_filters(contract, {} if filters is None else filters)
+        service, contract = route
+        check(identity.caller, service, contract)  # before its fields are looked at
+        requested = checked_filters(contract, {} if filters is None else filters)
+        subscription = Subscription(self, event_type, identity.caller, requested)
+        subscription.admit(route)
         await self.state.feed.bind(event_routing_key(service, event_type))
-        subscription = Subscription(self, event_type, identity.caller, filters)
         self._by_type[event_type].add(subscription)
         return subscription
 
@@ -154,14 +182,25 @@ class EventHub:
 
     async def publish(self, event_type: str, data: Any, headers: dict[str, Any]) -> None:
         subscribers = self._by_type.get(event_type)
-        known = self.state.routes.events.get(event_type)
-        if not subscribers or known is None or not isinstance(data, dict):
+        route = self.state.routes.events.get(event_type)
+        if not subscribers or route is None or not isinstance(data, dict):
             return
-        delivery, contract = Delivery.of(event_type, data, headers), known[1]
-        allowed = [s for s in subscribers if Authenticator.may_see(s.caller, contract)]
-        for subscription in allowed:
+        delivery = Delivery.of(event_type, data, headers)
+        for subscription in tuple(subscribers):  # an overflow removes its subscription
+            if subscription.route is not route and not _readmitted(subscription, route):
+                continue
             if subscription.matches(delivery):
                 subscription.offer(delivery)
+
+
+def _readmitted(subscription: Subscription, route: EventRoute) -> bool:
+    """Whether a subscription may go on under a contract the registry changed."""
+    try:
+        subscription.admit(route)
+    except GatewayError as exc:
+        subscription.fail(exc)
+        return False
+    return True
 
 
 def checked_filters(contract: ContractInfo, filters: Any) -> dict[str, Any]:

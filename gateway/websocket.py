@@ -200,7 +200,7 @@ class Connection:
         try:
             async for delivery in subscription:
                 await self.send({"type": "event", "id": subscription_id, **delivery.envelope()})
-        except GatewayError as exc:  # overflowed
+        except GatewayError as exc:  # overflowed, or no longer delivered to this caller
             self.subscriptions.pop(subscription_id, None)
             await self.send_error(exc, subscription_id)
 
