@@ -1,12 +1,12 @@
 """Fan-out of bus events to the gateway's live subscribers (GraphQL subscriptions and `/ws`).
 
 A subscription names one event type and optional equality filters on top-level data fields.
-Subscribing checks that the caller is in the event's audience (`gateway.audience`), adds the
-owner rule's filter, and binds the event's routing key to this gateway's own queue
-(`EventFeed`) before it returns, so every event published afterwards reaches the subscriber.
-Each delivery is checked against the contract as the registry holds it now: a subscription
-remembers the contract it was admitted under and is admitted again (or ended, with the
-reason) only when the registry has changed it.
+Subscribing checks that the caller is in the event's audience (`gateway.audience`, which
+also narrows a subscription to its caller's own events under an owner rule), and binds the
+event's routing key to this gateway's own queue (`EventFeed`) before it returns, so every
+event published afterwards reaches the subscriber. Each delivery follows the contract as the
+registry holds it now: when the registry has changed it, the event type's subscriptions are
+admitted again first, and those it refuses end with the reason (`Fanout.under`).
 
 A subscriber that falls `CAPACITY` events behind is dropped with SUBSCRIPTION_OVERFLOW rather
 than letting the gateway's memory grow.
@@ -14,14 +14,14 @@ than letting the gateway's memory grow.
 
 import asyncio
 import contextlib
-from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.audience import admit, check
+from gateway.audience import Admission, admit, check
 from gateway.auth import Identity
 from gateway.errors import GatewayError
+from gateway.fanout import EventRoute, Fanout
 from gateway.state import GatewayState
 from pipelines import headers as h
 from pipelines.identity import Caller
@@ -30,7 +30,6 @@ from pipelines.topology import event_routing_key
 
 CAPACITY = 1000
 SCALAR = (str, int, float, bool, type(None))
-EventRoute = tuple[str, ContractInfo]  # the service publishing an event, and its contract
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,18 +82,21 @@ class Subscription:
         self.event_type = event_type
         self.caller = caller
         self.requested = requested  # the client's filters
-        self.filters = requested  # theirs and the audience's
-        self.route: EventRoute | None = None  # what it was admitted under
+        self.admission = Admission(requested)
         self.closed = False
         self.failure: GatewayError | None = None
         self._queue: asyncio.Queue[Delivery | None] = asyncio.Queue(CAPACITY)
         self._tests: tuple[tuple[str, Any], ...] = tuple(requested.items())
 
+    @property
+    def filters(self) -> dict[str, Any]:
+        """The client's filters and the owner rule's."""
+        return self.admission.all_filters()
+
     def admit(self, route: EventRoute) -> None:
-        """Take the filters `route`'s contract gives the caller; GatewayError if it gives none."""
-        self.filters = admit(self.caller, *route, self.requested)
-        self._tests = tuple(self.filters.items())
-        self.route = route
+        """Take what `route`'s contract gives the caller; GatewayError if it gives nothing."""
+        self.admission = admit(self.caller, *route, self.requested)
+        self._tests = tuple(self.admission.filters.items())
 
     def matches(self, delivery: Delivery) -> bool:
         data = delivery.data
@@ -156,7 +158,7 @@ class EventHub:
 
     def __init__(self, state: GatewayState) -> None:
         self.state = state
-        self._by_type: dict[str, set[Subscription]] = defaultdict(set)
+        self._by_type: dict[str, Fanout] = {}
         state.feed.listeners.append(self.publish)
 
     async def subscribe(
@@ -171,36 +173,34 @@ class EventHub:
         subscription = Subscription(self, event_type, identity.caller, requested)
         subscription.admit(route)
         await self.state.feed.bind(event_routing_key(service, event_type))
-        self._by_type[event_type].add(subscription)
+        self._current(event_type, route).add(subscription)
         return subscription
 
     def remove(self, subscription: Subscription) -> None:
-        self._by_type[subscription.event_type].discard(subscription)
+        fanout = self._by_type.get(subscription.event_type)
+        if fanout is not None:
+            fanout.discard(subscription)
 
     def count(self) -> int:
-        return sum(len(subscriptions) for subscriptions in self._by_type.values())
+        return sum(map(len, self._by_type.values()))
 
     async def publish(self, event_type: str, data: Any, headers: dict[str, Any]) -> None:
-        subscribers = self._by_type.get(event_type)
         route = self.state.routes.events.get(event_type)
-        if not subscribers or route is None or not isinstance(data, dict):
+        if event_type not in self._by_type or route is None or not isinstance(data, dict):
             return
         delivery = Delivery.of(event_type, data, headers)
-        for subscription in tuple(subscribers):  # an overflow removes its subscription
-            if subscription.route is not route and not _readmitted(subscription, route):
-                continue
+        for subscription in self._current(event_type, route).recipients(data):
             if subscription.matches(delivery):
                 subscription.offer(delivery)
 
-
-def _readmitted(subscription: Subscription, route: EventRoute) -> bool:
-    """Whether a subscription may go on under a contract the registry changed."""
-    try:
-        subscription.admit(route)
-    except GatewayError as exc:
-        subscription.fail(exc)
-        return False
-    return True
+    def _current(self, event_type: str, route: EventRoute) -> Fanout:
+        """The event type's subscriptions, admitted under the registry's current contract."""
+        fanout = self._by_type.get(event_type)
+        if fanout is None:
+            fanout = self._by_type[event_type] = Fanout(route)
+        elif fanout.route is not route:
+            fanout = self._by_type[event_type] = fanout.under(route)
+        return fanout
 
 
 def checked_filters(contract: ContractInfo, filters: Any) -> dict[str, Any]:
