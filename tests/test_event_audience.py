@@ -13,11 +13,14 @@ from websockets.exceptions import ConnectionClosed
 
 from auth import service as auth_service
 from discovery import service as discovery_service
+from discovery.validation import check_registration
 from examples.orders import service as orders_service
 from gateway.registry import from_services
 from pipelines import Aggregate, Command, Context, Event, Service, applies
 from pipelines.contracts import InvalidContract
+from pipelines.errors import ValidationError
 from pipelines.http import HttpServer
+from pipelines.registry import Audience
 from tests.test_gateway import ALL
 from tests.test_gateway_graphql import (
     PlainWS,
@@ -138,7 +141,14 @@ async def test_customers_receive_only_their_own_orders(gateway, http, token) -> 
         assert admin["type"] == "subscribed" and admin["filters"] == {}
         assert (await bob_gql.init(token(bob, *READER)))["type"] == "connection_ack"
         await bob_gql.subscribe("g", "subscription { orderPlaced { data { orderId customerId } } }")
-        assert await bob_gql.settled() == []
+        await bob_gql.subscribe(
+            "alices",
+            "subscription A($c: String) { orderPlaced(filter: {customerId: $c}) { position } }",
+            {"c": alice},
+        )
+        refused = await bob_gql.settled()
+        assert [(m["type"], m["id"]) for m in refused] == [("error", "alices")]
+        assert refused[0]["payload"][0]["extensions"]["code"] == "INSUFFICIENT_PERMISSIONS"
         alices, _ = await place_order(http, token(alice, *READER), alice)
         bobs, _ = await place_order(http, token(bob, *READER), bob)
         mine = await bob_ws.receive()
@@ -306,3 +316,25 @@ def test_contracts_declare_a_consistent_audience() -> None:
 
     assert (Owned.__owner__, Owned.__admin__, Owned.is_public()) == ("who", ("x:admin",), False)
     assert Pinged.is_public() and not Hushed.is_public()
+
+
+def test_discovery_reads_old_registrations_and_refuses_contradictory_audiences() -> None:
+    registration = beacon.registration("static")
+    before_audiences = [
+        c.model_copy(update={"audience": None, "is_public": True}) for c in registration.contracts
+    ]
+    check_registration(registration.model_copy(update={"contracts": before_audiences}))
+    pinged = next(c for c in registration.contracts if c.message_type == "Pinged")
+    contradictions = {
+        "a public event takes no permissions": {"required_permissions": ["beacon:read"]},
+        "say who receives it": {"audience": Audience(), "is_public": False},
+        "is not a field of it": {
+            "audience": Audience(owner="nobody"),
+            "required_permissions": ["beacon:read"],
+            "is_public": False,
+        },
+    }
+    for message, change in contradictions.items():
+        wrong = registration.model_copy(update={"contracts": [pinged.model_copy(update=change)]})
+        with pytest.raises(ValidationError, match=message):
+            check_registration(wrong)
