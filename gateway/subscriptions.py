@@ -121,16 +121,17 @@ class Subscription:
     def fail(self, error: GatewayError) -> None:
         """End with `error`, once what was offered before is read."""
         self.failure = error
-        self.hub.remove(self)
-        with contextlib.suppress(asyncio.QueueFull):  # full: the reader is not waiting
-            self._queue.put_nowait(None)
+        self._end()
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
+        self._end()
+
+    def _end(self) -> None:
         self.hub.remove(self)
-        with contextlib.suppress(asyncio.QueueFull):
+        with contextlib.suppress(asyncio.QueueFull):  # full: the reader is not waiting
             self._queue.put_nowait(None)
 
     def __aiter__(self) -> "Subscription":
