@@ -83,6 +83,10 @@ def sdl(fields: list[RootField]) -> str:
 def _describe(contract: ContractInfo) -> str:
     required = contract.required_permissions
     needs = f"Requires {', '.join(required)}." if required else ""
+    audience = contract.audience
+    if audience is not None and audience.owner is not None:
+        lifted = f", unless you hold {', '.join(audience.admin)}" if audience.admin else ""
+        needs += f" Only events whose {audience.owner} is your user id{lifted}."
     return description("\n\n".join(p for p in (contract.description, needs) if p), "  ")
 
 
