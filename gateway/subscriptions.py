@@ -177,6 +177,23 @@ class EventHub:
         self._current(event_type, route).add(subscription)
         return subscription
 
+    def reassign(self, subscription: Subscription, caller: Caller | None) -> None:
+        """Carry a subscription on for the new caller of its socket if they may have it, else
+        end it with the reason."""
+        self.remove(subscription)
+        subscription.caller = caller
+        route = self.state.routes.events.get(subscription.event_type)
+        try:
+            if route is None:
+                raise GatewayError(
+                    404, "NOT_FOUND", f"no service publishes {subscription.event_type!r}"
+                )
+            subscription.admit(route)
+        except GatewayError as exc:
+            subscription.fail(exc)
+            return
+        self._current(subscription.event_type, route).add(subscription)
+
     def remove(self, subscription: Subscription) -> None:
         fanout = self._by_type.get(subscription.event_type)
         if fanout is not None:

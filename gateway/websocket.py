@@ -161,6 +161,8 @@ class Connection:
         self.identity = identify(self.state, self.websocket, f"Bearer {token}")
         self._expiry.watch(self.identity, self.expire)
         caller = self.identity.caller
+        for subscription, _ in self.subscriptions.values():
+            self.hub.reassign(subscription, caller)
         await self.send({"type": "authenticated", "userId": caller.user_id if caller else None})
 
     async def subscribe(self, message: Message) -> None:

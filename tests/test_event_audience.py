@@ -1,6 +1,7 @@
 """Events reach only those their contract allows: over `/ws`, graphql-transport-ws and the
 per-caller GraphQL schema, on a gateway over real HTTP, RabbitMQ, PostgreSQL and Redis."""
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -205,6 +206,27 @@ async def test_only_declared_audiences_receive_events(gateway, http, token) -> N
         assert (event["eventType"], event["data"]) == ("Pinged", {"beaconId": beacon_id})
         delivered = (await gql.receive())["payload"]["data"]["pinged"]["data"]
         assert delivered == {"beaconId": beacon_id}
+
+
+async def test_a_socket_that_changes_its_caller_keeps_only_what_they_may_have(
+    gateway, http, token
+) -> None:
+    bob, beacon_id = f"bob-{uuid.uuid4().hex}", f"beacon-{uuid.uuid4().hex}"
+    async with plain(gateway, token(bob, *READER)) as socket:
+        client = PlainWS(socket)
+        await client.ask({"type": "subscribe", "id": "orders", "eventType": "OrderPlaced"})
+        pings = {"type": "subscribe", "id": "pings", "eventType": "Pinged"}
+        await client.ask({**pings, "filters": {"beaconId": beacon_id}})
+        await client.socket.send(json.dumps({"type": "auth", "token": token(bob, "orders:place")}))
+        answers = [await client.receive() for _ in range(2)]
+        ended = next(a for a in answers if a["type"] == "error")
+        assert (ended["id"], ended["error"]["code"]) == ("orders", "INSUFFICIENT_PERMISSIONS")
+        assert {"type": "authenticated", "userId": bob} in answers
+        await place_order(http, token(bob, *READER), bob)
+        ping = "mutation P($b: String!) { ping(input: {beaconId: $b}) }"
+        await graphql(http, ping, variables={"b": beacon_id})
+        after = await client.receive()
+        assert (after["id"], after["eventType"]) == ("pings", "Pinged"), "OrderPlaced came first"
 
 
 @pytest.mark.parametrize(
