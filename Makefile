@@ -42,6 +42,7 @@ bench: install services
 	$(PY) -m bench.foundation --quick
 	$(PY) -m bench.projections --quick
 	$(PY) -m bench.gateway --quick
+	$(PY) -m bench.fanout --quick
 	$(PY) -m bench.load --quick
 
 clean:

@@ -1,4 +1,8 @@
-"""What the auth service records. No event carries a password, a token or a password hash."""
+"""What the auth service records. No event carries a password, a token or a password hash.
+
+None declares an audience: they are never delivered to clients (nor would the gateway
+deliver them if one did).
+"""
 
 from typing import Annotated, Literal
 

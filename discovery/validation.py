@@ -71,16 +71,40 @@ def _contract_problems(contract: ContractInfo, where: str) -> Iterator[Problem]:
                 f"{name}: invalid permission {permission!r}; expected 'resource:action' "
                 f"matching {PERMISSION_PATTERN.pattern}",
             )
-    if contract.is_public == bool(contract.required_permissions):
-        yield _problem(
-            f"{where}.isPublic",
-            f"{name}: a contract is public exactly when it requires no permissions",
-        )
+    yield from _access_problems(contract, where)
     yield from _schema_problems(name, contract.input_schema, f"{where}.inputSchema")
     if contract.input_schema.get("type") != "object":
         yield _problem(f"{where}.inputSchema.type", f"{name}: a message must be a JSON object")
     if contract.output_schema is not None:
         yield from _schema_problems(name, contract.output_schema, f"{where}.outputSchema")
+
+
+def _access_problems(contract: ContractInfo, where: str) -> Iterator[Problem]:
+    name, audience = contract.message_type, contract.audience
+    if contract.kind != "event":
+        if contract.is_public == bool(contract.required_permissions):
+            yield _problem(
+                f"{where}.isPublic",
+                f"{name}: a contract is public exactly when it requires no permissions",
+            )
+        return
+    if audience is None:  # not delivered to clients (so are events registered before audiences)
+        return
+    if audience.public and contract.required_permissions:
+        yield _problem(f"{where}.audience", f"{name}: a public event takes no permissions")
+    if not audience.public and not contract.required_permissions:
+        yield _problem(f"{where}.audience", f"{name}: say who receives it: permissions or public")
+    if audience.owner is not None and audience.owner not in contract.input_schema.get(
+        "properties", {}
+    ):
+        yield _problem(
+            f"{where}.audience.owner", f"{name}: owner {audience.owner!r} is not a field of it"
+        )
+    for j, permission in enumerate(audience.admin):
+        if not PERMISSION_PATTERN.match(permission):
+            yield _problem(
+                f"{where}.audience.admin[{j}]", f"{name}: invalid permission {permission!r}"
+            )
 
 
 def _schema_problems(name: str, schema: Any, where: str) -> Iterator[Problem]:

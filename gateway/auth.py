@@ -90,7 +90,7 @@ class Authenticator:
 
     @staticmethod
     def may_see(caller: Caller | None, contract: ContractInfo) -> bool:
-        """Whether a caller may see a contract at all (GraphQL schema, event streams)."""
+        """Whether a caller may call a command or query at all (their GraphQL schema)."""
         if contract.is_public:
             return True
         return caller is not None and caller.has_all(contract.required_permissions)

@@ -1,10 +1,12 @@
 """Fan-out of bus events to the gateway's live subscribers (GraphQL subscriptions and `/ws`).
 
 A subscription names one event type and optional equality filters on top-level data fields.
-Subscribing checks that the caller may see the event (its required permissions) and binds the
-event's routing key to this gateway's own queue (`EventFeed`) before it returns, so every event
-published afterwards reaches the subscriber. Each event is checked again on delivery, against
-the contract as the registry holds it now.
+Subscribing checks that the caller is in the event's audience (`gateway.audience`, which
+also narrows a subscription to its caller's own events under an owner rule), and binds the
+event's routing key to this gateway's own queue (`EventFeed`) before it returns, so every
+event published afterwards reaches the subscriber. Each delivery follows the contract as the
+registry holds it now: when the registry has changed it, the event type's subscriptions are
+admitted again first, and those it refuses end with the reason (`Fanout.under`).
 
 A subscriber that falls `CAPACITY` events behind is dropped with SUBSCRIPTION_OVERFLOW rather
 than letting the gateway's memory grow.
@@ -12,13 +14,14 @@ than letting the gateway's memory grow.
 
 import asyncio
 import contextlib
-from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.auth import Authenticator, Identity
+from gateway.audience import Admission, admit, check
+from gateway.auth import Identity
 from gateway.errors import GatewayError
+from gateway.fanout import EventRoute, Fanout
 from gateway.state import GatewayState
 from pipelines import headers as h
 from pipelines.identity import Caller
@@ -73,30 +76,60 @@ class Subscription:
     """An async iterator of the matching deliveries of one event type."""
 
     def __init__(
-        self, hub: "EventHub", event_type: str, caller: Caller | None, filters: dict[str, Any]
+        self, hub: "EventHub", event_type: str, caller: Caller | None, requested: dict[str, Any]
     ) -> None:
         self.hub = hub
         self.event_type = event_type
         self.caller = caller
-        self.filters = filters
+        self.requested = requested  # the client's filters
+        self.admission = Admission(requested)
         self.closed = False
-        self.overflowed = False
+        self.failure: GatewayError | None = None
         self._queue: asyncio.Queue[Delivery | None] = asyncio.Queue(CAPACITY)
+        self._tests: tuple[tuple[str, Any], ...] = tuple(requested.items())
+
+    @property
+    def filters(self) -> dict[str, Any]:
+        """The client's filters and the owner rule's."""
+        return self.admission.all_filters()
+
+    def admit(self, route: EventRoute) -> None:
+        """Take what `route`'s contract gives the caller; GatewayError if it gives nothing."""
+        self.admission = admit(self.caller, *route, self.requested)
+        self._tests = tuple(self.admission.filters.items())
 
     def matches(self, delivery: Delivery) -> bool:
-        return all(delivery.data.get(name) == value for name, value in self.filters.items())
+        data = delivery.data
+        for name, value in self._tests:  # noqa: SIM110 -- hot path: no generator per event
+            if data.get(name) != value:
+                return False
+        return True
 
     def offer(self, delivery: Delivery) -> None:
         try:
             self._queue.put_nowait(delivery)
         except asyncio.QueueFull:
-            self.overflowed = True
-            self.hub.remove(self)
+            self.fail(
+                GatewayError(
+                    503,
+                    "SUBSCRIPTION_OVERFLOW",
+                    f"more than {CAPACITY} {self.event_type} events waited to be sent; "
+                    "subscribe again",
+                )
+            )
+
+    def fail(self, error: GatewayError) -> None:
+        """End with `error`, once what was offered before is read."""
+        self.failure = error
+        self._end()
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
+        self._end()
+
+    def _end(self) -> None:
         self.hub.remove(self)
         with contextlib.suppress(asyncio.QueueFull):  # full: the reader is not waiting
             self._queue.put_nowait(None)
@@ -106,17 +139,14 @@ class Subscription:
 
     async def __anext__(self) -> Delivery:
         if self._queue.empty():
-            if self.overflowed:
-                raise GatewayError(
-                    503,
-                    "SUBSCRIPTION_OVERFLOW",
-                    f"more than {CAPACITY} {self.event_type} events waited to be sent; "
-                    "subscribe again",
-                )
+            if self.failure is not None:
+                raise self.failure
             if self.closed:
                 raise StopAsyncIteration
         delivery = await self._queue.get()
         if delivery is None:
+            if self.failure is not None:
+                raise self.failure
             raise StopAsyncIteration
         return delivery
 
@@ -129,39 +159,66 @@ class EventHub:
 
     def __init__(self, state: GatewayState) -> None:
         self.state = state
-        self._by_type: dict[str, set[Subscription]] = defaultdict(set)
+        self._by_type: dict[str, Fanout] = {}
         state.feed.listeners.append(self.publish)
 
     async def subscribe(
         self, event_type: str, identity: Identity, filters: Any = None
     ) -> Subscription:
-        known = self.state.routes.events.get(event_type)
-        if known is None:
+        route = self.state.routes.events.get(event_type)
+        if route is None:
             raise GatewayError(404, "NOT_FOUND", f"no service publishes {event_type!r}")
-        service, contract = known
-        Authenticator.authorize(identity, contract)
-        filters = checked_filters(contract, {} if filters is None else filters)
+        service, contract = route
+        check(identity.caller, service, contract)  # before its fields are looked at
+        requested = checked_filters(contract, {} if filters is None else filters)
+        subscription = Subscription(self, event_type, identity.caller, requested)
+        subscription.admit(route)
         await self.state.feed.bind(event_routing_key(service, event_type))
-        subscription = Subscription(self, event_type, identity.caller, filters)
-        self._by_type[event_type].add(subscription)
+        self._current(event_type, route).add(subscription)
         return subscription
 
+    def reassign(self, subscription: Subscription, caller: Caller | None) -> None:
+        """Carry a subscription on for the new caller of its socket if they may have it, else
+        end it with the reason."""
+        self.remove(subscription)
+        subscription.caller = caller
+        route = self.state.routes.events.get(subscription.event_type)
+        try:
+            if route is None:
+                raise GatewayError(
+                    404, "NOT_FOUND", f"no service publishes {subscription.event_type!r}"
+                )
+            subscription.admit(route)
+        except GatewayError as exc:
+            subscription.fail(exc)
+            return
+        self._current(subscription.event_type, route).add(subscription)
+
     def remove(self, subscription: Subscription) -> None:
-        self._by_type[subscription.event_type].discard(subscription)
+        fanout = self._by_type.get(subscription.event_type)
+        if fanout is not None:
+            fanout.discard(subscription)
 
     def count(self) -> int:
-        return sum(len(subscriptions) for subscriptions in self._by_type.values())
+        return sum(map(len, self._by_type.values()))
 
     async def publish(self, event_type: str, data: Any, headers: dict[str, Any]) -> None:
-        subscribers = self._by_type.get(event_type)
-        known = self.state.routes.events.get(event_type)
-        if not subscribers or known is None or not isinstance(data, dict):
+        route = self.state.routes.events.get(event_type)
+        if event_type not in self._by_type or route is None or not isinstance(data, dict):
             return
-        delivery, contract = Delivery.of(event_type, data, headers), known[1]
-        allowed = [s for s in subscribers if Authenticator.may_see(s.caller, contract)]
-        for subscription in allowed:
+        delivery = Delivery.of(event_type, data, headers)
+        for subscription in self._current(event_type, route).recipients(data):
             if subscription.matches(delivery):
                 subscription.offer(delivery)
+
+    def _current(self, event_type: str, route: EventRoute) -> Fanout:
+        """The event type's subscriptions, admitted under the registry's current contract."""
+        fanout = self._by_type.get(event_type)
+        if fanout is None:
+            fanout = self._by_type[event_type] = Fanout(route)
+        elif fanout.route is not route:
+            fanout = self._by_type[event_type] = fanout.under(route)
+        return fanout
 
 
 def checked_filters(contract: ContractInfo, filters: Any) -> dict[str, Any]:

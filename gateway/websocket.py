@@ -1,7 +1,15 @@
 """The plain WebSocket at `/ws`: live events by type, with equality filters.
 
 Authentication: `?token=<jwt>`, an `Authorization: Bearer` header, or an `auth` message
-(which may also change the identity later). Each subscription needs the event's permissions.
+(which may also change the identity later: the connection's subscriptions then carry on for
+the new caller, or end with an `error` if they may not have them). A subscription is refused
+with an `error` unless the caller is in the event's audience (`gateway.audience`): 401
+NO_AUTH_HEADER for an anonymous caller and an event that is not public; 403
+INSUFFICIENT_PERMISSIONS for missing permissions, for an event that is not delivered to
+clients (none declared, or a platform service's), or for filtering on another user's owner
+field. Under an owner rule (say `OrderPlaced`'s `customerId`) a caller without the
+contract's admin permission receives only their own events: the filter is added for them and
+shown in `subscribed`.
 
 Client -> server:
     {"type": "auth", "token": "<jwt>"}
@@ -19,8 +27,10 @@ Server -> client:
 
 `id` is optional on subscribe (one is made up and returned). Filters match when every named
 top-level field of the event's data equals the given value. At most 100 subscriptions per
-connection. A bad token closes the connection (4401) after the error message; so does the
-expiry of the caller's token (TOKEN_EXPIRED), unless an `auth` message brought a fresh one.
+connection. A subscription the registry's new version of its contract no longer admits ends
+with an `error` carrying its id. A bad token closes the connection (4401) after the error
+message; so does the expiry of the caller's token (TOKEN_EXPIRED), unless an `auth` message
+brought a fresh one.
 """
 
 import asyncio
@@ -161,6 +171,8 @@ class Connection:
         self.identity = identify(self.state, self.websocket, f"Bearer {token}")
         self._expiry.watch(self.identity, self.expire)
         caller = self.identity.caller
+        for subscription, _ in self.subscriptions.values():
+            self.hub.reassign(subscription, caller)
         await self.send({"type": "authenticated", "userId": caller.user_id if caller else None})
 
     async def subscribe(self, message: Message) -> None:
@@ -200,7 +212,7 @@ class Connection:
         try:
             async for delivery in subscription:
                 await self.send({"type": "event", "id": subscription_id, **delivery.envelope()})
-        except GatewayError as exc:  # overflowed
+        except GatewayError as exc:  # overflowed, or no longer delivered to this caller
             self.subscriptions.pop(subscription_id, None)
             await self.send_error(exc, subscription_id)
 

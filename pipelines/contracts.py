@@ -4,7 +4,16 @@
         customer_id: str
         items: list[OrderLine]
 
+    class OrderPlaced(Event, service="orders", permissions=["orders:read"],
+                      owner="customer_id", admin="orders:admin"):
+        order_id: str
+        customer_id: str
+
 Field names are snake_case in Python and camelCase on the wire and in JSON Schema.
+An event declares who may receive it on the gateway's sockets (its audience): `public=True`
+(anyone, no token needed), or `permissions` (holders of them all), optionally narrowed by
+`owner` (a text field that must equal the caller's user id) unless the caller holds `admin`.
+An event that declares neither is not delivered to clients at all.
 Mark a field `Annotated[str, Sensitive]` to have its value redacted in logs.
 """
 
@@ -54,6 +63,33 @@ def _models_in(annotation: Any) -> list[type["Model"]]:
     return [m for arg in get_args(annotation) for m in _models_in(arg)]
 
 
+def _permissions(cls: type, permissions: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    bad = [p for p in permissions if not PERMISSION_PATTERN.match(p)]
+    if bad:
+        raise InvalidContract(
+            f"{cls.__name__}: invalid permission {bad[0]!r}; expected 'resource:action' "
+            f"matching {PERMISSION_PATTERN.pattern}"
+        )
+    return tuple(permissions)
+
+
+def _check_audience(cls: type["Contract"]) -> None:
+    """An event's audience must say one thing: public, or permissions (+ owner, + admin)."""
+    name, owner = cls.__name__, cls.__owner__
+    if cls.__public__ and (cls.__permissions__ or owner):
+        raise InvalidContract(f"{name}: a public event takes no permissions and no owner")
+    if owner is not None:
+        field = cls.model_fields.get(owner)
+        if field is None:
+            raise InvalidContract(f"{name}: owner {owner!r} is not a field of the event")
+        if field.annotation is not str:
+            raise InvalidContract(f"{name}: owner {owner!r} must be a text field (str)")
+        if not cls.__permissions__:
+            raise InvalidContract(f"{name}: owner narrows permissions; declare them")
+    if cls.__admin__ and owner is None:
+        raise InvalidContract(f"{name}: admin lifts the owner rule; declare an owner")
+
+
 class Contract(Model):
     # Dunder names, so that no field of a contract (say, `permissions`) can replace them.
     __kind__: ClassVar[Kind] = "model"
@@ -64,6 +100,10 @@ class Contract(Model):
     __rate_limit__: ClassVar[int | None] = None  # requests per minute per caller (gateway)
     # limited per client address whatever token is presented (sign-in: a token buys nothing)
     __limit_per_address__: ClassVar[bool] = False
+    # events only: who may receive them on the gateway's sockets (see the module's docstring)
+    __public__: ClassVar[bool] = False
+    __owner__: ClassVar[str | None] = None
+    __admin__: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(
         cls,
@@ -74,17 +114,14 @@ class Contract(Model):
         internal: bool | None = None,
         rate_limit: int | None = None,
         limit_per_address: bool | None = None,
+        public: bool | None = None,
+        owner: str | None = None,
+        admin: str | list[str] | tuple[str, ...] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init_subclass__(**kwargs)
         if permissions is not None:
-            bad = [p for p in permissions if not PERMISSION_PATTERN.match(p)]
-            if bad:
-                raise InvalidContract(
-                    f"{cls.__name__}: invalid permission {bad[0]!r}; expected 'resource:action' "
-                    f"matching {PERMISSION_PATTERN.pattern}"
-                )
-            cls.__permissions__ = tuple(permissions)
+            cls.__permissions__ = _permissions(cls, permissions)
         if description is not None:
             cls.__description__ = description
         elif cls.__doc__ and cls.__doc__ is not Contract.__doc__:
@@ -97,6 +134,20 @@ class Contract(Model):
             cls.__rate_limit__ = rate_limit
         if limit_per_address is not None:
             cls.__limit_per_address__ = limit_per_address
+        if (public, owner, admin) != (None, None, None) and cls.__kind__ != "event":
+            raise InvalidContract(f"{cls.__name__}: public, owner and admin are for events")
+        if public is not None:
+            cls.__public__ = public
+        if owner is not None:
+            cls.__owner__ = owner
+        if admin is not None:
+            cls.__admin__ = _permissions(cls, [admin] if isinstance(admin, str) else admin)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if cls.__kind__ == "event":
+            _check_audience(cls)
 
     @classmethod
     def message_type(cls) -> str:
@@ -104,7 +155,16 @@ class Contract(Model):
 
     @classmethod
     def is_public(cls) -> bool:
-        return not cls.__permissions__
+        """Commands and queries: anyone may call them (no permissions). Events: anyone may
+        receive them (`public=True`); an event with no permissions is not public by default."""
+        return cls.__public__ if cls.__kind__ == "event" else not cls.__permissions__
+
+    @classmethod
+    def owner_alias(cls) -> str | None:
+        """The wire name of an event's owner field."""
+        if cls.__owner__ is None:
+            return None
+        return cls.model_fields[cls.__owner__].alias or cls.__owner__
 
     def to_json(self) -> bytes:
         return self.model_dump_json().encode()

@@ -26,6 +26,15 @@ class CacheInfo(Model):
     key: str | None = None  # the payload field answers are invalidated by (`Cached.key`)
 
 
+class Audience(Model):
+    """Who may receive an event on the gateway's sockets. Absent: nobody (secure by default,
+    also for registrations made before audiences existed)."""
+
+    public: bool = False  # anyone, without a token; else holders of required_permissions
+    owner: str | None = None  # wire name of the text field that must equal the caller's id
+    admin: list[str] = []  # permissions that lift the owner rule
+
+
 class ContractInfo(Model):
     message_type: str
     kind: Literal["command", "query", "event"]
@@ -33,13 +42,14 @@ class ContractInfo(Model):
     input_schema: dict[str, Any]
     output_schema: dict[str, Any] | None = None
     required_permissions: list[str] = []
-    is_public: bool = True
+    is_public: bool = True  # commands, queries: no permissions needed; events: public=True
     sensitive: list[str] = []  # wire names of fields redacted in logs
     internal: bool = False
     rate_limit: int | None = None
     limit_per_address: bool = False
     has_policies: bool = False
     cache: CacheInfo | None = None
+    audience: Audience | None = None  # events only
 
 
 class RegisterService(Command, internal=True):
@@ -115,6 +125,7 @@ class ListContracts(Query, internal=True):
     pass
 
 
+# Discovery's events declare no audience: they are never delivered to clients.
 class ContractsChanged(Event, service=DISCOVERY):
     service_name: str
     version: str
@@ -153,6 +164,17 @@ def describe(contract: type[Contract], handler: Any = None) -> ContractInfo:
         limit_per_address=contract.__limit_per_address__,
         has_policies=bool(getattr(handler, "policies", ())),
         cache=_cache_info(handler),
+        audience=_audience(contract),
+    )
+
+
+def _audience(contract: type[Contract]) -> Audience | None:
+    if contract.__kind__ != "event" or not (contract.is_public() or contract.__permissions__):
+        return None
+    return Audience(
+        public=contract.is_public(),
+        owner=contract.owner_alias(),
+        admin=list(contract.__admin__),
     )
 
 

@@ -65,25 +65,25 @@ class StockView(StockLevel):
     reservations: dict[str, int]
 
 
-class StockAdded(Event, service="inventory"):
+class StockAdded(Event, service="inventory", permissions=["inventory:read"]):
     sku: str
     quantity: int
 
 
-class StockReserved(Event, service="inventory"):
+class StockReserved(Event, service="inventory", permissions=["inventory:read"]):
     order_id: str
     sku: str
     quantity: int
 
 
-class StockRejected(Event, service="inventory"):
+class StockRejected(Event, service="inventory", permissions=["inventory:read"]):
     order_id: str
     sku: str
     quantity: int
     reason: str
 
 
-class StockReleased(Event, service="inventory"):
+class StockReleased(Event, service="inventory", permissions=["inventory:read"]):
     """`quantity` 0: the order held nothing, and now never will (a late reservation is refused)."""
 
     order_id: str

@@ -54,14 +54,27 @@ class RejectOrder(Command, permissions=["orders:reject"]):
     reason: Annotated[str, Field(min_length=1, max_length=1000)]
 
 
-class OrderPlaced(Event, service="orders"):
+# Order events reach only their customer (holding orders:read) and holders of orders:admin.
+class OrderPlaced(
+    Event,
+    service="orders",
+    permissions=["orders:read"],
+    owner="customer_id",
+    admin="orders:admin",
+):
     order_id: str
     customer_id: str
     items: list[OrderLine]
     total: Decimal
 
 
-class OrderCancelled(Event, service="orders"):
+class OrderCancelled(
+    Event,
+    service="orders",
+    permissions=["orders:read"],
+    owner="customer_id",
+    admin="orders:admin",
+):
     order_id: str
     customer_id: str
     reason: str | None = None
@@ -70,12 +83,24 @@ class OrderCancelled(Event, service="orders"):
     items: list[OrderLine] = Field(default_factory=list)
 
 
-class OrderConfirmed(Event, service="orders"):
+class OrderConfirmed(
+    Event,
+    service="orders",
+    permissions=["orders:read"],
+    owner="customer_id",
+    admin="orders:admin",
+):
     order_id: str
     customer_id: str
 
 
-class OrderRejected(Event, service="orders"):
+class OrderRejected(
+    Event,
+    service="orders",
+    permissions=["orders:read"],
+    owner="customer_id",
+    admin="orders:admin",
+):
     order_id: str
     customer_id: str
     reason: str

@@ -11,6 +11,8 @@ A field returns the handler's result (`JSON` when the contract declares no resul
 A subscription field returns an envelope (`eventType`, `eventId`, `position`, `occurredAt`,
 `correlationId`) around the event's `data`, and filters on the event's top-level scalar fields.
 `_schemaVersion` (the routing table's version) keeps `Query` non-empty for every caller.
+A caller's schema holds the operations they may call and the events they may receive
+(`gateway.audience`): an anonymous caller sees only the public events.
 """
 
 import json
@@ -21,11 +23,12 @@ from dataclasses import dataclass
 from ariadne import MutationType, ObjectType, QueryType, SubscriptionType, make_executable_schema
 from graphql import GraphQLObjectType, GraphQLSchema
 
+from gateway.audience import may_receive
 from gateway.auth import Authenticator
 from gateway.graphql import resolvers, scalars
 from gateway.graphql.typemap import TypeMap, description, is_name, pascal
 from gateway.routes import RouteTable, camel
-from pipelines.identity import Caller
+from pipelines.identity import ALL, Caller
 from pipelines.registry import ContractInfo
 
 VERSION_FIELD = "_schemaVersion"
@@ -80,6 +83,10 @@ def sdl(fields: list[RootField]) -> str:
 def _describe(contract: ContractInfo) -> str:
     required = contract.required_permissions
     needs = f"Requires {', '.join(required)}." if required else ""
+    audience = contract.audience
+    if audience is not None and audience.owner is not None:
+        lifted = f", unless you hold {', '.join(audience.admin)}" if audience.admin else ""
+        needs += f" Only events whose {audience.owner} is your user id{lifted}."
     return description("\n\n".join(p for p in (contract.description, needs) if p), "  ")
 
 
@@ -154,10 +161,9 @@ class GatewaySchema:
     def __init__(self, table: RouteTable) -> None:
         fields = root_fields(table)
         self.full = executable(table, fields)
-        self.contracts = {(f.operation, f.name): f.contract for f in fields}
-        self.permissions = frozenset(
-            p for c in self.contracts.values() for p in c.required_permissions
-        )
+        self.fields = {(f.operation, f.name): f for f in fields}
+        permissions = {p for f in fields for p in f.contract.required_permissions}
+        self.permissions = frozenset(permissions | {ALL})  # ALL: every permission at once
 
     def key(self, caller: Caller | None) -> Hashable:
         """Callers with the same key see the same schema."""
@@ -184,5 +190,9 @@ class GatewaySchema:
         )
 
     def _visible(self, operation: str, name: str, caller: Caller | None) -> bool:
-        contract = self.contracts.get((operation, name))
-        return contract is None or Authenticator.may_see(caller, contract)
+        field = self.fields.get((operation, name))
+        if field is None:
+            return True
+        if operation == "Subscription":
+            return may_receive(caller, field.service, field.contract)
+        return Authenticator.may_see(caller, field.contract)

@@ -30,7 +30,9 @@ from pipelines.identity import Caller
 
 MAX_OPERATIONS = 100  # subscriptions (and queries in flight) per connection
 INIT_TIMEOUT = timedelta(seconds=10)
+BAD_REQUEST_CLOSE = 4400  # graphql-transport-ws: connection_init's payload malformed
 FORBIDDEN_CLOSE = 4403  # graphql-transport-ws: connection_init refused
+AUTHORIZATION = "Authorization"  # the one key of connection_init's payload (any case)
 EXPLORER = GraphiQL(title="Banyan GraphQL")
 
 
@@ -98,7 +100,10 @@ class CallerHandlers:
 
 class ConnectionHandler(GraphQLTransportWSHandler):
     """One graphql-transport-ws connection: its caller (from `connection_init`'s
-    `Authorization`, else the handshake), their schema, at most 100 operations at once."""
+    `Authorization`, else the handshake), their schema, at most 100 operations at once.
+
+    Any other key of `connection_init`'s payload (`token`, `headers`, ...) closes the
+    socket with 4400: a token passed the wrong way never makes an anonymous connection."""
 
     def __init__(self, state: GatewayState, hub: EventHub, handlers: CallerHandlers) -> None:
         super().__init__(connection_init_wait_timeout=INIT_TIMEOUT)
@@ -140,7 +145,8 @@ class ConnectionHandler(GraphQLTransportWSHandler):
             try:
                 self.identity = identify(self.state, websocket, _authorization(message))
             except GatewayError as exc:
-                await websocket.close(FORBIDDEN_CLOSE, f"{exc.code}: {exc.message}"[:120])
+                close = BAD_REQUEST_CLOSE if exc.status == 400 else FORBIDDEN_CLOSE
+                await websocket.close(close, f"{exc.code}: {exc.message}"[:120])
                 return
             self._serve(self.identity.caller)
             self._expiry.watch(self.identity, lambda: close_expired(websocket))
@@ -171,8 +177,22 @@ class ConnectionHandler(GraphQLTransportWSHandler):
 
 
 def _authorization(message: dict[str, Any]) -> str | None:
+    """`Authorization` of connection_init's payload (connectionParams), if it has one."""
     payload = message.get("payload")
-    if not isinstance(payload, dict):
+    if payload is None:
         return None
-    value = {str(k).lower(): v for k, v in payload.items()}.get("authorization")
-    return value if isinstance(value, str) else None
+    if not isinstance(payload, dict):
+        raise GatewayError(400, "VALIDATION_ERROR", "connection_init's payload must be an object")
+    unknown = sorted(str(k) for k in payload if str(k).lower() != AUTHORIZATION.lower())
+    if unknown:
+        raise GatewayError(
+            400,
+            "VALIDATION_ERROR",
+            f"unknown key {unknown[0]!r}: send the token as {AUTHORIZATION}: Bearer <jwt>",
+        )
+    value = next(iter(payload.values()), None)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise GatewayError(401, "INVALID_TOKEN", f"use '{AUTHORIZATION}: Bearer <token>'")
+    return value
