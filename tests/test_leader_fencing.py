@@ -5,6 +5,7 @@ import json
 from collections import Counter
 
 import aio_pika
+import asyncpg
 
 from examples.orders.contracts import PlaceOrder
 from examples.orders.summary import order_summary
@@ -15,6 +16,15 @@ from tests.conftest import eventually
 
 ITEMS = [{"sku": "fig", "quantity": 1, "unitPrice": "1.00"}]
 QUIET = 0.5  # seconds without a further delivery after the last expected one
+
+
+async def end_lock_session(pool: asyncpg.Pool, key: str) -> None:
+    """End the database session holding advisory lock `key`, as a failover or a cut would."""
+    await pool.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+        "AND granted AND objid = (hashtext($1)::bigint & 4294967295)::oid",
+        key,
+    )
 
 
 async def deliveries_until(queue: aio_pika.abc.AbstractQueue, last: str) -> Counter[str]:
@@ -42,11 +52,7 @@ async def test_a_relay_whose_session_ended_steps_down(settings, orders, rpc, tok
     relays = [orders.relay, standby]
     try:
         await eventually(lambda: any(r.is_leader.is_set() for r in relays), what="a leader")
-        await orders.runtime.pool.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
-            "AND granted AND objid = (hashtext($1)::bigint & 4294967295)::oid",
-            f"{settings.database_schema}.relay",
-        )
+        await end_lock_session(orders.runtime.pool, f"{settings.database_schema}.relay")
         await eventually(lambda: "stepped down" in caplog.text, what="the leader to step down")
 
         auth = token("fencing", "orders:place")
@@ -71,10 +77,8 @@ async def test_a_projection_runner_whose_session_ended_steps_down(
     runners = [orders.runners["order_summary"], standby]
     try:
         await eventually(lambda: any(r.is_leader.is_set() for r in runners), what="a leader")
-        await orders.runtime.pool.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
-            "AND granted AND objid = (hashtext($1)::bigint & 4294967295)::oid",
-            f"{settings.database_schema}.projection.order_summary",
+        await end_lock_session(
+            orders.runtime.pool, f"{settings.database_schema}.projection.order_summary"
         )
         await eventually(
             lambda: "projection order_summary lost its connection" in caplog.text,
