@@ -8,6 +8,7 @@ contract or model are replaced, at any depth of what the line carries.
 
 import json
 import logging
+import re
 import sys
 import time
 from datetime import UTC, datetime
@@ -24,6 +25,11 @@ STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"
 CONTEXT_FIELDS = ("service", "correlationId", "traceId", "spanId", "userId")
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(service)s %(name)s [%(correlationId)s] %(message)s"
 SENSITIVE_REFRESH = 10.0  # seconds: contracts are declared at import, rarely later
+# secrets inside URLs: a query's token (`/ws?token=...`) and a URL's user info (`//user:pw@`)
+URL_SECRETS = (
+    (re.compile(r"([?&](?:access_)?token=)[^&\s\"']+", re.IGNORECASE), r"\1" + REDACTED),
+    (re.compile(r"(\w+://)[^/@\s:]+:[^/@\s]+@"), r"\1" + REDACTED + "@"),
+)
 
 _sensitive: tuple[float, frozenset[str]] = (0.0, frozenset())
 
@@ -60,6 +66,24 @@ def redact(value: object, key: str = "") -> object:
     if isinstance(value, list | tuple):
         return [redact(v) for v in value]
     return value
+
+
+def redact_urls(text: str) -> str:
+    """`text` with the tokens in query strings and the passwords in URLs replaced."""
+    for pattern, replacement in URL_SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class UrlSecretsFilter(logging.Filter):
+    """Redacts secrets inside URLs in a record's message (access logs, endpoints at start)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_urls(message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
 
 
 class ContextFilter(logging.Filter):
@@ -117,6 +141,7 @@ def handler(stream: TextIO | None = None, text: bool | None = None) -> logging.H
         text = out.stream.isatty()
     out.setFormatter(TextFormatter() if text else JsonFormatter())
     out.addFilter(ContextFilter())
+    out.addFilter(UrlSecretsFilter())
     return out
 
 
@@ -130,5 +155,7 @@ def configure_logging(service: str, level: str) -> None:
     out.banyan = True  # type: ignore[attr-defined]
     root.addHandler(out)
     root.setLevel(level.upper())
+    # uvicorn's access lines go to its own handler: the query's token must not reach it either
+    logging.getLogger("uvicorn.access").addFilter(UrlSecretsFilter())
     for chatty in ("aio_pika", "aiormq"):  # at DEBUG they log whole messages, secrets included
         logging.getLogger(chatty).setLevel(max(logging.INFO, root.level))

@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     # 0 keeps them forever
     discovery_instance_retention: float = 3600.0
     announce_enabled: bool = True
-    http_host: str = "0.0.0.0"
+    http_host: str = "127.0.0.1"  # auth's and discovery's HTTP (0.0.0.0 in containers)
     # proxies (comma-separated addresses or networks, `*` for any) whose X-Forwarded-For is
     # believed; by default none: a caller's address is the peer of the connection
     forwarded_allow_ips: str = ""

@@ -1,0 +1,41 @@
+"""Secrets inside URLs never reach a log line: access tokens in a query, passwords in URLs."""
+
+import io
+import json
+import logging
+
+from pipelines.logs import REDACTED, UrlSecretsFilter, handler
+
+TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"
+
+
+def logged(logger: str, message: str, *args: object) -> str:
+    stream = io.StringIO()
+    record = logging.LogRecord(logger, logging.INFO, __file__, 1, message, args, None)
+    out = handler(stream, text=False)
+    out.handle(record)
+    return stream.getvalue()
+
+
+def test_an_access_line_keeps_no_query_token() -> None:
+    # as uvicorn's access logger writes it: client, request line with the query, status
+    line = logged(
+        "uvicorn.access", '%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "GET", f"/ws?token={TOKEN}",
+        "1.1", 101,
+    )  # fmt: skip
+    assert TOKEN not in line
+    assert f"/ws?token={REDACTED}" in json.loads(line)["message"]
+
+
+def test_a_url_keeps_no_password() -> None:
+    line = logged("banyan.tracing", "exporting traces to %s", "https://bob:s3cret@jaeger:4318/v1")
+    assert "s3cret" not in line and "bob" not in line
+    assert json.loads(line)["message"] == f"exporting traces to https://{REDACTED}@jaeger:4318/v1"
+
+
+def test_uvicorn_access_logger_redacts_on_its_own_handler() -> None:
+    from pipelines.logs import configure_logging
+
+    configure_logging("gateway", "INFO")
+    access = logging.getLogger("uvicorn.access")
+    assert any(isinstance(f, UrlSecretsFilter) for f in access.filters)
