@@ -82,6 +82,7 @@ class Session(Aggregate):
     token_hash: str = ""
     used_hashes: list[str] = Field(default_factory=list)  # presenting one again is theft
     expires_at: int = 0
+    refreshed_at: int = 0  # when the last token was replaced
     revoked: bool = False
 
     @applies(SessionStarted)
@@ -92,7 +93,7 @@ class Session(Aggregate):
     @applies(SessionRefreshed)
     def _refreshed(self, event: SessionRefreshed) -> None:
         self.used_hashes.append(self.token_hash)
-        self.token_hash = event.token_hash
+        self.token_hash, self.refreshed_at = event.token_hash, event.refreshed_at
 
     @applies(SessionRevoked)
     def _revoked(self, event: SessionRevoked) -> None:

@@ -67,6 +67,7 @@ class SessionStarted(Event, service="auth"):
 class SessionRefreshed(Event, service="auth"):
     session_id: str
     token_hash: str
+    refreshed_at: int = 0  # epoch seconds (0 in events recorded before it was kept)
 
 
 class SessionRevoked(Event, service="auth"):

@@ -4,6 +4,7 @@ Handlers receive only their message and context, so these are built once per pro
 the process settings (`faststream run auth:app` runs one instance per process).
 """
 
+import hashlib
 from dataclasses import dataclass
 from functools import cache
 
@@ -17,6 +18,8 @@ from pipelines.settings import get_settings
 class AuthResources:
     tokens: TokenCodec
     throttle: LoginThrottle
+    refresh_key: bytes  # derives each next refresh token (`refresh_tokens`)
+    refresh_grace: float  # seconds a replaced refresh token still gets its successor
 
 
 @cache
@@ -30,4 +33,8 @@ def resources() -> AuthResources:
             settings.signin_free_failures,
             settings.signin_max_delay,
         ),
+        refresh_key=hashlib.sha256(
+            b"refresh-token:" + (settings.jwt_private_key or settings.jwt_secret).encode()
+        ).digest(),
+        refresh_grace=settings.refresh_token_grace,
     )

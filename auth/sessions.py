@@ -22,7 +22,13 @@ from auth.domain import EmailClaim, Session, User
 from auth.errors import InvalidCredentials, RefreshTokenExpired
 from auth.events import SessionRefreshed, SessionRevoked, SessionStarted
 from auth.passwords import NO_CREDENTIAL, load_hash, verify_password
-from auth.refresh_tokens import TTL_SECONDS, new_refresh_token, session_of, token_hash
+from auth.refresh_tokens import (
+    TTL_SECONDS,
+    new_refresh_token,
+    next_refresh_token,
+    session_of,
+    token_hash,
+)
 from auth.resources import resources
 from pipelines import Caller, Context
 from pipelines.errors import Unauthorized
@@ -62,21 +68,34 @@ async def refresh_token(command: RefreshToken, ctx: Context) -> AuthTokens:
     session = await find_session(ctx, command.refresh_token)
     if session is None:
         raise Unauthorized("invalid refresh token")
-    presented = token_hash(command.refresh_token)
-    if presented in session.used_hashes:
+    presented, now = token_hash(command.refresh_token), time.time()
+    just_replaced = just_replaced_by_now(session, presented, now)
+    if presented in session.used_hashes and not just_replaced:
         await end_now(ctx, session, "token-reused")
         raise Unauthorized("refresh token was already used: its session is revoked")
-    if not hmac.compare_digest(presented, session.token_hash):
+    if not just_replaced and not hmac.compare_digest(presented, session.token_hash):
         raise Unauthorized("invalid refresh token")
-    if session.expires_at <= time.time():
+    if session.expires_at <= now:
         raise RefreshTokenExpired("refresh token has expired")
     user = await ctx.load(User, session.user_id)
     if user.credential_id != session.credential_id:
         await end_now(ctx, session, "password-changed")
         raise Unauthorized("the password has changed since this session began")
-    token = new_refresh_token(session.id)
-    session.record(SessionRefreshed(session_id=session.id, token_hash=token_hash(token)))
+    token = next_refresh_token(resources().refresh_key, command.refresh_token)
+    if not just_replaced:
+        session.record(
+            SessionRefreshed(
+                session_id=session.id, token_hash=token_hash(token), refreshed_at=int(now)
+            )
+        )
     return await issue_tokens(ctx, user, token)
+
+
+def just_replaced_by_now(session: Session, presented: str, now: float) -> bool:
+    """`presented` is the token the last refresh replaced, within the grace window: another
+    tab refreshing at the same moment, which gets the same new pair, not a revoked session."""
+    grace = resources().refresh_grace
+    return session.used_hashes[-1:] == [presented] and now - session.refreshed_at <= grace
 
 
 async def revoke_token(command: RevokeToken, ctx: Context) -> RevokeTokenResult:

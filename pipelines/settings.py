@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     # address wait 2, 4, 8... seconds, up to the longest delay
     signin_free_failures: int = 3
     signin_max_delay: int = 300
+    # seconds a just-replaced refresh token still gets the pair that replaced it (two tabs)
+    refresh_token_grace: float = 10.0
     cors_origins: str = "*"  # comma-separated
     max_body_bytes: int = 1_048_576
     cache_prefix: str = "banyan"
