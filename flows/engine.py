@@ -58,8 +58,7 @@ class Engine:
     async def _tick(self) -> None:
         try:
             if self.driving:
-                held = await self.runs.renew(self.owner, self.settings.lease, list(self.driving))
-                self._step_down(set(self.driving) - held)
+                await self.runs.renew(self.owner, self.settings.lease, list(self.driving))
             room = self.settings.concurrency - len(self.driving)
             if room <= 0:
                 return
@@ -73,14 +72,6 @@ class Engine:
             log.warning("flows cannot reach the database (%s); retrying", exc)
         except Exception:
             log.exception("flows could not look for due runs; retrying")
-
-    def _step_down(self, lost: set[str]) -> None:
-        """Stop driving the runs whose lease passed to another process (this one stalled past
-        it): two drivers of one run would send its steps twice."""
-        for run in lost:
-            if (task := self.driving.pop(run, None)) is not None:
-                task.cancel()
-                log.warning("flow run %s: its lease passed to another process; stepped down", run)
 
     def expire_finished_runs_now_and_then(self) -> None:
         """In the background, delete finished runs past their retention with their steps:
