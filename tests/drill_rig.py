@@ -29,6 +29,7 @@ from pipelines.settings import Settings
 from tests.conftest import eventually
 from tests.folds import caught_up, folded_orders, projected_orders
 from tests.isolation import create_isolated_env, drop_isolated_env
+from tests.tcp_proxy import proxy_for
 
 COMMAND_TIMEOUT = 10.0  # the gateway's: a command unanswered by then gets 504 TIMEOUT
 ANSWER_TIMEOUT = COMMAND_TIMEOUT + 5  # a client waiting longer than this saw a hang
@@ -43,6 +44,7 @@ SERVICE_READY = "FastStream app started successfully"
 RELAY_LEADS = "relay leading from position"
 RUNNER_LEADS = "projection order_summary running from position"
 LISTENER = "drills"  # tests/drill_listener.py: the subscriber every OrderPlaced must reach
+APPEND_STALL_TIMEOUT = 2.0  # the rig's sessions: a frozen appender is cut within seconds
 
 
 class Child:
@@ -133,6 +135,12 @@ class Ledger:
     acknowledged: dict[str, str] = field(default_factory=dict)  # correlation id -> order id
     refused: Counter[str] = field(default_factory=Counter)  # error code -> how many
     broken: list[str] = field(default_factory=list)  # hangs, transport errors, other bodies
+    timings: list[tuple[float, float]] = field(default_factory=list)  # (sent at, seconds)
+
+    def slowest(self, since: float, until: float) -> float:
+        """The longest answer, in seconds, to a request sent between `since` and `until`
+        (event loop times)."""
+        return max(taken for sent, taken in self.timings if since <= sent <= until)
 
 
 def error_code(response: httpx.Response, correlation_id: str) -> str | None:
@@ -176,11 +184,14 @@ class Load:
         correlation_id = uuid.uuid4().hex
         body = {"customerId": customer, "items": ITEMS}
         headers = {**self.auth, "X-Correlation-ID": correlation_id}
+        sent = asyncio.get_running_loop().time()
         try:
             response = await self.http.post(PLACE_ORDER, json=body, headers=headers)
         except httpx.HTTPError as exc:
             self.ledger.broken.append(f"{type(exc).__name__} {exc}")
             return None
+        finally:
+            self.ledger.timings.append((sent, asyncio.get_running_loop().time() - sent))
         if response.status_code == 200 and "X-Event-Position" in response.headers:
             order_id: str = response.json()["orderId"]
             self.ledger.acknowledged[correlation_id] = order_id
@@ -203,10 +214,12 @@ class Load:
 
 
 class Rig:
-    """Orders and a listener service as subprocesses, a gateway in this process, a database."""
+    """Orders and a listener service as subprocesses, a gateway in this process, a database;
+    the gateway and the services reach Redis through a proxy a drill can freeze."""
 
     def __init__(self, base: Settings, token: Callable[..., str]) -> None:
         self.env = create_isolated_env()
+        self.redis, self._redis_port, redis_url = proxy_for(base.redis_url)
         self.settings = base.model_copy(
             update={
                 "rabbitmq_url": self.env["RABBITMQ_URL"],
@@ -214,6 +227,8 @@ class Rig:
                 "cache_prefix": f"banyan-drill-{self.env['BANYAN_TEST_RUN']}",
                 "command_timeout": COMMAND_TIMEOUT,
                 "rate_limit_per_user": 1_000_000,
+                "redis_url": redis_url,
+                "append_stall_timeout": APPEND_STALL_TIMEOUT,
             }
         )
         self.token = token
@@ -227,10 +242,15 @@ class Rig:
         self.http = httpx.AsyncClient(timeout=ANSWER_TIMEOUT)
 
     def child(self, name: str, *argv: str, **env: str) -> Child:
-        settings = {"CACHE_PREFIX": self.settings.cache_prefix}
+        settings = {
+            "CACHE_PREFIX": self.settings.cache_prefix,
+            "REDIS_URL": self.settings.redis_url,
+            "APPEND_STALL_TIMEOUT": str(APPEND_STALL_TIMEOUT),
+        }
         return Child(name, [sys.executable, *argv], {**os.environ, **self.env, **settings, **env})
 
     async def start(self) -> None:
+        await self.redis.start(self._redis_port)
         await asyncio.gather(self.orders.start(ready=RUNNER_LEADS), self.listener.start())
         await self.app.state.gateway.start()
         await self.server.start()
@@ -241,6 +261,7 @@ class Rig:
         await self.server.stop()
         await self.app.state.gateway.stop()
         await asyncio.gather(self.orders.stop(), self.listener.stop())
+        await self.redis.stop()
         await drop_isolated_env(self.env)
 
     def load(self, customer: str) -> Load:

@@ -3,6 +3,8 @@
 import asyncio
 import contextlib
 
+from yarl import URL
+
 
 class TcpProxy:
     def __init__(self, target_host: str, target_port: int) -> None:
@@ -18,6 +20,10 @@ class TcpProxy:
     def freeze(self) -> None:
         """Stop forwarding, connections left open: a frozen server or a silent network."""
         self._flowing.clear()
+
+    def thaw(self) -> None:
+        """Forward again, what was held back first."""
+        self._flowing.set()
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -39,6 +45,15 @@ class TcpProxy:
                 dst.write(data)
                 await dst.drain()
         dst.close()
+
+
+def proxy_for(url: str) -> tuple[TcpProxy, int, str]:
+    """A proxy (not started) to the server of `url`, the port it is to listen on, and `url`
+    through it."""
+    real = URL(url)
+    port = free_port()
+    proxy = TcpProxy(real.host or "127.0.0.1", real.port or 0)
+    return proxy, port, str(real.with_port(port))
 
 
 def free_port() -> int:

@@ -3,13 +3,12 @@
 import time
 
 import httpx
-from yarl import URL
 
 from examples.orders import service as orders_service
 from gateway.app import create_app
 from gateway.registry import from_services
 from pipelines.http import HttpServer
-from tests.tcp_proxy import TcpProxy, free_port
+from tests.tcp_proxy import TcpProxy, proxy_for
 
 ITEMS = [{"sku": "kiwi", "quantity": 1, "unitPrice": "1.00"}]
 
@@ -23,10 +22,9 @@ async def serve(settings):
 
 
 async def proxied(url: str) -> tuple[TcpProxy, str]:
-    real = URL(url)
-    proxy, port = TcpProxy(real.host or "127.0.0.1", real.port or 0), free_port()
+    proxy, port, through = proxy_for(url)
     await proxy.start(port)
-    return proxy, str(real.with_port(port))
+    return proxy, through
 
 
 async def test_a_frozen_redis_costs_a_request_little(settings, orders, token) -> None:
