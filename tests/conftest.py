@@ -46,7 +46,7 @@ def settings() -> Settings:
 @pytest.fixture(scope="session", autouse=True)
 async def isolated_run() -> AsyncIterator[None]:
     yield
-    await drop_isolated_env(_ENV)
+    await drop_isolated_env(_ENV, os.environ["CACHE_PREFIX"])
 
 
 @pytest.fixture(scope="session")

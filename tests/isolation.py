@@ -1,10 +1,11 @@
-"""Each test run gets its own RabbitMQ virtual host and PostgreSQL schema."""
+"""Each test run gets its own RabbitMQ virtual host, PostgreSQL schema and Redis prefix."""
 
 import shutil
 import subprocess
 import uuid
 
 import asyncpg
+import redis.asyncio as redis
 from yarl import URL
 
 from pipelines.settings import Settings
@@ -28,11 +29,21 @@ def create_isolated_env() -> dict[str, str]:
     return env
 
 
-async def drop_isolated_env(env: dict[str, str]) -> None:
-    conn = await asyncpg.connect(Settings().database_url)
+async def drop_isolated_env(env: dict[str, str], redis_prefix: str) -> None:
+    settings = Settings()
+    conn = await asyncpg.connect(settings.database_url)
     try:
+        # a session a test left in a transaction fails the run's end, not hangs it
+        await conn.execute("SET lock_timeout = '30s'")
         await conn.execute(f'DROP SCHEMA IF EXISTS "{env["DATABASE_SCHEMA"]}" CASCADE')
     finally:
         await conn.close()
     if vhost := env.get("BANYAN_TEST_VHOST"):
         _rabbitmqctl("delete_vhost", vhost)
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        keys = [key async for key in client.scan_iter(f"{redis_prefix}:*", count=1000)]
+        for start in range(0, len(keys), 1000):
+            await client.delete(*keys[start : start + 1000])
+    finally:
+        await client.aclose()
