@@ -140,14 +140,13 @@ class Processor:
         raw: AbstractIncomingMessage = message.raw_message
         try:
             await self._handle(raw)
-        except INFRASTRUCTURE_ERRORS as exc:
+        except INFRASTRUCTURE_ERRORS:
             # The effects are committed but the reply or the ack could not be sent: the
-            # broker delivers the message again (idempotency answers it).
+            # broker delivers the message again (idempotency answers it) once its channels
+            # are back; not counted as a redelivery, the message is not at fault.
             self.rt.log.warning("lost the broker while finishing a message from %s", self.queue)
             with contextlib.suppress(*INFRASTRUCTURE_ERRORS):  # no channel: requeued anyway
-                if not await self._put_back(raw):
-                    await self.rt.dead_letter(raw, self.queue, redelivery_limit(raw, exc), 1)
-                    await raw.ack()
+                await raw.nack(requeue=True)
         except Exception:
             # A fault outside the handler (a broken message, a platform bug): never leave the
             # message unacknowledged, park it in its dead-letter queue for inspection.
@@ -176,14 +175,15 @@ class Processor:
             await raw.ack()
 
     async def _put_back(self, raw: AbstractIncomingMessage) -> bool:
-        """Requeue a message that failed for want of the database or broker; False when it
-        has been back too often while the database answered: the failure is its own (a fault
-        taken for an outage), and it must not loop."""
-        limit = self.rt.settings.max_redeliveries
-        if redeliveries(raw) >= limit and await self.rt.database_answers():
+        """Requeue a message whose handling failed for want of the database or broker; False
+        when it has been back too often while the database answered: the failure is its own
+        (a fault taken for an outage), and it must not loop. Failures while the database does
+        not answer are an outage, and not counted."""
+        counted = await self.rt.database_answers()
+        if counted and redeliveries(raw) >= self.rt.settings.max_redeliveries:
             return False
         try:
-            await self.rt.requeue(raw, self.queue)
+            await self.rt.requeue(raw, self.queue, counted)
         except INFRASTRUCTURE_ERRORS:  # the broker is gone: it redelivers the message itself
             with contextlib.suppress(*INFRASTRUCTURE_ERRORS):
                 await raw.nack(requeue=True)

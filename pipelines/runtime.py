@@ -143,9 +143,12 @@ class Runtime:
             extra={"correlationId": headers.get(h.CORRELATION_ID)},
         )
 
-    async def requeue(self, raw: aio_pika.abc.AbstractIncomingMessage, queue: str) -> None:
-        """Put `raw` back at the end of `queue`, counting the redelivery in its headers."""
-        headers = {**(raw.headers or {}), h.REDELIVERY_COUNT: redeliveries(raw) + 1}
+    async def requeue(
+        self, raw: aio_pika.abc.AbstractIncomingMessage, queue: str, counted: bool
+    ) -> None:
+        """Put `raw` back at the end of `queue`, counting the redelivery in its headers if
+        `counted`."""
+        headers = {**(raw.headers or {}), h.REDELIVERY_COUNT: redeliveries(raw) + counted}
         channel = await self.channel(CONFIRM_CHANNEL)
         await channel.default_exchange.publish(resent(raw, headers, reply_to=True), queue)
         await raw.ack()

@@ -29,7 +29,7 @@ def create_isolated_env() -> dict[str, str]:
     return env
 
 
-async def drop_isolated_env(env: dict[str, str], redis_prefix: str) -> None:
+async def drop_isolated_env(env: dict[str, str], redis_prefix: str | None = None) -> None:
     settings = Settings()
     conn = await asyncpg.connect(settings.database_url)
     try:
@@ -40,7 +40,12 @@ async def drop_isolated_env(env: dict[str, str], redis_prefix: str) -> None:
         await conn.close()
     if vhost := env.get("BANYAN_TEST_VHOST"):
         _rabbitmqctl("delete_vhost", vhost)
-    client = redis.Redis.from_url(settings.redis_url)
+    if redis_prefix is not None:
+        await _drop_keys(settings.redis_url, redis_prefix)
+
+
+async def _drop_keys(url: str, redis_prefix: str) -> None:
+    client = redis.Redis.from_url(url)
     try:
         keys = [key async for key in client.scan_iter(f"{redis_prefix}:*", count=1000)]
         for start in range(0, len(keys), 1000):
