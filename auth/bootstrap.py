@@ -23,13 +23,15 @@ ADMIN_ROLE = "admin"
 # Auth imports no other service, so the orders example's permissions are named here
 # (orders:admin is checked only inside the orders service; no contract would reveal it).
 ORDERS_PERMISSIONS = ("orders:place", "orders:cancel", "orders:read", "orders:admin")
+PLATFORM_PERMISSIONS = ("discovery:read",)  # the registry's HTTP API
 SEND_ATTEMPTS = 5
 
 
 def admin_permissions(service: "Service") -> list[str]:
-    """Every permission the auth contracts require, and every orders permission."""
+    """Every permission the auth contracts require, every orders permission, and reading
+    discovery's registry."""
     own = {p for handler in service.requests.values() for p in handler.contract.__permissions__}
-    return sorted(own.union(ORDERS_PERMISSIONS))
+    return sorted(own.union(ORDERS_PERMISSIONS, PLATFORM_PERMISSIONS))
 
 
 async def bootstrap_admin(instance: ServiceInstance) -> bool:

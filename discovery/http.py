@@ -1,17 +1,33 @@
-"""Discovery's HTTP API beside `/health`: the registry as JSON (camelCase)."""
+"""Discovery's HTTP API beside `/health`: the registry as JSON (camelCase), for callers whose
+bearer token holds `discovery:read` (the registry maps every operation and permission)."""
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from discovery.catalog import Catalog
-from pipelines.errors import PlatformError, ServiceUnavailable
+from pipelines.errors import Forbidden, NoAuthHeader, PlatformError, ServiceUnavailable
+
+READ_PERMISSION = "discovery:read"
 
 
 def add_routes(app: FastAPI) -> None:
-    app.add_api_route("/api/services", list_services, methods=["GET"])
-    app.add_api_route("/api/services/{name}", get_service, methods=["GET"])
-    app.add_api_route("/api/contracts", list_contracts, methods=["GET"])
+    reader = [Depends(registry_reader)]
+    app.add_api_route("/api/services", list_services, methods=["GET"], dependencies=reader)
+    app.add_api_route("/api/services/{name}", get_service, methods=["GET"], dependencies=reader)
+    app.add_api_route("/api/contracts", list_contracts, methods=["GET"], dependencies=reader)
     app.add_exception_handler(PlatformError, _error)  # type: ignore[arg-type]
+
+
+def registry_reader(request: Request) -> None:
+    """Refuse a caller without a verified token that holds `discovery:read`."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise NoAuthHeader(
+            f"the registry needs 'Authorization: Bearer <token>' ({READ_PERMISSION})"
+        )
+    caller = request.app.state.instance.runtime.tokens.verify(token.strip())
+    if not caller.has(READ_PERMISSION):
+        raise Forbidden(f"the registry requires {READ_PERMISSION}", {"required": [READ_PERMISSION]})
 
 
 async def list_services(request: Request) -> Response:

@@ -55,7 +55,7 @@ class FirstHour:
             await self.hide_orders_from(bob)
             await self.cancel_orders(alice, bob)
             await self.rebuild_while_querying(alice)
-            await self.read_the_registry()
+            await self.read_the_registry(admin)
         return self.seen
 
     async def call(self, path: str, body: dict[str, Any], token: str | None = None) -> Any:
@@ -211,8 +211,10 @@ class FirstHour:
         self.say(f"rebuilt order_summary ({output.splitlines()[-1]})")
         self.say(f"{answered} queries were answered during the rebuild")
 
-    async def read_the_registry(self) -> None:
-        response = await self.http.get(f"{self.discovery}/api/services")
+    async def read_the_registry(self, admin: str) -> None:
+        response = await self.http.get(
+            f"{self.discovery}/api/services", headers={"Authorization": f"Bearer {admin}"}
+        )
         expect(response.status_code == 200, "GET /api/services from discovery", response)
         services = {service["name"]: service for service in response.json()["services"]}
         self.seen["services"] = sorted(services)

@@ -17,9 +17,10 @@ from discovery import service as discovery_service
 from discovery.compatibility import breaking_changes
 from discovery.registrar import Registrar
 from examples.orders import service as orders_service
-from pipelines import Command, Context, Event, Model, Service
+from pipelines import Caller, Command, Context, Event, Model, Service
 from pipelines.contracts import Contract
 from pipelines.idempotency import record_id
+from pipelines.identity import TokenCodec
 from pipelines.instance import ServiceInstance
 from pipelines.registry import (
     ContractInfo,
@@ -73,7 +74,11 @@ class Discovery:
             self.settings.model_copy(update={"discovery_port": port})
         )
         await self.instance.start()
-        self.http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}")
+        reader = Caller("registry-reader", permissions=frozenset({"discovery:read"}))
+        self.http = httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}",
+            headers={"Authorization": f"Bearer {TokenCodec(self.settings).issue(reader)}"},
+        )
         announcer = self.instance.announcer
         assert announcer is not None
         await eventually(announcer.registered.is_set, what="discovery registering itself")
@@ -208,6 +213,15 @@ async def test_contracts_appear_over_http(discovery, start_orders, rpc: RpcClien
     assert {c["messageType"] for c in listed["contracts"]} == announced.keys()
     assert (await discovery.get("/health"))["status"] == "ok"
     missing = await discovery.get("/api/services/nowhere", status=404)
+    for headers, status, code in [
+        ({"Authorization": ""}, 401, "NO_AUTH_HEADER"),
+        ({"Authorization": f"Bearer {TokenCodec(discovery.settings).issue(Caller('nosy'))}"},
+         403, "INSUFFICIENT_PERMISSIONS"),
+    ]:  # fmt: skip
+        for path in ("/api/services", "/api/services/orders", "/api/contracts"):
+            refused = await discovery.http.get(path, headers=headers)
+            assert (refused.status_code, refused.json()["error"]["code"]) == (status, code)
+    assert (await discovery.http.get("/health", headers={"Authorization": ""})).status_code == 200
     assert missing["error"]["code"] == "NOT_FOUND"
 
     # the same registry over the bus, in the shapes the gateway parses
