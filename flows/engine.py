@@ -14,6 +14,7 @@ from flows import crashpoints
 from flows.drive import Drive, Finished, Suspended
 from flows.flow import Flow
 from flows.journal import Journal
+from flows.run import SteppedDown
 from flows.runs import RunRecord, RunTable
 from flows.sender import Sender
 from flows.settings import FlowSettings
@@ -36,6 +37,7 @@ class Engine:
         self.runs = RunTable(self.pool)
         self.sender = Sender(instance.runtime)
         self.driving: dict[str, asyncio.Task[None]] = {}
+        self._records: dict[str, RunRecord] = {}  # of the runs being driven
         self._wake = asyncio.Event()
         self._sweep: asyncio.Task[None] | None = None
         self._run_sweeps = Pacer()
@@ -58,7 +60,8 @@ class Engine:
     async def _tick(self) -> None:
         try:
             if self.driving:
-                await self.runs.renew(self.owner, self.settings.lease, list(self.driving))
+                held = await self.runs.renew(self.owner, self.settings.lease, list(self.driving))
+                self._lose(set(self.driving) - held)
             room = self.settings.concurrency - len(self.driving)
             if room <= 0:
                 return
@@ -67,11 +70,23 @@ class Engine:
                 self.owner, self.settings.lease, names, room, driving
             ):
                 task = asyncio.create_task(self._drive(record), name=f"flow {record.id}")
-                self.driving[record.id] = task
+                self.driving[record.id], self._records[record.id] = task, record
         except INFRASTRUCTURE_ERRORS as exc:
             log.warning("flows cannot reach the database (%s); retrying", exc)
         except Exception:
             log.exception("flows could not look for due runs; retrying")
+
+    def lost(self, run: str) -> bool:
+        """Whether this engine drives `run` still, though its lease passed to another."""
+        record = self._records.get(run)
+        return record is not None and record.lost
+
+    def _lose(self, runs: set[str]) -> None:
+        """Runs whose lease passed to another process (this one stalled past it): their
+        drives take no new step, so that two drivers never go on side by side."""
+        for run in runs:
+            if (record := self._records.get(run)) is not None:
+                record.lost = True
 
     def expire_finished_runs_now_and_then(self) -> None:
         """In the background, delete finished runs past their retention with their steps:
@@ -95,6 +110,8 @@ class Engine:
             flow = self.flows[record.flow]
             drive = Drive(flow, record, journal, self.runs, self.sender, self.settings)
             await self._record(record, await drive.outcome())
+        except SteppedDown:
+            log.warning("flow run %s: its lease passed to another process; stepped down", record.id)
         except Exception as exc:
             log.exception("flow run %s failed; it will be retried", record.id)
             with contextlib.suppress(Exception):
@@ -107,6 +124,7 @@ class Engine:
                 )
         finally:
             self.driving.pop(record.id, None)
+            self._records.pop(record.id, None)
 
     async def _record(self, record: RunRecord, outcome: Finished | Suspended) -> None:
         if isinstance(outcome, Finished):

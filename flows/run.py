@@ -37,6 +37,11 @@ class StepFailed(Exception):
         self.step, self.reason = step, reason
 
 
+class SteppedDown(BaseException):
+    """The run's lease passed to another process, which drives it now: this drive stops at
+    its next new step (the step in flight finishes; the journal keeps the first answer)."""
+
+
 class Suspend(BaseException):
     """A step has no answer yet: the run sleeps until `wake_at`, then is replayed.
 
@@ -145,6 +150,8 @@ class Run:
         self._names.add(name)
         record = self.journal.get(self.phase, name)
         if record is None:
+            if self.record.lost:
+                raise SteppedDown(self.id)
             record, new = await self.journal.begin(self.phase, name, outgoing, undo, deadline)
             if new:
                 crashpoints.reached("journaled", self.id)

@@ -35,6 +35,8 @@ class RunRecord:
     reason: str | None
     correlation_id: str | None
     causation_id: str | None
+    # its lease passed to another process: this one takes no new step of it
+    lost: bool = False
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> "RunRecord":
@@ -76,12 +78,14 @@ class RunTable:
         )  # fmt: skip
         return [RunRecord.from_row(r) for r in rows]
 
-    async def renew(self, owner: str, lease: float, ids: list[str]) -> None:
-        await self.pool.execute(
+    async def renew(self, owner: str, lease: float, ids: list[str]) -> set[str]:
+        """Extend the leases `owner` still holds among `ids`; returns those ids."""
+        rows = await self.pool.fetch(
             "UPDATE flow_runs SET lease_until = now() + make_interval(secs => $2) "
-            "WHERE lease_owner = $1 AND id = ANY($3::text[])",
+            "WHERE lease_owner = $1 AND id = ANY($3::text[]) RETURNING id",
             owner, lease, ids,
         )  # fmt: skip
+        return {row["id"] for row in rows}
 
     async def release(self, owner: str, ids: list[str]) -> None:
         """Give up runs without finishing them (a clean stop): others may claim them now."""

@@ -33,6 +33,7 @@ from examples.inventory.contracts import AddStock, GetStock
 from examples.orders.contracts import PlaceOrder
 from flows import Flow, Run
 from flows.journal import steps_of
+from flows.runs import RunTable, run_id
 from pipelines import Aggregate, Command, Conflict, Context, Event, Service, applies
 from pipelines.cli import parser
 from pipelines.settings import get_settings
@@ -340,6 +341,46 @@ async def test_a_refusal_from_a_losing_duplicate_is_not_believed(settings, shop,
         assert (step.status, step.result) == ("done", "claimed")
     finally:
         await asyncio.gather(*(service.stop() for service in services))
+
+
+stalled = asyncio.Event()  # the stalling flow's drive waits for it before its only step
+stalling = Flow("stalling", starts_with=Opened, key=lambda opened: opened.claim_id)
+
+
+@stalling.steps
+async def stall_then_claim(opened: Opened, run: Run) -> None:
+    await stalled.wait()
+    await run.send("claims", Claim(claim_id=opened.claim_id))
+
+
+staller = Service("staller", migrations=flows.MIGRATIONS)
+stalling_host = flows.host(staller, stalling)
+
+
+async def test_an_engine_whose_lease_passed_to_another_takes_no_new_step(settings, caplog) -> None:
+    instance = await started(staller, settings)
+    key = uuid.uuid4().hex
+    run = run_id("stalling", key)
+    pool = instance.runtime.pool
+    try:
+        await RunTable(pool).start("stalling", key, {"claimId": key}, key, key)
+        (engine,) = stalling_host.engines
+        engine.wake()
+        await eventually(lambda: run in engine.driving, what="the engine to drive the run")
+        await pool.execute(  # it stalled past its lease, and another process took the run
+            "UPDATE flow_runs SET lease_owner = 'elsewhere', "
+            "lease_until = now() + interval '1 hour' WHERE id = $1",
+            run,
+        )
+        engine.wake()  # its next renewal finds the lease gone
+        await eventually(lambda: engine.lost(run), what="the renewal to notice")
+        stalled.set()  # the drive goes on to its step
+        await eventually(lambda: run not in engine.driving, what="the drive to end")
+        assert f"flow run {run}: its lease passed to another process; stepped down" in caplog.text
+        assert await steps_of(pool, run) == []  # the step was left to the new owner
+    finally:
+        stalled.set()
+        await instance.stop()
 
 
 # A process that forks service processes on demand: each starts in a fraction of a second
