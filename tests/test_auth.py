@@ -136,7 +136,7 @@ def claims_of(access_token: str, settings: Any) -> dict[str, Any]:
 
 async def test_admin_is_bootstrapped_once(auth, auth_settings, settings, rpc, admin) -> None:
     claims = claims_of(admin, settings)
-    assert set(claims["permissions"]) == AUTH_PERMISSIONS | ORDERS_PERMISSIONS
+    assert set(claims["permissions"]) == AUTH_PERMISSIONS | ORDERS_PERMISSIONS | {"discovery:read"}
     assert claims["roles"] == ["admin"] and claims["email"] == ADMIN_EMAIL
 
     assert await bootstrap_admin(auth) is False  # what a restart does: finds it
