@@ -44,7 +44,9 @@ COPY --from=build /opt/venv /opt/venv
 
 # The source tree stays in the working directory as well, so that
 # `faststream run examples.orders:app` and `uvicorn gateway:app` resolve
-# modules from /app exactly as they do in a checkout.
+# modules from /app exactly as they do in a checkout. The gateway's browser
+# pages (GraphiQL, Swagger UI) take their files from here too: run `make install`
+# before `docker build` (the image does not fetch them).
 WORKDIR /app
 COPY . .
 

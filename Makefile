@@ -2,7 +2,9 @@
 VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
-GRAPHIQL := gateway/graphql/static/graphiql.min.js
+# the gateway's browser pages' files, fetched from the npm registry (scripts/fetch-npm-files.sh)
+GRAPHIQL   := gateway/graphql/static
+SWAGGER_UI := gateway/apidocs/static
 TYPED   := pipelines $(if $(wildcard projections/*.py),projections)
 
 .PHONY: run test install services browser migrate lint bench clean
@@ -13,10 +15,16 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install -q -e ".[dev]"
 	touch $@
 
-$(GRAPHIQL):
-	@scripts/fetch-graphiql.sh
+$(GRAPHIQL)/graphiql.min.js:
+	@scripts/fetch-npm-files.sh $(GRAPHIQL) react@18.3.1/umd/react.production.min.js \
+	  react-dom@18.3.1/umd/react-dom.production.min.js \
+	  graphiql@3.9.0/graphiql.min.js graphiql@3.9.0/graphiql.min.css
 
-install: $(STAMP) $(GRAPHIQL)
+$(SWAGGER_UI)/swagger-ui-bundle.js:
+	@scripts/fetch-npm-files.sh $(SWAGGER_UI) swagger-ui-dist@5.36.0/swagger-ui-bundle.js \
+	  swagger-ui-dist@5.36.0/swagger-ui.css swagger-ui-dist@5.36.0/favicon-32x32.png
+
+install: $(STAMP) $(GRAPHIQL)/graphiql.min.js $(SWAGGER_UI)/swagger-ui-bundle.js
 
 services:
 	@scripts/ensure-services.sh

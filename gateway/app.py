@@ -8,11 +8,10 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from gateway import graphql, openapi, rest, websocket
+from gateway import apidocs, graphql, openapi, rest, websocket
 from gateway.correlation import Correlate
 from gateway.errors import error_response, platform_error_response
 from gateway.state import GatewayState, RegistrySource
@@ -110,6 +109,4 @@ def _add_platform_routes(app: FastAPI, state: GatewayState) -> None:
     async def openapi_document() -> JSONResponse:
         return JSONResponse(openapi.document(state.routes))
 
-    @app.get("/api-docs", include_in_schema=False)
-    async def api_docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="Banyan API")
+    apidocs.mount(app, openapi_url="/openapi.json")

@@ -9,7 +9,7 @@ from gateway.errors import GatewayError
 from gateway.graphql import throttle
 from gateway.graphql.context import GraphQLContext
 from gateway.graphql.errors import format_error, platform_error
-from gateway.graphql.graphiql import ASSETS_PATH, assets
+from gateway.graphql.graphiql import ASSETS
 from gateway.graphql.transport import CallerHandlers, ConnectionHandler
 from gateway.idempotency import HEADER, checked_key
 from gateway.state import GatewayState
@@ -49,4 +49,4 @@ def mount(app: FastAPI, state: GatewayState, hub: EventHub) -> None:
 
     app.add_route("/graphql", graphql_http, methods=["GET", "POST"], include_in_schema=False)
     app.add_api_websocket_route("/graphql", graphql_websocket)
-    app.mount(ASSETS_PATH, assets())
+    ASSETS.mount(app)
