@@ -11,6 +11,8 @@ A handler changes an aggregate only with `order.record(SomeEvent(...))`, which a
 event at once and queues it for the append that follows the handler.
 """
 
+import hashlib
+import json
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
@@ -31,13 +33,22 @@ def applies(event: type[E]) -> Callable[[Callable[[Any, E], None]], Callable[[An
 
 
 class Aggregate(BaseModel):
-    """Base of event-sourced state; `snapshot_every` > 0 snapshots every that many events."""
+    """Base of event-sourced state.
+
+    Every `snapshot_every` events (50; 0: never) the platform keeps a snapshot of the state,
+    from which `ctx.load` starts instead of the first event. A snapshot records the class's
+    `snapshot_shape` (its fields and the code of its `@applies` methods): after a change to either,
+    older snapshots are ignored and the events folded again, so a snapshot never hides a
+    change of the fold. Raise `snapshot_version` to drop them for a reason the shape misses.
+    """
 
     model_config = ConfigDict(validate_assignment=False)
 
     aggregate_type: ClassVar[str]
     snapshot_every: ClassVar[int] = 50
+    snapshot_version: ClassVar[int] = 0
     appliers: ClassVar[dict[str, tuple[type[Event], Applier]]]
+    snapshot_shape: ClassVar[str] = ""  # set per class: see `_shape`
 
     id: str
     version: int = 0
@@ -54,6 +65,7 @@ class Aggregate(BaseModel):
             for fn in vars(klass).values()
             if callable(fn) and hasattr(fn, "__applies__")
         }
+        cls.snapshot_shape = _shape(cls)
 
     @property
     def exists(self) -> bool:
@@ -85,3 +97,14 @@ class Aggregate(BaseModel):
     @property
     def pending(self) -> list[Event]:
         return list(self._pending)
+
+
+def _shape(cls: type[Aggregate]) -> str:
+    """A digest of what a snapshot of `cls` depends on: its fields, its fold, its version."""
+    digest = hashlib.sha256(json.dumps(cls.model_json_schema(), sort_keys=True).encode())
+    digest.update(str(cls.snapshot_version).encode())
+    for event_type, (_, fn) in sorted(cls.appliers.items()):
+        code = fn.__code__
+        digest.update(event_type.encode() + code.co_code + repr(code.co_consts).encode())
+        digest.update(repr(code.co_names).encode())
+    return digest.hexdigest()[:32]

@@ -83,7 +83,9 @@ class Context:
         key = (cls.aggregate_type, aggregate_id)
         if key in self._aggregates:
             return self._aggregates[key]  # type: ignore[return-value]
-        snapshot = await self.store.load_snapshot(cls.aggregate_type, aggregate_id)
+        snapshot = await self.store.load_snapshot(
+            cls.aggregate_type, aggregate_id, cls.snapshot_shape
+        )
         aggregate = cls.model_validate(snapshot[1]) if snapshot else cls(id=aggregate_id)
         for event in await self.store.read_stream(
             cls.aggregate_type, aggregate_id, aggregate.version

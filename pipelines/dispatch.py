@@ -371,7 +371,11 @@ class CommandProcessor(Processor):
     async def _snapshot(self, aggregate: Aggregate) -> None:
         assert self.rt.store is not None
         await self.rt.store.save_snapshot(
-            aggregate.aggregate_type, aggregate.id, aggregate.version, aggregate.model_dump_json()
+            aggregate.aggregate_type,
+            aggregate.id,
+            aggregate.version,
+            aggregate.model_dump_json(),
+            aggregate.snapshot_shape,
         )
 
 

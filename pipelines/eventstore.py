@@ -249,27 +249,33 @@ class EventStore:
         )
 
     async def load_snapshot(
-        self, aggregate_type: str, aggregate_id: str
+        self, aggregate_type: str, aggregate_id: str, shape: str = ""
     ) -> tuple[int, dict[str, Any]] | None:
+        """The aggregate's snapshot, if one was written by a class of the same `shape`."""
         row = await self.pool.fetchrow(
-            "SELECT version, state FROM snapshots WHERE aggregate_type = $1 AND aggregate_id = $2",
+            "SELECT version, state FROM snapshots "
+            "WHERE aggregate_type = $1 AND aggregate_id = $2 AND shape = $3",
             aggregate_type,
             aggregate_id,
+            shape,
         )
         return (row["version"], row["state"]) if row else None
 
     async def save_snapshot(
-        self, aggregate_type: str, aggregate_id: str, version: int, state: str
+        self, aggregate_type: str, aggregate_id: str, version: int, state: str, shape: str = ""
     ) -> None:
+        """Keep the newest snapshot, or replace one of another shape whatever its version."""
         await self.pool.execute(
-            "INSERT INTO snapshots (aggregate_type, aggregate_id, version, state) "
-            "VALUES ($1, $2, $3, $4) ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE "
-            "SET version = excluded.version, state = excluded.state, created_at = now() "
-            "WHERE snapshots.version < excluded.version",
+            "INSERT INTO snapshots (aggregate_type, aggregate_id, version, state, shape) "
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE "
+            "SET version = excluded.version, state = excluded.state, shape = excluded.shape, "
+            "created_at = now() "
+            "WHERE snapshots.version < excluded.version OR snapshots.shape <> excluded.shape",
             aggregate_type,
             aggregate_id,
             version,
             state,
+            shape,
         )
 
 

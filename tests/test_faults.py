@@ -201,7 +201,7 @@ async def test_aggregates_are_snapshotted_and_rebuilt_from_snapshots(sample_serv
 
 
 async def _snapshot_version(store, counter: str, version: int) -> bool:
-    found = await store.load_snapshot("Counter", counter)
+    found = await store.load_snapshot("Counter", counter, sample.Counter.snapshot_shape)
     return found is not None and found[0] == version and found[1]["count"] == version
 
 
