@@ -91,6 +91,8 @@ class Context:
             cls.aggregate_type, aggregate_id, aggregate.version
         ):
             aggregate.replay(event.event_type, event.data)
+        if snapshot is None and cls.snapshot_every and aggregate.version >= cls.snapshot_every:
+            self._snapshots_due.append(aggregate)  # none of this shape yet: a command keeps one
         self._aggregates[key] = aggregate
         return aggregate
 
