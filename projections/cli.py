@@ -58,7 +58,7 @@ async def skip(settings: Settings, args: argparse.Namespace) -> int:
         position = await state.skip(conn, args.name)
     finally:
         await conn.close()
-    print(f"{args.name}: skipped the event at position {position}; the runner resumes after it")
+    print(f"{args.name}: skipped the event at position {position} for good (rebuilds skip it too)")
     return 0
 
 

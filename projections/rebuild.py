@@ -31,6 +31,7 @@ class Rebuild:
         self.progress = progress
         self.reset_cache = reset_cache
         self.batch = settings.rebuild_batch_size
+        self.skipped: frozenset[int] = frozenset()  # events skipped by hand: skipped again
 
     async def run(self) -> int:
         """Rebuild and swap; returns the position the new generation starts live at."""
@@ -47,6 +48,7 @@ class Rebuild:
 
     async def _resume_or_start(self, conn: asyncpg.Connection) -> tuple[int, int, int]:
         live = await state.ensure(conn, self.projection)
+        self.skipped = await state.skipped(conn, self.projection.name)
         row = await conn.fetchrow(
             "SELECT generation, position, target FROM projection_rebuilds WHERE name = $1",
             self.projection.name,
@@ -93,6 +95,8 @@ class Rebuild:
         events, covered = await self.store.read_page(
             position, self.batch, self.projection.event_types, conn
         )
+        if self.skipped:
+            events = [event for event in events if event.position not in self.skipped]
         await self.projection.apply(conn, generation, events)
         return len(events), covered
 

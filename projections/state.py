@@ -62,6 +62,12 @@ async def _create(conn: asyncpg.Connection, projection: Projection) -> Projectio
     return state
 
 
+async def skipped(conn: asyncpg.Connection, name: str) -> frozenset[int]:
+    """The positions of the events `name` was told to skip."""
+    found = await conn.fetchval("SELECT skipped FROM projection_positions WHERE name = $1", name)
+    return frozenset(found or ())
+
+
 async def point_view(conn: asyncpg.Connection, projection: Projection, generation: int) -> None:
     await conn.execute(
         f'CREATE OR REPLACE VIEW "{projection.name}" AS '
@@ -105,14 +111,16 @@ async def fail(conn: asyncpg.Connection, name: str, position: int, error: str) -
 
 
 async def skip(conn: asyncpg.Connection, name: str) -> int:
-    """Move a failed projection past the event it failed on; returns that event's position."""
+    """Move a failed projection past the event it failed on, for good (rebuilds skip it too);
+    returns that event's position."""
     async with conn.transaction():
         state = await load(conn, name, lock=True)
         if state.state != "failed" or state.error_position is None:
             raise ValueError(f"projection {name!r} is not stopped on an error")
         await conn.execute(
             "UPDATE projection_positions SET position = $2, state = 'running', error = NULL, "
-            "error_position = NULL, updated_at = now() WHERE name = $1",
+            "error_position = NULL, skipped = array_append(skipped, $2::bigint), "
+            "updated_at = now() WHERE name = $1",
             name,
             state.error_position,
         )

@@ -39,6 +39,7 @@ class Status:
     error_position: int | None = None
     rebuild_position: int | None = None
     rebuild_target: int | None = None
+    skipped: tuple[int, ...] = ()
 
     def describe(self) -> str:
         text = (
@@ -47,6 +48,9 @@ class Status:
         )
         if self.error:
             text += f"\n{'':<24} stopped at position {self.error_position}: {self.error}"
+        if self.skipped:
+            positions = ", ".join(f"{p:,}" for p in self.skipped)
+            text += f"\n{'':<24} skipped by hand (rebuilds too): {positions}"
         if self.rebuild_target is not None:
             text += (
                 f"\n{'':<24} rebuild at {self.rebuild_position:,} of {self.rebuild_target:,}"
@@ -58,7 +62,7 @@ class Status:
 async def status(conn: asyncpg.Connection, name: str) -> Status:
     row = await conn.fetchrow(
         "SELECT p.position, p.generation, p.state, p.error, p.error_position, p.updated_at, "
-        "r.position AS rebuild_position, r.target AS rebuild_target "
+        "r.position AS rebuild_position, r.target AS rebuild_target, p.skipped "
         "FROM projection_positions p LEFT JOIN projection_rebuilds r USING (name) "
         "WHERE p.name = $1",
         name,
@@ -86,4 +90,5 @@ async def status(conn: asyncpg.Connection, name: str) -> Status:
         row["error_position"],
         row["rebuild_position"],
         row["rebuild_target"],
+        tuple(row["skipped"]),
     )

@@ -168,6 +168,13 @@ async def test_failing_projection_stops_visibly_then_resumes(settings, orders, r
 
             await state.skip(conn, "fragile_orders")
             await eventually(lambda: _has(pool, after), what="events after the skipped one")
+            assert bad.position in (await status(conn, "fragile_orders")).skipped
+            # a rebuild skips it again instead of dying on it for ever
+            await Rebuild(fragile, settings, pool, Progress("f", io.StringIO())).run()
+            rebuilt = {r["id"] for r in await pool.fetch("SELECT id FROM fragile_orders")}
+            assert after.result()["orderId"] in rebuilt
+            assert bad.result()["orderId"] not in rebuilt
+            assert await _state_is(conn, "running")
 
             bad2 = await place(rpc, token, poison2)
             await eventually(lambda: _state_is(conn, "failed"), what="a second stop")
