@@ -87,16 +87,22 @@ async def delete_in_batches(
     return deleted
 
 
-def migration_files(extra: list[Path] | None = None) -> list[tuple[str, str]]:
-    """(version, sql) of every migration, the platform's first, then any `extra` folders."""
-    found: list[tuple[str, str]] = []
+PLATFORM_OWNER = "pipelines"
+RENAME_MIGRATION = "UPDATE schema_migrations SET version = $1 WHERE version = $2"
+
+
+def migration_files(extra: list[Path] | None = None) -> list[tuple[str, str, str]]:
+    """(owner, file name, sql) of every migration, the platform's first, then any `extra`
+    folders'. A folder's owner is the package it sits in (`auth/migrations`: auth), so two
+    services may each ship a `0001_init.sql`."""
+    found: list[tuple[str, str, str]] = []
     platform = resources.files("pipelines") / "migrations"
     for item in sorted(platform.iterdir(), key=lambda p: p.name):
         if item.name.endswith(".sql"):
-            found.append((item.name.removesuffix(".sql"), item.read_text()))
+            found.append((PLATFORM_OWNER, item.name.removesuffix(".sql"), item.read_text()))
     for folder in extra or []:
         for path in sorted(folder.glob("*.sql")):
-            found.append((path.stem, path.read_text()))
+            found.append((folder.resolve().parent.name, path.stem, path.read_text()))
     return found
 
 
@@ -115,15 +121,27 @@ async def migrate(settings: Settings, extra: list[Path] | None = None) -> list[s
                 "CREATE TABLE IF NOT EXISTS schema_migrations "
                 "(version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
             )
-            done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-            applied = []
-            for version, sql in migration_files(extra):
-                if version in done:
-                    continue
-                await conn.execute(sql)
-                await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
-                applied.append(version)
-                log.info("applied migration %s", version)
-            return applied
+            return await _apply_pending(conn, migration_files(extra))
     finally:
         await conn.close()
+
+
+async def _apply_pending(
+    conn: asyncpg.Connection, migrations: list[tuple[str, str, str]]
+) -> list[str]:
+    """Apply the migrations `schema_migrations` does not list (as `owner/name`); returns them."""
+    done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+    applied = []
+    for owner, name, sql in migrations:
+        version = f"{owner}/{name}"
+        if version in done:
+            continue
+        if name in done:  # recorded by file name alone, before migrations had owners
+            await conn.execute(RENAME_MIGRATION, version, name)
+            done.discard(name)
+            continue
+        await conn.execute(sql)
+        await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+        applied.append(version)
+        log.info("applied migration %s", version)
+    return applied
