@@ -3,7 +3,8 @@
 Discovery may start after the service, or restart: registration is retried in the background
 with backoff, and a heartbeat that discovery does not recognise triggers a new registration.
 A rejected registration (an incompatible contract change, a message type owned by another
-service) is logged with discovery's reason; the service keeps running unregistered.
+service) is logged with discovery's reason and handed to `on_refused`: the instance then
+consumes nothing (see `ServiceInstance.refuse`).
 """
 
 import asyncio
@@ -12,6 +13,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
 
 from pipelines.errors import PlatformError
 from pipelines.registry import DISCOVERY, DeregisterService, Heartbeat, RegisterService
@@ -28,10 +30,17 @@ def new_instance_id(service: str) -> str:
 
 
 class Announcer:
-    def __init__(self, message: RegisterService, rpc: RpcClient, settings: Settings) -> None:
+    def __init__(
+        self,
+        message: RegisterService,
+        rpc: RpcClient,
+        settings: Settings,
+        on_refused: Callable[[PlatformError], Awaitable[None]],
+    ) -> None:
         self.message = message
         self.rpc = rpc
         self.settings = settings
+        self.on_refused = on_refused
         self.registered = asyncio.Event()
         self.rejection: PlatformError | None = None
 
@@ -65,6 +74,7 @@ class Announcer:
                     self.rejection.message,
                     self.rejection.details or "",
                 )
+                await self.on_refused(self.rejection)
             return
 
     async def _heartbeat(self) -> None:

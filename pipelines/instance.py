@@ -12,6 +12,7 @@ from pipelines.announce import Announcer, new_instance_id
 from pipelines.connecting import until_connected
 from pipelines.database import create_pool, migrate
 from pipelines.dispatch import CommandProcessor, EventProcessor, Processor, QueryProcessor
+from pipelines.errors import PlatformError
 from pipelines.http import HttpServer
 from pipelines.notifier import Notifier
 from pipelines.positions import PositionWatcher
@@ -71,6 +72,7 @@ class ServiceInstance:
         self.relay: EventRelay | None = None
         self.runners: dict[str, Any] = {}
         self.supervisor = Supervisor(settings, self.log)
+        self.refused: PlatformError | None = None  # discovery refused this version's contracts
         self._register()
         self.app = FastStream(
             self.broker,
@@ -165,7 +167,7 @@ class ServiceInstance:
             self._spawn(self.relay.run, "relay")
         if self.settings.announce_enabled and self.runtime.rpc is not None:
             registration = self.service.registration(self.instance_id)
-            self.announcer = Announcer(registration, self.runtime.rpc, self.settings)
+            self.announcer = Announcer(registration, self.runtime.rpc, self.settings, self.refuse)
             self._spawn(self.announcer.run, "announcer")
         await self._start_http()
         self._spawn(lambda: telemetry.sample_forever(self), "telemetry")
@@ -192,18 +194,31 @@ class ServiceInstance:
         )
         await self.http.start()
 
+    async def refuse(self, rejection: PlatformError) -> None:
+        """Discovery refused this version's contracts: consume no request or event and run no
+        projection, so that the running version alone answers; `/health` says why."""
+        self.refused = rejection
+        for subscriber in self.broker.subscribers:
+            await subscriber.stop()
+        for name in [task for task in self.supervisor.tasks if task.startswith("projection ")]:
+            await self.supervisor.cancel(name)
+        self.log.error("refused by discovery: consuming nothing until a compatible version runs")
+
     async def health(self) -> dict[str, Any]:
         """Liveness of this process: broker connected, database pool open, no background
         task failing (`failing` names each, with its last error)."""
         failing = self.supervisor.failing()
         healthy = self.broker.running and self.runtime.pool and not failing
-        return {
+        body: dict[str, Any] = {
             "status": "ok" if healthy else "degraded",
             "service": self.service.name,
             "version": self.service.version,
             "instanceId": self.instance_id,
             "failing": failing,
         }
+        if self.refused is not None:
+            body["status"], body["refused"] = "refused", self.refused.to_body()["error"]
+        return body
 
     async def _goodbye(self) -> None:
         """Tell discovery this instance is leaving, before its consumers stop."""

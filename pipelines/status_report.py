@@ -108,6 +108,8 @@ def _health(body: dict[str, Any]) -> str:
     """`ok`, or `degraded` with each failing background task and its last error."""
     failing = body.get("failing") or {}
     status = str(body.get("status", "ok"))
+    if isinstance(refused := body.get("refused"), dict):
+        return f"{status}: {refused.get('message', '')}"
     if not isinstance(failing, dict) or not failing:
         return status
     return f"{status}: " + "; ".join(f"{task} failing ({error})" for task, error in failing.items())

@@ -54,6 +54,14 @@ class Supervisor:
             self._keep(supervised), name=f"banyan {name}", context=context
         )
 
+    async def cancel(self, name: str) -> None:
+        """Stop task `name` for good."""
+        supervised = self.tasks.pop(name, None)
+        if supervised is not None and supervised.task is not None:
+            supervised.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervised.task
+
     def failing(self) -> dict[str, str]:
         """The tasks failing now, with their last error."""
         now = time.monotonic()

@@ -7,11 +7,13 @@ import contextlib
 import json
 import logging
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
+from pydantic import create_model
 
 from discovery import service as discovery_service
 from discovery.compatibility import breaking_changes
@@ -712,3 +714,41 @@ class _Handler:
 
 def by_type(contracts: list[ContractInfo]) -> dict[str, ContractInfo]:
     return {c.message_type: c for c in contracts}
+
+
+def shelves(version: str, *fields: str) -> tuple[Service, Counter[str]]:
+    """A `shelves` service at `version` whose Shelve command has `fields` (all required)."""
+    handled: Counter[str] = Counter()
+    Shelve = create_model(  # a contract class, named as its message type
+        "Shelve", __base__=Command, **{name: (str, ...) for name in fields}
+    )
+    service = Service("shelves", version=version)
+
+    @service.command(Shelve)
+    async def shelve(command: Command, ctx: Context) -> str:
+        handled[version] += 1
+        return version
+
+    return service, handled
+
+
+async def test_a_refused_version_consumes_nothing(discovery, settings, rpc) -> None:
+    v1, handled_by_v1 = shelves("1.0.0", "book")
+    v2, handled_by_v2 = shelves("1.1.0", "book", "room")  # a required field: breaking
+    running = [v1.instance(announcing(settings)), v2.instance(announcing(settings))]
+    try:
+        await running[0].start()
+        await eventually(lambda: running[0].announcer.registered.is_set(), what="v1 registered")
+        await running[1].start()
+        await eventually(lambda: running[1].refused is not None, what="v2 to be refused")
+        for _ in range(6):
+            reply = await rpc.request(
+                "service.shelves.commands.Shelve", b'{"book": "dune"}', timeout=5
+            )
+            assert reply.ok and reply.json() == "1.0.0"
+        assert handled_by_v1["1.0.0"] == 6 and handled_by_v2["1.1.0"] == 0
+        health = await running[1].health()
+        assert health["status"] == "refused" and health["refused"]["code"] == "CONFLICT"
+    finally:
+        for instance in reversed(running):
+            await instance.stop()
