@@ -38,10 +38,21 @@ class InvalidContract(TypeError):
 
 
 class Model(BaseModel):
-    """A value carried inside contracts: camelCase on the wire, strict about unknown fields."""
+    """A value carried inside contracts: camelCase on the wire, a tolerant reader.
+
+    Fields a class does not know are ignored when it reads (an event a newer version of its
+    producer wrote, a command with an optional field the next version of the same major
+    added), so two versions run side by side. Its JSON Schema still says
+    `additionalProperties: false`: the gateway, which validates against the newest registered
+    schema, refuses a field that no version has (a typo).
+    """
 
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", serialize_by_alias=True
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="ignore",
+        serialize_by_alias=True,
+        json_schema_extra={"additionalProperties": False},
     )
 
     @classmethod
