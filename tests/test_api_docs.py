@@ -9,9 +9,7 @@ import pytest
 from starlette import routing
 
 from examples.orders import service as orders_service
-from gateway.app import create_app
-from gateway.registry import from_services
-from pipelines.http import HttpServer
+from tests.gateway_rig import running_gateway
 from tests.test_first_hour import CHROMIUM, CHROMIUM_FLAGS
 
 LOCAL = {"127.0.0.1", "localhost"}
@@ -23,15 +21,8 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture(scope="module")
 async def gateway(settings, orders):
-    app = create_app(settings, from_services([orders_service]))
-    await app.state.gateway.start()
-    server = HttpServer(app, "127.0.0.1", 0)
-    await server.start()
-    client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=30)
-    yield app, client
-    await client.aclose()
-    await server.stop()
-    await app.state.gateway.stop()
+    async with running_gateway(settings, [orders_service]) as served:
+        yield served
 
 
 def outside_hosts(page: str) -> set[str]:

@@ -7,36 +7,22 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
 from auth import service as auth_service
 from examples.orders import service as orders_service
 from examples.orders.contracts import PlaceOrder
-from gateway.app import create_app
 from gateway.breaker import CLOSED
-from gateway.registry import from_services
-from pipelines.http import HttpServer
+from tests.gateway_rig import Served, running_gateway
 from tests.test_auth import admin, auth, auth_settings, new_user  # noqa: F401 (fixtures)
 from tests.test_gateway import ALL, ITEMS, bearer
 from tests.test_gateway_graphql import PLACE, graphql
 
-Served = tuple[FastAPI, httpx.AsyncClient]
-
 
 @pytest.fixture(scope="module")
 async def served(settings, orders, auth) -> AsyncIterator[Served]:  # noqa: F811
-    app = create_app(
-        settings.model_copy(update={"command_timeout": 5.0, "rate_limit_anonymous": 1000}),
-        from_services([orders_service, auth_service]),
-    )
-    await app.state.gateway.start()
-    server = HttpServer(app, "127.0.0.1", 0)
-    await server.start()
-    client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=30)
-    yield app, client
-    await client.aclose()
-    await server.stop()
-    await app.state.gateway.stop()
+    quick = settings.model_copy(update={"command_timeout": 5.0, "rate_limit_anonymous": 1000})
+    async with running_gateway(quick, [orders_service, auth_service]) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")

@@ -3,15 +3,11 @@ know are ignored when it reads; the gateway still refuses a field that no versio
 
 import uuid
 
-import httpx
-
 from examples.orders import service as orders_service
 from examples.orders.contracts import PlaceOrder
-from gateway.app import create_app
-from gateway.registry import from_services
 from pipelines import Context, Event, Service
-from pipelines.http import HttpServer
 from tests.conftest import eventually
+from tests.gateway_rig import running_gateway
 
 ITEMS = [{"sku": "yam", "quantity": 1, "unitPrice": "1.00"}]
 
@@ -57,19 +53,11 @@ async def test_a_command_with_a_newer_versions_optional_field_is_handled(orders,
 
 
 async def test_the_gateway_refuses_a_field_no_version_has(settings, orders, token) -> None:
-    app = create_app(settings, from_services([orders_service]))
-    await app.state.gateway.start()
-    server = HttpServer(app, "127.0.0.1", 0)
-    await server.start()
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
-            answer = await client.post(
-                "/api/orders/place-order",
-                json={"items": ITEMS, "custmerId": "typo"},
-                headers={"Authorization": f"Bearer {token('tolerant', 'orders:place')}"},
-            )
-        assert answer.status_code == 400, answer.text
-        assert answer.json()["error"]["code"] == "VALIDATION_ERROR"
-    finally:
-        await server.stop()
-        await app.state.gateway.stop()
+    async with running_gateway(settings, [orders_service]) as (_, client):
+        answer = await client.post(
+            "/api/orders/place-order",
+            json={"items": ITEMS, "custmerId": "typo"},
+            headers={"Authorization": f"Bearer {token('tolerant', 'orders:place')}"},
+        )
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["code"] == "VALIDATION_ERROR"
