@@ -5,6 +5,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 from flows import cli as flows_cli
@@ -21,6 +22,24 @@ async def db_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
     applied = await migrate(settings, migration_folders(settings))
     print(f"applied {', '.join(applied)}" if applied else "database is up to date")
+    return 0
+
+
+async def contracts_pull(settings: Settings, args: argparse.Namespace) -> int:
+    from pipelines.contract_code import contracts_module
+    from pipelines.registry import DISCOVERY, GetService, ServiceInfo
+    from pipelines.rpc import RpcClient
+
+    async with RpcClient(settings.rabbitmq_url, service_name="banyan-cli") as rpc:
+        reply = await rpc.send(DISCOVERY, GetService(service_name=args.service), timeout=10)
+    found = ServiceInfo.model_validate(reply.result())
+    contracts = [contract for contract in found.contracts if not contract.internal]
+    code = contracts_module(found.name, found.version, contracts)
+    if args.out is None:
+        print(code, end="")
+    else:
+        await asyncio.to_thread(Path(args.out).write_text, code)
+        print(f"wrote {len(contracts)} contracts of {found.name} {found.version} to {args.out}")
     return 0
 
 
@@ -65,6 +84,14 @@ def parser() -> argparse.ArgumentParser:
 
     db = groups.add_parser("db", help="database").add_subparsers(dest="action", required=True)
     db.add_parser("migrate", help="apply pending migrations").set_defaults(run=db_migrate)
+
+    contracts = groups.add_parser("contracts", help="other services' contracts")
+    pull = contracts.add_subparsers(dest="action", required=True).add_parser(
+        "pull", help="write Python classes of a service's contracts, from the registry"
+    )
+    pull.add_argument("service", help="the service whose contracts to write")
+    pull.add_argument("--out", help="the module file to write (default: standard output)")
+    pull.set_defaults(run=contracts_pull)
 
     dlq = groups.add_parser("dlq", help="dead-letter queues")
     dlq_actions = dlq.add_subparsers(dest="action", required=True)

@@ -20,6 +20,7 @@ from discovery.compatibility import breaking_changes
 from discovery.registrar import Registrar
 from examples.orders import service as orders_service
 from pipelines import Caller, Command, Context, Event, Model, Service
+from pipelines.cli import parser
 from pipelines.contracts import Contract
 from pipelines.idempotency import record_id
 from pipelines.identity import TokenCodec
@@ -752,3 +753,18 @@ async def test_a_refused_version_consumes_nothing(discovery, settings, rpc) -> N
     finally:
         for instance in reversed(running):
             await instance.stop()
+
+
+async def test_banyan_contracts_pull_writes_a_services_contracts(
+    discovery, start_orders, settings, tmp_path
+) -> None:
+    orders = await start_orders()
+    await eventually(lambda: listed_healthy(discovery, orders), what="orders registered")
+    out = tmp_path / "orders_contracts.py"
+    args = parser().parse_args(["contracts", "pull", "orders", "--out", str(out)])
+    assert await args.run(settings, args) == 0
+    code = out.read_text()
+    assert "class PlaceOrder(Command, permissions=['orders:place']):" in code
+    assert "class OrderPlaced(Event, service='orders'):" in code
+    assert "RegisterService" not in code  # internal contracts stay out
+    compile(code, str(out), "exec")
