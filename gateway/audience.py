@@ -46,7 +46,7 @@ def refusal(caller: Caller | None, service: str, contract: ContractInfo) -> Gate
         403,
         "INSUFFICIENT_PERMISSIONS",
         f"{name} events require {', '.join(required)}",
-        {"required": required, "missing": sorted(set(required) - caller.permissions)},
+        {"required": required, "missing": caller.missing(required)},
     )
 
 

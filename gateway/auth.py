@@ -79,7 +79,7 @@ class Authenticator:
             return
         if identity.caller is None:
             raise GatewayError(401, "NO_AUTH_HEADER", "this operation needs a bearer token")
-        missing = sorted(set(contract.required_permissions) - identity.caller.permissions)
+        missing = identity.caller.missing(contract.required_permissions)
         if missing:
             raise GatewayError(
                 403,

@@ -116,8 +116,8 @@ async def run_policies(policies: Sequence[Policy], message: Any, ctx: Context) -
 
 def check_permissions(contract: type[Contract], caller: Caller | None) -> None:
     required = contract.__permissions__
-    if required and (caller is None or not caller.has_all(required)):
-        missing = sorted(set(required) - (caller.permissions if caller else set()))
+    missing = caller.missing(required) if caller is not None else sorted(required)
+    if missing:
         raise Forbidden(
             f"{contract.message_type()} requires {', '.join(required)}",
             {"required": list(required), "missing": missing},

@@ -31,11 +31,18 @@ class Caller:
     permissions: frozenset[str] = field(default_factory=frozenset)
     roles: tuple[str, ...] = ()
 
+    def missing(self, required: Iterable[str]) -> list[str]:
+        """The `required` permissions this caller lacks: the one rule, `*` included, that
+        the gateway and every service apply."""
+        if ALL in self.permissions:
+            return []
+        return sorted(set(required) - self.permissions)
+
     def has(self, permission: str) -> bool:
-        return permission in self.permissions or ALL in self.permissions
+        return not self.missing((permission,))
 
     def has_all(self, permissions: Iterable[str]) -> bool:
-        return ALL in self.permissions or self.permissions.issuperset(permissions)
+        return not self.missing(permissions)
 
     @classmethod
     def from_claims(cls, claims: dict[str, Any]) -> "Caller":

@@ -260,3 +260,16 @@ async def test_development_headers_only_in_development_mode(settings, orders, ca
         assert ignored.status_code == 401  # off by default
     finally:
         await close(app, server, client)
+
+
+async def test_one_rule_for_the_wildcard_at_the_gateway_and_in_services(http, token) -> None:
+    """The gateway grants what a service would: `*` (held by services acting on their own)
+    covers every permission at both."""
+    everything = bearer(token("service:fulfilment", "*"))
+    placed = await http.post("/api/orders/place-order", json={"items": ITEMS}, headers=everything)
+    assert placed.status_code == 200, placed.text
+    refused = await http.post(
+        "/api/orders/place-order", json={"items": ITEMS}, headers=bearer(token("nobody"))
+    )
+    assert refused.status_code == 403
+    assert refused.json()["error"]["details"]["missing"] == ["orders:place"]
