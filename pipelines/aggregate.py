@@ -14,6 +14,7 @@ event at once and queues it for the append that follows the handler.
 import hashlib
 import json
 from collections.abc import Callable
+from types import CodeType
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
@@ -104,7 +105,17 @@ def _shape(cls: type[Aggregate]) -> str:
     digest = hashlib.sha256(json.dumps(cls.model_json_schema(), sort_keys=True).encode())
     digest.update(str(cls.snapshot_version).encode())
     for event_type, (_, fn) in sorted(cls.appliers.items()):
-        code = fn.__code__
-        digest.update(event_type.encode() + code.co_code + repr(code.co_consts).encode())
-        digest.update(repr(code.co_names).encode())
+        digest.update(event_type.encode())
+        _digest_code(digest, fn.__code__)
     return digest.hexdigest()[:32]
+
+
+def _digest_code(digest: "hashlib._Hash", code: CodeType) -> None:
+    """Add a function's code, and that of the comprehensions and lambdas inside it, by their
+    instructions, constants and names: never by repr, which names a memory address."""
+    digest.update(code.co_code + repr(code.co_names).encode())
+    for constant in code.co_consts:
+        if isinstance(constant, CodeType):
+            _digest_code(digest, constant)
+        else:
+            digest.update(repr(constant).encode())

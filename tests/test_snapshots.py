@@ -1,5 +1,7 @@
 """Snapshots never hide a change of the fold: a class of another shape folds the log again."""
 
+import subprocess
+import sys
 import uuid
 
 from pipelines import Aggregate, Event, applies
@@ -86,3 +88,29 @@ async def test_a_snapshot_of_another_shape_is_replaced_whatever_its_version(orde
     )
     found = await store.load_snapshot("Book", book_id, CountingBook.snapshot_shape)
     assert found is not None and found[1]["times_borrowed"] == BORROWS
+
+
+SHAPE_OF = """
+from pipelines import Aggregate, applies
+from tests.test_snapshots import Borrowed
+
+class Shelf(Aggregate):
+    titles: list[str] = []
+
+    @applies(Borrowed)
+    def _borrowed(self, event: Borrowed) -> None:
+        self.titles = [title for title in self.titles if title != event.book_id]
+
+print(Shelf.snapshot_shape)
+"""
+
+
+def test_a_shape_is_the_same_in_every_process() -> None:
+    """A fold holding a comprehension (a code object of its own) keeps one shape."""
+    shapes = {
+        subprocess.run(
+            [sys.executable, "-c", SHAPE_OF], capture_output=True, text=True, check=True
+        ).stdout
+        for _ in range(2)
+    }
+    assert len(shapes) == 1
