@@ -33,7 +33,7 @@ from typing import Any
 
 from bench.common import Goal, add_size_options, chosen_sizes, print_goals, print_table
 from examples.orders.contracts import OrderLine, OrderPlaced
-from gateway.auth import Identity
+from gateway.auth import ANONYMOUS, Identity
 from gateway.routes import RouteTable
 from gateway.subscriptions import CAPACITY, EventHub
 from pipelines import headers as h
@@ -203,7 +203,7 @@ async def paced(publish: Publish, counter: Counter, sizes: Sizes) -> Round:
 async def run(sizes: Sizes) -> list[Side]:
     by_name = contracts()
     customer = Identity(Caller(CUSTOMER, permissions=frozenset({"orders:read"})), None)
-    anyone = Identity(None, None)
+    anyone = ANONYMOUS
     runs: list[tuple[Side, Callable[[], Awaitable[Round]]]] = [
         (Side("audience (owner rule)"), lambda: hub_side(by_name["audience"], customer, sizes)),
         (Side("public (no filter)"), lambda: hub_side(by_name["public"], anyone, sizes)),

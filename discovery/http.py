@@ -6,6 +6,7 @@ from fastapi.responses import JSONResponse
 
 from discovery.catalog import Catalog
 from pipelines.errors import Forbidden, NoAuthHeader, PlatformError, ServiceUnavailable
+from pipelines.identity import bearer_token
 
 READ_PERMISSION = "discovery:read"
 
@@ -20,12 +21,12 @@ def add_routes(app: FastAPI) -> None:
 
 def registry_reader(request: Request) -> None:
     """Refuse a caller without a verified token that holds `discovery:read`."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = bearer_token(request.headers.get("authorization", ""))
+    if token is None:
         raise NoAuthHeader(
             f"the registry needs 'Authorization: Bearer <token>' ({READ_PERMISSION})"
         )
-    caller = request.app.state.instance.runtime.tokens.verify(token.strip())
+    caller = request.app.state.instance.runtime.tokens.verify(token)
     if not caller.has(READ_PERMISSION):
         raise Forbidden(f"the registry requires {READ_PERMISSION}", {"required": [READ_PERMISSION]})
 

@@ -13,7 +13,7 @@ from starlette.datastructures import Headers
 
 from gateway.errors import GatewayError
 from pipelines.errors import Unauthorized
-from pipelines.identity import Caller, TokenCodec
+from pipelines.identity import Caller, TokenCodec, bearer_token
 from pipelines.registry import ContractInfo
 from pipelines.settings import Settings
 
@@ -53,10 +53,10 @@ class Authenticator:
     def identify(self, headers: Headers) -> Identity:
         authorization = headers.get("authorization")
         if authorization:
-            scheme, _, token = authorization.partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
+            token = bearer_token(authorization)
+            if token is None:
                 raise GatewayError(401, "INVALID_TOKEN", "use 'Authorization: Bearer <token>'")
-            return self._verified(token.strip())
+            return self._verified(token)
         if self.development and headers.get("x-dev-user-id"):
             return self._development(headers)
         return ANONYMOUS

@@ -13,6 +13,7 @@ from typing import Any
 from gateway.admission import Admission
 from gateway.auth import Identity
 from gateway.errors import GatewayError
+from gateway.ratelimit import refuse_over_limit
 from gateway.routes import Route
 from gateway.state import GatewayState
 from gateway.validation import validate
@@ -51,11 +52,7 @@ async def invoke(state: GatewayState, call: Call) -> Outcome:
     caller = call.identity.caller
     telemetry.set_user(caller.user_id if caller else None)
     admission = await state.admissions.admit(call)
-    if not admission.verdict.allowed:
-        state.metrics.rate_limited.inc()
-        raise GatewayError(
-            429, "RATE_LIMIT_EXCEEDED", "too many requests", headers=admission.verdict.headers()
-        )
+    refuse_over_limit(admission.verdict, state.metrics.rate_limited.inc)
     outcome = await _answer(state, call, admission)
     outcome.headers.update(admission.verdict.headers())
     return outcome
@@ -82,8 +79,8 @@ async def _answer(state: GatewayState, call: Call, admission: Admission) -> Outc
         raise
     finally:
         breaker.release()  # a trial that ended unrecorded (bad input, cancelled) frees the slot
-    breaker.record(response.ok or status_for(_code(response)) < 500)
     outcome = to_outcome(response)
+    breaker.record(outcome.status < 500)
     if response.ok:
         await state.admissions.remember(admission.cache_key, call, response)
     return outcome
@@ -126,24 +123,22 @@ def _maybe_applied(exc: PlatformError, call: Call) -> GatewayError:
     )
 
 
-def _code(response: Response) -> str:
-    return str((response.json() or {}).get("error", {}).get("code", "INTERNAL_ERROR"))
-
-
 def to_outcome(response: Response) -> Outcome:
     headers: dict[str, str] = {}
     if response.position is not None:
         headers["X-Event-Position"] = str(response.position)
     if h.CACHE in response.headers:
         headers["X-Cache"] = str(response.headers[h.CACHE])
-    status = 200 if response.ok else status_for(_code(response))
+    if response.ok:
+        return Outcome(200, response.body, headers)
+    error = (response.json() or {}).get("error", {})
+    status = status_for(str(error.get("code", "INTERNAL_ERROR")))
     if status == 429:
-        headers.update(_retry_after(response))
+        headers.update(_retry_after(error.get("details")))
     return Outcome(status, response.body, headers)
 
 
-def _retry_after(response: Response) -> dict[str, str]:
+def _retry_after(details: Any) -> dict[str, str]:
     """A service's "try again in n seconds" (`details.retryAfter`) as the HTTP header."""
-    details = (response.json() or {}).get("error", {}).get("details")
     seconds = details.get("retryAfter") if isinstance(details, dict) else None
     return {"Retry-After": str(seconds)} if isinstance(seconds, int) else {}

@@ -3,7 +3,9 @@
 import json
 from typing import Any
 
+from gateway.idempotency import HEADER as KEY_HEADER
 from gateway.routes import RouteTable, camel
+from pipelines.idempotency import MAX_KEY_BYTES
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 ERROR_SCHEMA = {
@@ -22,7 +24,6 @@ ERROR_SCHEMA = {
     },
 }
 
-KEY_HEADER = "Idempotency-Key"
 IDEMPOTENCY_KEY = {
     "name": KEY_HEADER,
     "in": "header",
@@ -35,7 +36,7 @@ IDEMPOTENCY_KEY = {
         "remembered for COMMAND_RESULT_RETENTION (7 days by default). Without one, the gateway "
         "assigns a key and returns it in the response's Idempotency-Key header."
     ),
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_BYTES, "pattern": "^[ -~]+$"},
 }
 RETURNED_KEY = {
     KEY_HEADER: {

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from gateway.errors import GatewayError
 from pipelines.identity import Caller
 
 WINDOW = 60  # seconds
@@ -55,6 +56,15 @@ class Window:
 def subject(caller: Caller | None, client: str) -> str:
     """Whose window a request counts in: its user's, else its client address's."""
     return f"user:{caller.user_id}" if caller else f"address:{client}"
+
+
+def refuse_over_limit(verdict: Verdict, count: Callable[[], None]) -> None:
+    """429 RATE_LIMIT_EXCEEDED, with Retry-After, when `verdict` refuses; `count` counts it."""
+    if not verdict.allowed:
+        count()
+        raise GatewayError(
+            429, "RATE_LIMIT_EXCEEDED", "too many requests", headers=verdict.headers()
+        )
 
 
 class RateLimiter:

@@ -165,9 +165,7 @@ class EventHub:
     async def subscribe(
         self, event_type: str, identity: Identity, filters: Any = None
     ) -> Subscription:
-        route = self.state.routes.events.get(event_type)
-        if route is None:
-            raise GatewayError(404, "NOT_FOUND", f"no service publishes {event_type!r}")
+        route = self._route(event_type)
         service, contract = route
         check(identity.caller, service, contract)  # before its fields are looked at
         requested = checked_filters(contract, {} if filters is None else filters)
@@ -182,17 +180,20 @@ class EventHub:
         end it with the reason."""
         self.remove(subscription)
         subscription.caller = caller
-        route = self.state.routes.events.get(subscription.event_type)
         try:
-            if route is None:
-                raise GatewayError(
-                    404, "NOT_FOUND", f"no service publishes {subscription.event_type!r}"
-                )
+            route = self._route(subscription.event_type)
             subscription.admit(route)
         except GatewayError as exc:
             subscription.fail(exc)
             return
         self._current(subscription.event_type, route).add(subscription)
+
+    def _route(self, event_type: str) -> tuple[str, ContractInfo]:
+        """(service, contract) of `event_type`, or 404 when no service publishes it."""
+        route = self.state.routes.events.get(event_type)
+        if route is None:
+            raise GatewayError(404, "NOT_FOUND", f"no service publishes {event_type!r}")
+        return route
 
     def remove(self, subscription: Subscription) -> None:
         fanout = self._by_type.get(subscription.event_type)

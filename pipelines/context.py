@@ -110,7 +110,8 @@ class Context:
             pending = aggregate.take_pending()
             first = aggregate.version - len(pending) + 1
             every = aggregate.snapshot_every
-            if pending and every and (first - 1) // every < aggregate.version // every:
+            crossed = pending and every and (first - 1) // every < aggregate.version // every
+            if crossed and aggregate not in self._snapshots_due:  # loading may have added it
                 self._snapshots_due.append(aggregate)
             out.extend(
                 NewEvent(

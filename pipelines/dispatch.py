@@ -322,19 +322,14 @@ class CommandProcessor(Processor):
         key = incoming.message_id
         record = self.record_keys.of(key, caller, command) if key else None
         try:
-            return await self._process(incoming, command, caller, record)
+            return await on_fresh_state(
+                lambda: self._decide(incoming, command, caller, record),
+                self.rt.settings.concurrency_retries,
+            )
         except Exception:
             if record and (done := await self.rt.store.command_result(record.record_id)):
                 return self._answer_again(done, record)
             raise
-
-    async def _process(
-        self, incoming: Incoming, command: Contract, caller: Caller | None, record: RecordKey | None
-    ) -> Reply:
-        return await on_fresh_state(
-            lambda: self._decide(incoming, command, caller, record),
-            self.rt.settings.concurrency_retries,
-        )
 
     async def _decide(
         self, incoming: Incoming, command: Contract, caller: Caller | None, record: RecordKey | None

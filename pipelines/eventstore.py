@@ -186,9 +186,9 @@ class EventStore:
         """Every position below this one is settled: committed, or rolled back for good."""
         return int(await (conn or self.pool).fetchval("SELECT readable_bound()"))
 
-    async def oldest_append_seconds(self, conn: Runner | None = None) -> float:
+    async def oldest_append_seconds(self) -> float:
         """Seconds the oldest append still in flight has been running (0: none is)."""
-        return float(await (conn or self.pool).fetchval(OLDEST_APPEND))
+        return float(await self.pool.fetchval(OLDEST_APPEND))
 
     async def read_all(
         self,
@@ -249,7 +249,7 @@ class EventStore:
         )
 
     async def load_snapshot(
-        self, aggregate_type: str, aggregate_id: str, shape: str = ""
+        self, aggregate_type: str, aggregate_id: str, shape: str
     ) -> tuple[int, dict[str, Any]] | None:
         """The aggregate's snapshot, if one was written by a class of the same `shape`."""
         row = await self.pool.fetchrow(
@@ -262,7 +262,7 @@ class EventStore:
         return (row["version"], row["state"]) if row else None
 
     async def save_snapshot(
-        self, aggregate_type: str, aggregate_id: str, version: int, state: str, shape: str = ""
+        self, aggregate_type: str, aggregate_id: str, version: int, state: str, shape: str
     ) -> None:
         """Keep the newest snapshot, or replace one of another shape whatever its version."""
         await self.pool.execute(

@@ -39,10 +39,10 @@ class Caller:
         return sorted(set(required) - self.permissions)
 
     def has(self, permission: str) -> bool:
-        return not self.missing((permission,))
+        return ALL in self.permissions or permission in self.permissions
 
     def has_all(self, permissions: Iterable[str]) -> bool:
-        return not self.missing(permissions)
+        return ALL in self.permissions or self.permissions.issuperset(permissions)
 
     @classmethod
     def from_claims(cls, claims: dict[str, Any]) -> "Caller":
@@ -53,6 +53,14 @@ class Caller:
             permissions=frozenset(claims.get("permissions", ())),
             roles=tuple(claims.get("roles", ())),
         )
+
+
+def bearer_token(authorization: str) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header; None for anything else."""
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
 
 
 class TokenCodec:

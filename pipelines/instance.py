@@ -200,8 +200,9 @@ class ServiceInstance:
         self.refused = rejection
         for subscriber in self.broker.subscribers:
             await subscriber.stop()
-        for name in [task for task in self.supervisor.tasks if task.startswith("projection ")]:
-            await self.supervisor.cancel(name)
+        await self.supervisor.cancel(
+            [task for task in self.supervisor.tasks if task.startswith("projection ")]
+        )
         self.log.error("refused by discovery: consuming nothing until a compatible version runs")
 
     async def health(self) -> dict[str, Any]:

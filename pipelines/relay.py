@@ -80,7 +80,6 @@ class EventRelay:
         self.channel = channel
         self.name = name
         self.position = 0
-        self.session_pid: int | None = None  # of the session holding the lock, while leading
         self._wake = Wakeup(settings, notifier)
         self.is_leader = asyncio.Event()
 
@@ -97,7 +96,6 @@ class EventRelay:
             await self._wake.listen(conn)
             self.position = await self._checkpoint(conn)
             exchange = await self.channel.get_exchange(EVENTS_EXCHANGE, ensure=False)
-            self.session_pid = conn.get_server_pid()
             self.is_leader.set()
             log.info("relay leading from position %d", self.position)
             while True:
@@ -106,7 +104,6 @@ class EventRelay:
                     self._wake.clear()
         finally:
             self.is_leader.clear()
-            self.session_pid = None
             conn.terminate()  # never waits: a graceful close can hang a cancelled task
 
     async def _checkpoint(self, conn: asyncpg.Connection) -> int:

@@ -12,7 +12,7 @@ import contextlib
 import contextvars
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from pipelines.retry import backoff_delay
@@ -54,28 +54,27 @@ class Supervisor:
             self._keep(supervised), name=f"banyan {name}", context=context
         )
 
-    async def cancel(self, name: str) -> None:
-        """Stop task `name` for good."""
-        supervised = self.tasks.pop(name, None)
-        if supervised is not None and supervised.task is not None:
-            supervised.task.cancel()
+    async def stop(self) -> None:
+        await self.cancel(list(self.tasks))
+
+    async def cancel(self, names: Iterable[str]) -> None:
+        """Stop the tasks `names` for good."""
+        tasks = [
+            task
+            for name in list(names)
+            if (supervised := self.tasks.pop(name, None)) and (task := supervised.task)
+        ]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await supervised.task
+                await task
 
     def failing(self) -> dict[str, str]:
         """The tasks failing now, with their last error."""
         now = time.monotonic()
         after = self.recovered_after
         return {s.name: s.last_error for s in self.tasks.values() if s.failing(now, after)}
-
-    async def stop(self) -> None:
-        tasks = [s.task for s in self.tasks.values() if s.task is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self.tasks.clear()
 
     async def _keep(self, supervised: Supervised) -> None:
         while True:

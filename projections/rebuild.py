@@ -48,7 +48,7 @@ class Rebuild:
 
     async def _resume_or_start(self, conn: asyncpg.Connection) -> tuple[int, int, int]:
         live = await state.ensure(conn, self.projection)
-        self.skipped = await state.skipped(conn, self.projection.name)
+        self.skipped = frozenset(live.skipped)
         row = await conn.fetchrow(
             "SELECT generation, position, target FROM projection_rebuilds WHERE name = $1",
             self.projection.name,

@@ -20,11 +20,12 @@ class ProjectionState:
     error: str | None
     error_position: int | None
     updated_at: datetime
+    skipped: list[int]  # positions skipped by hand (`skip`): rebuilds skip them too
 
 
 async def load(conn: asyncpg.Connection, name: str, *, lock: bool = False) -> ProjectionState:
     row = await conn.fetchrow(
-        "SELECT name, position, generation, state, error, error_position, updated_at "
+        "SELECT name, position, generation, state, error, error_position, updated_at, skipped "
         f"FROM projection_positions WHERE name = $1{' FOR UPDATE' if lock else ''}",
         name,
     )
@@ -60,12 +61,6 @@ async def _create(conn: asyncpg.Connection, projection: Projection) -> Projectio
         raise GenerationMoved
     await point_view(conn, projection, generation)
     return state
-
-
-async def skipped(conn: asyncpg.Connection, name: str) -> frozenset[int]:
-    """The positions of the events `name` was told to skip."""
-    found = await conn.fetchval("SELECT skipped FROM projection_positions WHERE name = $1", name)
-    return frozenset(found or ())
 
 
 async def point_view(conn: asyncpg.Connection, projection: Projection, generation: int) -> None:

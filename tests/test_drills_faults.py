@@ -42,6 +42,7 @@ from tests.drill_rig import (
     restart_postgresql,
     restart_rabbitmq,
 )
+from tests.locks import end_lock_session
 
 FROZEN_REDIS_LATENCY = 1.0  # seconds: the slowest answer while Redis is frozen (calls: 100 ms)
 
@@ -182,13 +183,7 @@ async def standby_relay(rig: Rig) -> Child:
 
 
 async def terminate_relay_session(rig: Rig) -> None:
-    """pg_terminate_backend of the session holding the relay's lock, waiting until it ended."""
-    ended = await rig.fetchval(
-        "SELECT array_agg(pg_terminate_backend(pid, 5000)) FROM pg_locks "
-        "WHERE locktype = 'advisory' AND granted "
-        "AND objid = (hashtext($1)::bigint & 4294967295)::oid",
-        f"{rig.settings.database_schema}.relay",
-    )
+    ended = await end_lock_session(rig, f"{rig.settings.database_schema}.relay")
     assert ended == [True], f"the relay's lock session: {ended}"
 
 

@@ -5,7 +5,6 @@ import json
 from collections import Counter
 
 import aio_pika
-import asyncpg
 
 from examples.orders.contracts import PlaceOrder
 from examples.orders.summary import order_summary
@@ -13,18 +12,10 @@ from pipelines.relay import EventRelay
 from pipelines.topology import EVENTS_EXCHANGE
 from projections.documents import DocumentReader
 from tests.conftest import eventually
+from tests.locks import end_lock_session
 
 ITEMS = [{"sku": "fig", "quantity": 1, "unitPrice": "1.00"}]
 QUIET = 0.5  # seconds without a further delivery after the last expected one
-
-
-async def end_lock_session(pool: asyncpg.Pool, key: str) -> None:
-    """End the database session holding advisory lock `key`, as a failover or a cut would."""
-    await pool.execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
-        "AND granted AND objid = (hashtext($1)::bigint & 4294967295)::oid",
-        key,
-    )
 
 
 async def deliveries_until(queue: aio_pika.abc.AbstractQueue, last: str) -> Counter[str]:

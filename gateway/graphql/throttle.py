@@ -3,8 +3,7 @@ caller's rate limit, even one that calls no contract (introspection, `__typename
 of its own, as large as the caller's."""
 
 from gateway.auth import Identity
-from gateway.errors import GatewayError
-from gateway.ratelimit import subject
+from gateway.ratelimit import refuse_over_limit, subject
 from gateway.state import GatewayState
 
 SCOPE = "graphql"
@@ -16,8 +15,4 @@ async def admit(state: GatewayState, identity: Identity, client: str) -> None:
     caller = identity.caller
     limit = limiter.user_limit if caller else limiter.anonymous_limit
     window = limiter.window(subject(caller, client), caller is not None, SCOPE, limit)
-    verdict = await limiter.check(window)
-    if not verdict.allowed:
-        state.metrics.rate_limited.inc()
-        headers = verdict.headers()
-        raise GatewayError(429, "RATE_LIMIT_EXCEEDED", "too many requests", headers=headers)
+    refuse_over_limit(await limiter.check(window), state.metrics.rate_limited.inc)
