@@ -5,7 +5,7 @@ STAMP   := $(VENV)/.installed
 # the gateway's browser pages' files, fetched from the npm registry (scripts/fetch-npm-files.sh)
 GRAPHIQL   := gateway/graphql/static
 SWAGGER_UI := gateway/apidocs/static
-TYPED   := pipelines $(if $(wildcard projections/*.py),projections)
+TYPED   := pipelines projections flows gateway auth discovery examples bench
 
 .PHONY: run test install services browser migrate lint bench clean
 

@@ -23,9 +23,8 @@ def validate(route: Route, payload: dict[str, Any]) -> None:
     check = _compiled(route.input_schema_text)
     try:
         check(json.loads(json.dumps(payload)))  # a copy: the check fills defaults
-    except fastjsonschema.JsonSchemaException as exc:
-        path = getattr(exc, "path", None) or []
-        field = ".".join(str(p) for p in path[1:]) or "(body)"
+    except fastjsonschema.JsonSchemaValueException as exc:
+        field = ".".join(str(p) for p in exc.path[1:]) or "(body)"
         message = exc.message.removeprefix(f"data.{field} ").removeprefix("data ")
         raise GatewayError(
             400,

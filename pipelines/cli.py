@@ -8,10 +8,9 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from flows import cli as flows_cli
 from pipelines import deadletters
+from pipelines.plugins import COMMANDS, contributions
 from pipelines.settings import Settings, get_settings
-from projections import cli as projections_cli
 
 Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]
 
@@ -102,8 +101,8 @@ def parser() -> argparse.ArgumentParser:
     replay.add_argument("queue", help="the original queue (or its dlq.* name)")
     replay.set_defaults(run=dlq_replay)
 
-    projections_cli.add_commands(groups)
-    flows_cli.add_commands(groups)
+    for add_commands in contributions(COMMANDS):
+        add_commands(groups)
     groups.add_parser("relay", help="run the event relay alone").set_defaults(run=relay)
     groups.add_parser("up", help="run every platform process (development)").set_defaults(run=up)
     groups.add_parser("status", help="services, health, queues, projections").set_defaults(

@@ -13,17 +13,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
-
 from pipelines import deadletters
 from pipelines.database import connect
 from pipelines.deadletters import QueueDepth
 from pipelines.eventstore import OLDEST_APPEND
 from pipelines.modules import load_services
+from pipelines.plugins import STATUS, contributions
 from pipelines.registry import DISCOVERY, ListServices, ServiceInfo, ServiceList
 from pipelines.rpc import RpcClient
 from pipelines.settings import Settings
-from projections.status import known_projections, status
 
 TIMEOUT = 3.0  # seconds for each source
 PROBE_HOST = "127.0.0.1"
@@ -45,7 +43,7 @@ async def report(settings: Settings) -> str:
         ("Processes (/health)", processes),
         ("Queues", queues),
         ("Event log", event_log),
-        ("Projections", projections),
+        *contributions(STATUS),
     ]
     sections = await asyncio.gather(*(_guarded(title, part, settings) for title, part in parts))
     now = f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
@@ -156,18 +154,6 @@ async def event_log(settings: Settings) -> list[Section]:
             ],
         )
     ]
-
-
-async def projections(settings: Settings) -> list[Section]:
-    names = sorted(known_projections(settings))
-    conn = await connect(settings)
-    try:
-        lines = [(await status(conn, name)).describe() for name in names]
-    except asyncpg.UndefinedTableError:
-        lines = ["no projection has run: the database is not migrated (banyan db migrate)"]
-    finally:
-        await conn.close()
-    return [Section("Projections", lines)]
 
 
 def _reason(exc: BaseException) -> str:

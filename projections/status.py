@@ -5,8 +5,10 @@ from datetime import datetime
 
 import asyncpg
 
+from pipelines.database import connect
 from pipelines.modules import load_services
 from pipelines.settings import Settings
+from pipelines.status_report import Section
 from projections.projection import Projection
 
 LAG_COUNT_LIMIT = 10_000_000
@@ -92,3 +94,19 @@ async def status(conn: asyncpg.Connection, name: str) -> Status:
         row["rebuild_target"],
         tuple(row["skipped"]),
     )
+
+
+async def status_sections(settings: Settings) -> list[Section]:
+    """The projections part of `banyan status`."""
+    names = sorted(known_projections(settings))
+    conn = await connect(settings)
+    try:
+        lines = [(await status(conn, name)).describe() for name in names]
+    except asyncpg.UndefinedTableError:
+        lines = ["no projection has run: the database is not migrated (banyan db migrate)"]
+    finally:
+        await conn.close()
+    return [Section("Projections", lines)]
+
+
+STATUS_PART = ("Projections", status_sections)
