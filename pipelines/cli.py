@@ -3,6 +3,7 @@
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -79,6 +80,12 @@ async def up(settings: Settings, args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="banyan", description="Banyan platform tools")
+    root.add_argument(
+        "--app",
+        metavar="MODULE[:app],...",
+        help="the service module(s) to act on (default: SERVICE_MODULES); "
+        "modules are found from the working directory too",
+    )
     groups = root.add_subparsers(dest="group", required=True)
 
     db = groups.add_parser("db", help="database").add_subparsers(dest="action", required=True)
@@ -114,6 +121,11 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     settings = get_settings()
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # the user's own service modules, as `faststream run`
+    if args.app:
+        modules = ",".join(m.partition(":")[0] for m in args.app.split(","))
+        settings = settings.model_copy(update={"service_modules": modules})
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
     try:
         code: int = asyncio.run(args.run(settings, args))

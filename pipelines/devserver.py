@@ -1,49 +1,30 @@
-"""`banyan up`: every platform process and the example services, for development."""
+"""`banyan up`: every service of SERVICE_MODULES and the gateway, for development."""
 
 import asyncio
 import contextlib
-import importlib.util
 import signal
 import sys
 
 from pipelines.database import migrate
-from pipelines.http import proxy_arguments
+from pipelines.modules import module_names
+from pipelines.plugins import PROCESSES, contributions
 from pipelines.settings import Settings
 
 STOP_MARGIN = 10.0  # seconds a process may take to stop beyond its graceful shutdown
-PROXY = "{proxy}"  # stands for uvicorn's arguments saying which proxies to believe
-# (name, module that must exist, command); a process whose module is absent is skipped.
-# `{gateway_port}` and PROXY are filled in from the settings.
-PROCESSES: list[tuple[str, str, list[str]]] = [
-    ("auth", "auth", ["-m", "faststream", "run", "auth:app"]),
-    ("discovery", "discovery", ["-m", "faststream", "run", "discovery:app"]),
-    ("gateway", "gateway", ["-m", "uvicorn", "gateway:app", "--port", "{gateway_port}", PROXY]),
-    ("orders", "examples.orders", ["-m", "faststream", "run", "examples.orders:app"]),
-    ("inventory", "examples.inventory", ["-m", "faststream", "run", "examples.inventory:app"]),
-    ("fulfilment", "examples.fulfilment", ["-m", "faststream", "run", "examples.fulfilment:app"]),
-]
 
 
 def available(settings: Settings) -> list[tuple[str, list[str]]]:
-    return [
-        (name, [sys.executable, *_filled(argv, settings)])
-        for name, module, argv in PROCESSES
-        if importlib.util.find_spec(module) is not None
+    """(name, command) of each process: every service of SERVICE_MODULES, then the front
+    processes the installed packages contribute (the gateway)."""
+    services = [
+        (module.rsplit(".", 1)[-1], [sys.executable, "-m", "faststream", "run", f"{module}:app"])
+        for module in module_names(settings)
     ]
+    fronts = [process(settings) for process in contributions(PROCESSES)]
+    return [*services, *((name, [sys.executable, *argv]) for name, argv in fronts)]
 
 
-def _filled(argv: list[str], settings: Settings) -> list[str]:
-    out: list[str] = []
-    for arg in argv:
-        if arg == PROXY:
-            out += proxy_arguments(settings.forwarded_allow_ips)
-        else:
-            out.append(arg.format(gateway_port=settings.gateway_port))
-    return out
-
-
-async def _pipe(name: str, stream: asyncio.StreamReader) -> None:
-    width = max(len(n) for n, _, _ in PROCESSES)
+async def _pipe(name: str, width: int, stream: asyncio.StreamReader) -> None:
     while line := await stream.readline():
         sys.stdout.write(f"{name:<{width}} | {line.decode(errors='replace')}")
         sys.stdout.flush()
@@ -54,13 +35,15 @@ async def up(settings: Settings) -> int:
     await migrate(settings)
     children: dict[str, asyncio.subprocess.Process] = {}
     pipes = []
-    for name, argv in available(settings):
+    processes = available(settings)
+    width = max(len(name) for name, _ in processes)
+    for name, argv in processes:
         child = await asyncio.create_subprocess_exec(
             *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
         )
         assert child.stdout is not None
         children[name] = child
-        pipes.append(asyncio.create_task(_pipe(name, child.stdout)))
+        pipes.append(asyncio.create_task(_pipe(name, width, child.stdout)))
         print(f"started {name} (pid {child.pid}): {' '.join(argv[1:])}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -15,7 +15,7 @@ ensure() {
   echo "$name is not running; starting it" >&2
   $start >/dev/null 2>&1 || true
   for _ in $(seq 1 60); do $check && return 0; sleep 1; done
-  echo "error: $name is not reachable and could not be started (see README, 'Servers')" >&2
+  echo "error: $name is not reachable and could not be started (see README, 'Quick start')" >&2
   exit 1
 }
 
