@@ -8,10 +8,12 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from gateway import apidocs, graphql, openapi, rest, websocket
+from gateway.conventions import HeadAsGet
 from gateway.correlation import Correlate
 from gateway.errors import error_response, platform_error_response
 from gateway.state import GatewayState, RegistrySource
@@ -20,6 +22,8 @@ from pipelines import telemetry
 from pipelines.errors import PlatformError
 from pipelines.logs import configure_logging
 from pipelines.settings import Settings, get_settings
+
+GZIP_ABOVE_BYTES = 1024  # smaller answers cost more to compress than they save
 
 
 def create_app(settings: Settings | None = None, source: RegistrySource | None = None) -> FastAPI:
@@ -47,6 +51,7 @@ def create_app(settings: Settings | None = None, source: RegistrySource | None =
     )  # fmt: skip
     app.state.gateway = state
     app.add_middleware(rest.Api)  # innermost of the gateway's layers, before FastAPI's routing
+    app.add_middleware(HeadAsGet)
     app.add_middleware(Correlate, metrics=state.metrics, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(
         CORSMiddleware,
@@ -56,6 +61,7 @@ def create_app(settings: Settings | None = None, source: RegistrySource | None =
         expose_headers=["X-Correlation-ID", "X-Event-Position", "X-RateLimit-Limit",
                         "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After"],
     )  # fmt: skip
+    app.add_middleware(GZipMiddleware, minimum_size=GZIP_ABOVE_BYTES)
     telemetry.instrument(app, "gateway", settings, state.metrics.registry, state.breaker_states)
     _add_error_handlers(app)
     _add_platform_routes(app, state)
@@ -77,7 +83,13 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         code = "NOT_FOUND" if exc.status_code == 404 else "HTTP_ERROR"
-        return error_response(exc.status_code, code, str(exc.detail), _correlation(request))
+        return error_response(
+            exc.status_code,
+            code,
+            str(exc.detail),
+            _correlation(request),
+            headers=dict(exc.headers or {}),
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,5 +1,10 @@
-"""The OpenAPI document of the routes the registry currently holds."""
+"""The OpenAPI document of the routes the registry currently holds.
 
+Its `info.version` is a digest of the document: it changes when the contracts change, and
+only then (not with each registry update or gateway restart).
+"""
+
+import hashlib
 import json
 from typing import Any
 
@@ -7,7 +12,8 @@ from gateway.idempotency import HEADER as KEY_HEADER
 from gateway.routes import RouteTable, camel
 from pipelines.idempotency import MAX_KEY_BYTES
 
-ERROR = {"$ref": "#/components/schemas/Error"}
+REFS = "#/components/schemas/"
+ERROR = {"$ref": REFS + "Error"}
 ERROR_SCHEMA = {
     "type": "object",
     "properties": {
@@ -38,36 +44,115 @@ IDEMPOTENCY_KEY = {
     ),
     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_BYTES, "pattern": "^[ -~]+$"},
 }
+BEARER = {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
 RETURNED_KEY = {
     KEY_HEADER: {
         "description": "the key the command was sent with: the client's, or one assigned",
         "schema": {"type": "string"},
     }
 }
-KEY_REUSED = {
-    "description": "IDEMPOTENCY_KEY_REUSED: this key was sent with another body",
-    "content": {"application/json": {"schema": ERROR}},
+CORRELATION_ID = {
+    "name": "X-Correlation-ID",
+    "in": "header",
+    "required": False,
+    "description": "Ties the request to its logs and traces (1 to 128 visible ASCII "
+    "characters); the gateway assigns one when absent and echoes it on every answer.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[!-~]+$"},
 }
+MIN_POSITION = {
+    "name": "X-Min-Position",
+    "in": "header",
+    "required": False,
+    "description": "Read your writes: answer only once the read model has reached this log "
+    "position (a command's X-Event-Position), waiting up to READ_YOUR_WRITES_TIMEOUT.",
+    "schema": {"type": "integer", "minimum": 0},
+}
+ECHOED_ID = {
+    "X-Correlation-ID": {
+        "description": "the request's correlation id",
+        "schema": {"type": "string"},
+    }
+}
+EVENT_POSITION = {
+    "X-Event-Position": {
+        "description": "the log position of the command's last event: send it as "
+        "X-Min-Position to read this write",
+        "schema": {"type": "integer"},
+    }
+}
+ERRORS = {
+    "400": "VALIDATION_ERROR: the request does not match the contract",
+    "401": "NO_AUTH_HEADER, INVALID_TOKEN or TOKEN_EXPIRED",
+    "403": "FORBIDDEN: the caller lacks a permission the operation requires",
+    "404": "NOT_FOUND: no such operation, or the object does not exist for this caller",
+    "409": "CONFLICT: the object changed or is in a state that refuses the command",
+    "413": "PAYLOAD_TOO_LARGE: the body is over MAX_BODY_BYTES",
+    "415": "UNSUPPORTED_MEDIA_TYPE: the body is not application/json",
+    "422": "IDEMPOTENCY_KEY_REUSED: this key was sent with another body",
+    "429": "RATE_LIMIT_EXCEEDED: wait Retry-After seconds",
+    "500": "HANDLER_FAILED: the service failed",
+    "503": "SERVICE_UNAVAILABLE or CIRCUIT_BREAKER_OPEN: a command may have been applied",
+    "504": "TIMEOUT: no answer in time; a command may have been applied",
+}
+COMMAND_ONLY = {"409", "413", "415", "422"}
 
 
-def _idempotent(operation: dict[str, Any]) -> None:
-    """Document a command's Idempotency-Key: the request header, the 422, the key returned."""
-    operation["parameters"] = [IDEMPOTENCY_KEY]
-    responses = operation["responses"]
-    responses["422"] = KEY_REUSED
-    for response in (responses["200"], responses["default"]):
-        response["headers"] = RETURNED_KEY
+def _responses(kind: str, output: dict[str, Any]) -> dict[str, Any]:
+    """The result, and each error status the operation can answer with, with their headers."""
+    returned = {**ECHOED_ID, **(RETURNED_KEY if kind == "command" else {})}
+    ok = {"description": "result", "content": {"application/json": {"schema": output}}}
+    ok["headers"] = {**returned, **(EVENT_POSITION if kind == "command" else {})}
+    errors = {
+        status: {
+            "description": description,
+            "headers": returned,
+            "content": {"application/json": {"schema": ERROR}},
+        }
+        for status, description in ERRORS.items()
+        if kind == "command" or status not in COMMAND_ONLY
+    }
+    return {"200": ok, **errors}
 
 
-def _hoist(schema: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]:
-    """Move a schema's `$defs` into components and point its references there."""
-    for name, definition in schema.pop("$defs", {}).items():
-        components[name] = definition
+def _placed(schema: dict[str, Any], components: dict[str, Any], service: str) -> dict[str, Any]:
+    """`schema` with its `$defs` moved into the components and its references pointed there.
+
+    A model is one component named after its title (generated clients name their classes after
+    them); one that another service shapes differently is prefixed with its service's name.
+    """
+    schema = dict(schema)
+    definitions: dict[str, Any] = schema.pop("$defs", {})
+    names = {name: name for name in definitions}
+    for name, definition in definitions.items():
+        if components.get(name, _pointed(definition, names)) != _pointed(definition, names):
+            names[name] = _prefixed(service, name)
+    for name, definition in definitions.items():
+        components[names[name]] = _pointed(definition, names)
+    return _pointed(schema, names)
+
+
+def _prefixed(service: str, name: str) -> str:
+    return f"{service.title().replace('-', '')}{name}"
+
+
+def _pointed(schema: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
     text = json.dumps(schema)
-    if "#/$defs/" not in text:
+    for name, placed in names.items():
+        text = text.replace(f'"#/$defs/{name}"', f'"{REFS}{placed}"')
+    pointed: dict[str, Any] = json.loads(text)
+    return pointed
+
+
+def _reference(schema: dict[str, Any], components: dict[str, Any], service: str) -> Any:
+    """A reference to `schema` as a component of its own, named after its title."""
+    title = str(schema.get("title") or "")
+    if not title:
         return schema
-    hoisted: dict[str, Any] = json.loads(text.replace("#/$defs/", "#/components/schemas/"))
-    return hoisted
+    name = title
+    if components.get(name, schema) != schema:
+        name = _prefixed(service, title)
+    components[name] = schema
+    return {"$ref": REFS + name}
 
 
 def document(table: RouteTable) -> dict[str, Any]:
@@ -75,48 +160,39 @@ def document(table: RouteTable) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for route in table.all():
         contract = route.contract
-        schema = _hoist(dict(contract.input_schema), components)
-        output = _hoist(dict(contract.output_schema or {}), components)
+        schema = _placed(contract.input_schema, components, route.service)
+        output = _placed(contract.output_schema or {}, components, route.service)
+        result = _reference(output, components, route.service)
         operation: dict[str, Any] = {
             "operationId": camel(contract.message_type),
             "tags": [route.service],
             "summary": contract.description or contract.message_type,
-            "responses": {
-                "200": {
-                    "description": "result",
-                    "content": {"application/json": {"schema": output}},
-                },
-                "default": {
-                    "description": "error",
-                    "content": {"application/json": {"schema": ERROR}},
-                },
-            },
+            "responses": _responses(contract.kind, result),
         }
         if contract.required_permissions:
             operation["security"] = [{"bearer": []}]
             operation["description"] = "Requires " + ", ".join(contract.required_permissions)
-        if contract.kind == "command":
-            _idempotent(operation)
         if route.method == "POST":
+            operation["parameters"] = [IDEMPOTENCY_KEY, CORRELATION_ID]
             operation["requestBody"] = {
                 "required": True,
-                "content": {"application/json": {"schema": schema}},
+                "content": {
+                    "application/json": {"schema": _reference(schema, components, route.service)}
+                },
             }
         else:
             required = set(schema.get("required", []))
             operation["parameters"] = [
-                {"name": name, "in": "query", "required": name in required, "schema": prop}
-                for name, prop in schema.get("properties", {}).items()
-            ]
+                *({"name": name, "in": "query", "required": name in required, "schema": prop}
+                  for name, prop in schema.get("properties", {}).items()),
+                MIN_POSITION, CORRELATION_ID,
+            ]  # fmt: skip
         paths[route.path] = {route.method.lower(): operation}
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "Banyan API gateway", "version": str(table.version)},
-        "paths": paths,
-        "components": {
-            "schemas": components,
-            "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
-            },
-        },
-    }
+    content = {"paths": paths, "components": {"schemas": components, "securitySchemes": BEARER}}
+    return {"openapi": "3.1.0", "info": _info(content), **content}
+
+
+def _info(content: dict[str, Any]) -> dict[str, str]:
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    return {"title": "Banyan API gateway", "version": f"1.0.0+{digest}"}

@@ -270,9 +270,20 @@ class QueryProcessor(Processor):
         assert self.rt.positions is not None
         timeout = self.rt.settings.read_your_writes_timeout
         if not await self.rt.positions.wait(projection, position, timeout):
+            await self._refuse_beyond_the_log(position)
             raise Timeout(
                 f"{projection} has not reached position {position} within {timeout:g}s",
                 {"projection": projection, "minPosition": position},
+            )
+
+    async def _refuse_beyond_the_log(self, position: int) -> None:
+        """A position no append has reached is not one a command answered with: a bad input."""
+        assert self.rt.store is not None
+        head = await self.rt.store.head_position()
+        if position > head:
+            raise ValidationError(
+                f"X-Min-Position {position} is beyond the end of the log ({head})",
+                {"minPosition": position, "head": head},
             )
 
     async def _cached(

@@ -17,7 +17,7 @@ from examples.orders.summary import order_summary
 from pipelines import Event, Query
 from pipelines.contracts import InvalidContract
 from pipelines.dispatch import Handler
-from pipelines.errors import NotFound, Timeout
+from pipelines.errors import NotFound, Timeout, ValidationError
 from pipelines.eventstore import RecordedEvent
 from pipelines.querycache import Cached, keyed_fields
 from projections import Documents, Projection, state
@@ -125,13 +125,26 @@ def test_a_cache_key_every_invalidating_event_lacks_is_refused() -> None:
         keyed_fields([handler])
 
 
-async def test_waiting_for_an_unreached_position_times_out(orders, rpc, token) -> None:
+async def test_a_position_the_read_model_has_not_reached_times_out(orders, rpc, token) -> None:
+    pool = orders.runtime.pool
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("LOCK TABLE order_summary IN EXCLUSIVE MODE")  # the runner waits
+        placed = await place(rpc, token, uuid.uuid4().hex)
+        response = await rpc.send(
+            "orders", GetOrder(order_id=placed.result()["orderId"]), token=token("t", *ALL),
+            **{"x-min-position": placed.position},
+        )  # fmt: skip
+        with pytest.raises(Timeout, match="order_summary has not reached position"):
+            response.result()
+
+
+async def test_a_position_beyond_the_log_is_refused(orders, rpc, token) -> None:
     head = await orders.runtime.store.head_position()
     response = await rpc.send(
         "orders", GetOrder(order_id="x"), token=token("t", *ALL),
         **{"x-min-position": head + 10_000},
     )  # fmt: skip
-    with pytest.raises(Timeout, match="order_summary has not reached position"):
+    with pytest.raises(ValidationError, match="beyond the end of the log"):
         response.result()
     with pytest.raises(NotFound):
         (await rpc.send("orders", GetOrder(order_id="x"), token=token("t", *ALL))).result()
