@@ -5,6 +5,7 @@ STAMP   := $(VENV)/.installed
 # the gateway's browser pages' files, fetched from the npm registry (scripts/fetch-npm-files.sh)
 GRAPHIQL   := gateway/graphql/static
 SWAGGER_UI := gateway/apidocs/static
+SPECS      := build/specs
 TYPED   := pipelines projections flows gateway auth discovery examples bench
 
 .PHONY: run test install services browser migrate lint bench clean
@@ -24,7 +25,11 @@ $(SWAGGER_UI)/swagger-ui-bundle.js:
 	@scripts/fetch-npm-files.sh $(SWAGGER_UI) swagger-ui-dist@5.36.0/swagger-ui-bundle.js \
 	  swagger-ui-dist@5.36.0/swagger-ui.css swagger-ui-dist@5.36.0/favicon-32x32.png
 
-install: $(STAMP) $(GRAPHIQL)/graphiql.min.js $(SWAGGER_UI)/swagger-ui-bundle.js
+$(SPECS)/3.0.0-without-$$id.json:
+	@scripts/fetch-npm-files.sh $(SPECS) '@asyncapi/specs@6.11.1/schemas/3.0.0-without-$$id.json'
+
+install: $(STAMP) $(GRAPHIQL)/graphiql.min.js $(SWAGGER_UI)/swagger-ui-bundle.js \
+  $(SPECS)/3.0.0-without-$$id.json
 
 services:
 	@scripts/ensure-services.sh

@@ -11,8 +11,8 @@ from typing import Any
 from gateway.idempotency import HEADER as KEY_HEADER
 from gateway.routes import RouteTable, camel
 from pipelines.idempotency import MAX_KEY_BYTES
+from pipelines.schema_components import REFS, Components
 
-REFS = "#/components/schemas/"
 ERROR = {"$ref": REFS + "Error"}
 ERROR_SCHEMA = {
     "type": "object",
@@ -114,55 +114,14 @@ def _responses(kind: str, output: dict[str, Any]) -> dict[str, Any]:
     return {"200": ok, **errors}
 
 
-def _placed(schema: dict[str, Any], components: dict[str, Any], service: str) -> dict[str, Any]:
-    """`schema` with its `$defs` moved into the components and its references pointed there.
-
-    A model is one component named after its title (generated clients name their classes after
-    them); one that another service shapes differently is prefixed with its service's name.
-    """
-    schema = dict(schema)
-    definitions: dict[str, Any] = schema.pop("$defs", {})
-    names = {name: name for name in definitions}
-    for name, definition in definitions.items():
-        if components.get(name, _pointed(definition, names)) != _pointed(definition, names):
-            names[name] = _prefixed(service, name)
-    for name, definition in definitions.items():
-        components[names[name]] = _pointed(definition, names)
-    return _pointed(schema, names)
-
-
-def _prefixed(service: str, name: str) -> str:
-    return f"{service.title().replace('-', '')}{name}"
-
-
-def _pointed(schema: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
-    text = json.dumps(schema)
-    for name, placed in names.items():
-        text = text.replace(f'"#/$defs/{name}"', f'"{REFS}{placed}"')
-    pointed: dict[str, Any] = json.loads(text)
-    return pointed
-
-
-def _reference(schema: dict[str, Any], components: dict[str, Any], service: str) -> Any:
-    """A reference to `schema` as a component of its own, named after its title."""
-    title = str(schema.get("title") or "")
-    if not title:
-        return schema
-    name = title
-    if components.get(name, schema) != schema:
-        name = _prefixed(service, title)
-    components[name] = schema
-    return {"$ref": REFS + name}
-
-
 def document(table: RouteTable) -> dict[str, Any]:
-    components: dict[str, Any] = {"Error": ERROR_SCHEMA}
+    components = Components(Error=ERROR_SCHEMA)
     paths: dict[str, Any] = {}
     for route in table.all():
         contract = route.contract
-        schema = _placed(contract.input_schema, components, route.service)
-        output = _placed(contract.output_schema or {}, components, route.service)
-        result = _reference(output, components, route.service)
+        schema = components.placed(contract.input_schema, route.service)
+        output = components.placed(contract.output_schema or {}, route.service)
+        result = components.reference(output, route.service)
         operation: dict[str, Any] = {
             "operationId": camel(contract.message_type),
             "tags": [route.service],
@@ -177,7 +136,7 @@ def document(table: RouteTable) -> dict[str, Any]:
             operation["requestBody"] = {
                 "required": True,
                 "content": {
-                    "application/json": {"schema": _reference(schema, components, route.service)}
+                    "application/json": {"schema": components.reference(schema, route.service)}
                 },
             }
         else:
@@ -188,7 +147,10 @@ def document(table: RouteTable) -> dict[str, Any]:
                 MIN_POSITION, CORRELATION_ID,
             ]  # fmt: skip
         paths[route.path] = {route.method.lower(): operation}
-    content = {"paths": paths, "components": {"schemas": components, "securitySchemes": BEARER}}
+    content = {
+        "paths": paths,
+        "components": {"schemas": components.schemas, "securitySchemes": BEARER},
+    }
     return {"openapi": "3.1.0", "info": _info(content), **content}
 
 

@@ -9,6 +9,7 @@ from faststream.rabbit import Channel, RabbitBroker
 
 from pipelines import telemetry
 from pipelines.announce import Announcer, new_instance_id
+from pipelines.asyncapi import ServiceAsyncAPI
 from pipelines.connecting import until_connected
 from pipelines.database import create_pool, migrate
 from pipelines.dispatch import CommandProcessor, EventProcessor, Processor, QueryProcessor
@@ -80,6 +81,7 @@ class ServiceInstance:
             after_startup=[self._start_background],
             on_shutdown=[self._goodbye, self._stop_background],
             after_shutdown=[self._teardown],
+            specification=ServiceAsyncAPI(service, settings.rabbitmq_url),
         )
 
     def _register(self) -> None:
