@@ -13,6 +13,7 @@ import asyncpg
 Doc = dict[str, Any]
 FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_OFFSET = 2**62
+MAX_PAGE = 1000  # documents one find() returns at most: a page, never a whole table
 
 
 def field_sql(field: str) -> str:
@@ -101,7 +102,8 @@ class DocumentReader:
         offset: int = 0,
         limit: int = 20,
     ) -> tuple[list[Doc], int]:
-        """Documents whose fields equal `where` (None values ignored), and how many match."""
+        """Documents whose fields equal `where` (None values ignored), and how many match:
+        a page of `limit` (20 by default, at most MAX_PAGE) from `offset`."""
         conditions, args = [], []
         for field, value in (where or {}).items():
             if value is not None:
@@ -114,7 +116,7 @@ class DocumentReader:
         offset = min(int(offset), MAX_OFFSET)  # past any table: an empty page, not an error
         rows = await self.pool.fetch(
             f'SELECT doc, count(*) OVER () AS total FROM "{self.view}" {clause} '
-            f"{order} OFFSET {offset} LIMIT {int(limit)}",
+            f"{order} OFFSET {offset} LIMIT {max(0, min(int(limit), MAX_PAGE))}",
             *args,
         )
         total = rows[0]["total"] if rows else await self._count(clause, args)
