@@ -193,3 +193,9 @@ async def test_memory_documents_find_what_postgresql_finds(orders) -> None:
     for where, options in FINDS:
         assert await memory.find(where, **options) == await real.find(where, **options), where
     assert await memory.get("a") == await real.get("a") and await memory.get("x") is None
+
+
+async def test_a_race_that_never_took_place_is_reported() -> None:
+    scenario = TestKit(notes).meanwhile(Jot, "n-1", Noted(note_id="n-1", text="other"))
+    with pytest.raises(AssertionError, match=r"no race .* \(refused: INSUFFICIENT_PERMISSIONS\)"):
+        await scenario.when(Note(note_id="n-1", text="mine"), caller=user("u-1"))

@@ -113,7 +113,14 @@ class TestKit:
         """Start from these events of one aggregate, as if recorded before (not delivered)."""
         return Scenario(self).given(aggregate, aggregate_id, *events)
 
+    def meanwhile(
+        self, aggregate: type[Aggregate] | str, aggregate_id: str, *events: Event
+    ) -> "Scenario":
+        """See `Scenario.meanwhile`."""
+        return Scenario(self).meanwhile(aggregate, aggregate_id, *events)
+
     def when(self, message: Contract, caller: Acting | None = None) -> "When":
+        """See `Scenario.when`."""
         return Scenario(self).when(message, caller)
 
     async def _run(self, scenario: "Scenario", message: Contract, acting: Acting) -> Outcome:
@@ -135,6 +142,11 @@ class TestKit:
                 result = json.loads((await self._handle(message, acting)).body or b"null")
         except PlatformError as exc:
             error = exc
+        if self.store.races_not_run():
+            raise AssertionError(
+                f"{message.message_type()} appended nothing, so no race with `meanwhile` "
+                f"events took place{f' (refused: {error.code})' if error else ''}"
+            )
         await self._settle(deliver=True)
         appended = await self.store.read_all(start, MAX_CASCADE)
         return Outcome(
