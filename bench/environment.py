@@ -4,7 +4,7 @@ import logging
 import os
 
 from pipelines.settings import Settings
-from tests.isolation import create_isolated_env
+from pipelines.testing.isolation import create_isolated_env
 
 
 def isolated_settings(relay: bool) -> tuple[Settings, dict[str, str]]:

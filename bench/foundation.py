@@ -41,8 +41,8 @@ from pipelines.eventstore import EventStore, NewEvent
 from pipelines.identity import Caller, TokenCodec
 from pipelines.instance import ServiceInstance
 from pipelines.settings import Settings
+from pipelines.testing.isolation import drop_isolated_env
 from pipelines.topology import request_queue_name
-from tests.isolation import drop_isolated_env
 
 ORDER = b'{"customerId":"bench-customer","items":[{"sku":"apple","quantity":3,"unitPrice":"1.50"}]}'
 EVENT_DATA = '{"orderId":"o-1","customerId":"bench-customer","total":"4.50"}'

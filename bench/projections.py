@@ -56,10 +56,10 @@ from pipelines.instance import ServiceInstance
 from pipelines.querycache import QueryCache
 from pipelines.rpc import Response, RpcClient
 from pipelines.settings import Settings
+from pipelines.testing.isolation import drop_isolated_env
 from pipelines.topology import request_queue_name
 from projections.progress import Progress
 from projections.rebuild import Rebuild
-from tests.isolation import drop_isolated_env
 
 BASELINE_TABLE = "bench_order_summary"
 BASELINE_QUERY_QUEUE = "bench.baseline.queries.GetOrder"

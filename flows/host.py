@@ -4,6 +4,7 @@ service = Service("fulfilment", migrations=flows.MIGRATIONS)
 flows.host(service, order_fulfilment)
 """
 
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from flows.runs import RunTable, run_id
 from flows.settings import FlowSettings
 from pipelines import Context, Event, Service
 from pipelines.instance import ServiceInstance
+from pipelines.runtime import Runtime
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -55,7 +57,15 @@ class Host:
                 engine.wake()
 
         start.__name__ = f"start_{flow.name.replace('-', '_')}"
+        start.in_memory = functools.partial(_in_memory, flow)  # type: ignore[attr-defined]
         return start
+
+
+def _in_memory(flow: Flow[Any], runtime: Runtime) -> Callable[[Event, Context], Awaitable[None]]:
+    """What the test kit runs instead of `start` (see `flows.testing`)."""
+    from flows.testing import in_memory_starter
+
+    return in_memory_starter(flow, runtime)
 
 
 def host(service: Service, *flows: Flow[Any]) -> Host:

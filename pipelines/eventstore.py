@@ -49,6 +49,7 @@ COMMAND_RESULT = (
     "WHERE command_id = $1"
 )
 READ_LOG = "SELECT * FROM read_log($1, $2, $3::text[])"
+EVENT_ID_CONSTRAINT = "events_event_id_key"
 Runner: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 
@@ -102,6 +103,10 @@ class DuplicateCommand(Exception):
     """The command id was already handled; its first result stands."""
 
 
+class DuplicateEvent(Exception):
+    """An event with this id is in the log already: the append added nothing."""
+
+
 @dataclass(slots=True, frozen=True)
 class StoredResult:
     result: Any
@@ -148,6 +153,8 @@ class EventStore:
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name == COMMAND_RECORDED_CONSTRAINT and command is not None:
                 raise DuplicateCommand(command.command_id) from exc
+            if exc.constraint_name == EVENT_ID_CONSTRAINT:
+                raise DuplicateEvent(exc.detail or "an event id is taken") from exc
             if exc.constraint_name != "events_aggregate_version":
                 raise
             raise await self._concurrency_error(events) from exc
@@ -296,6 +303,11 @@ def _arguments(
     return event_arguments(events, metadata, correlation_id, causation_id) + recorded
 
 
+def stored_metadata(metadata: dict[str, Any], correlation_id: str | None) -> dict[str, Any]:
+    """An event's metadata as the log keeps it: naming the request it came from."""
+    return {**metadata, "correlationId": correlation_id} if correlation_id else metadata
+
+
 def _metadata_texts(events: Sequence[NewEvent], correlation_id: str | None) -> list[str]:
     """Each event's metadata as JSON naming the request it came from, as the column does.
 
@@ -306,10 +318,7 @@ def _metadata_texts(events: Sequence[NewEvent], correlation_id: str | None) -> l
     for event in events:
         text = encoded.get(id(event.metadata))
         if text is None:
-            meta = event.metadata
-            text = encode_json(
-                {**meta, "correlationId": correlation_id} if correlation_id else meta
-            )
-            encoded[id(meta)] = text
+            text = encode_json(stored_metadata(event.metadata, correlation_id))
+            encoded[id(event.metadata)] = text
         texts.append(text)
     return texts

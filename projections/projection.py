@@ -14,7 +14,7 @@ always points at the live one.
 
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 
@@ -22,6 +22,7 @@ from pipelines.context import Context
 from pipelines.contracts import Event, check_contract
 from pipelines.database import Pool
 from pipelines.eventstore import RecordedEvent
+from pipelines.memory_log import MemoryEventStore
 from pipelines.notifier import Notifier
 from pipelines.settings import Settings
 from projections.documents import DocumentReader, Documents, field_sql
@@ -31,6 +32,12 @@ E = TypeVar("E", bound=Event)
 Apply = Callable[[Any, Any, RecordedEvent], Awaitable[None]]
 Invalidate = Callable[[str, Sequence[RecordedEvent]], Awaitable[None]]  # QueryCache.invalidate
 Reset = Callable[[str], Awaitable[None]]  # QueryCache.reset
+
+
+class Writer(Protocol):
+    """What a projection's handlers write to: `Documents`, `SqlTable`, or the test kit's."""
+
+    async def flush(self) -> None: ...
 
 
 class ProjectionError(Exception):
@@ -120,7 +127,10 @@ class Projection:
         self, conn: asyncpg.Connection, generation: int, events: Sequence[RecordedEvent]
     ) -> None:
         """Fold `events` into the given generation, inside the caller's transaction."""
-        writer = self.writer(conn, generation)
+        await self.fold(self.writer(conn, generation), events)
+
+    async def fold(self, writer: Writer, events: Sequence[RecordedEvent]) -> None:
+        """Hand each event this projection handles to its handler, with `writer`; then flush."""
         for recorded in events:
             entry = self.handlers.get(recorded.event_type)
             if entry is None:
@@ -145,4 +155,13 @@ class Projection:
 
     def documents(self, ctx: Context) -> DocumentReader:
         """Read this projection's live documents from a query handler."""
+        if isinstance(ctx.store, MemoryEventStore):  # a unit test: the test kit's documents
+            reader: DocumentReader = ctx.store.read_models[self.name]
+            return reader
         return DocumentReader(ctx.store.pool, self.name)
+
+    def in_memory(self) -> DocumentReader:
+        """This projection's documents kept in memory, for the test kit (`pipelines.testing`)."""
+        from projections.testing import MemoryDocuments
+
+        return MemoryDocuments(self)

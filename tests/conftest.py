@@ -1,15 +1,19 @@
-import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
+import aio_pika
 import pytest
 
-from tests.isolation import create_isolated_env, drop_isolated_env
+from pipelines import Service
+from pipelines.instance import ServiceInstance
+from pipelines.settings import Settings
+from pipelines.testing.running import eventually
+from pipelines.testing.running import started as started_with
 
-# Before any platform module reads settings: this run's own vhost and schema, fast retries.
-_ENV = create_isolated_env()
-os.environ.update(_ENV)
+# The run's own vhost, schema and Redis prefix come from the plugin (pipelines.pytest_plugin);
+# before any platform module reads settings: fast retries, and settings of these tests.
+pytest_plugins = ["pipelines.pytest_plugin"]
 os.environ.update(
     {
         "RETRY_INITIAL_DELAY": "0.05",
@@ -20,51 +24,14 @@ os.environ.update(
         "ANNOUNCE_ENABLED": "false",
         "SERVICE_MODULES": "examples.orders",
         "DATABASE_POOL_SIZE": "4",  # many instances share the server's connection limit
-        "CACHE_PREFIX": f"banyan-test-{_ENV['BANYAN_TEST_RUN']}",
     }
 )
-
-import aio_pika  # noqa: E402
-
-from pipelines import Caller, Service  # noqa: E402
-from pipelines.identity import TokenCodec  # noqa: E402
-from pipelines.instance import ServiceInstance  # noqa: E402
-from pipelines.rpc import RpcClient  # noqa: E402
-from pipelines.settings import Settings  # noqa: E402
+__all__ = ["eventually", "started"]
 
 FULFILMENT_TRIGGERS = (
     "exchange.platform.events.order-fulfilment.orderplaced",
     "exchange.platform.events.order-release.ordercancelled",
 )
-
-
-@pytest.fixture(scope="session")
-def settings() -> Settings:
-    return Settings()
-
-
-@pytest.fixture(scope="session", autouse=True)
-async def isolated_run() -> AsyncIterator[None]:
-    yield
-    await drop_isolated_env(_ENV, os.environ["CACHE_PREFIX"])
-
-
-@pytest.fixture(scope="session")
-async def rpc(settings: Settings) -> AsyncIterator[RpcClient]:
-    async with RpcClient(settings.rabbitmq_url, service_name="tests") as client:
-        yield client
-
-
-@pytest.fixture(scope="session")
-def token(settings: Settings) -> Callable[..., str]:
-    codec = TokenCodec(settings)
-
-    def make(user_id: str = "user-1", *permissions: str, ttl: int | None = None) -> str:
-        return codec.issue(
-            Caller(user_id, f"{user_id}@example.com", user_id, frozenset(permissions)), ttl=ttl
-        )
-
-    return make
 
 
 @pytest.fixture(scope="session")
@@ -79,9 +46,7 @@ async def orders(settings: Settings) -> AsyncIterator[ServiceInstance]:
 
 async def started(service: Service, settings: Settings) -> ServiceInstance:
     """A started instance of `service`, without an event relay (the `orders` fixture's runs)."""
-    instance = service.instance(settings.model_copy(update={"relay_enabled": False}))
-    await instance.start()
-    return instance
+    return await started_with(service, settings.model_copy(update={"relay_enabled": False}))
 
 
 async def purge(settings: Settings, queue: str) -> None:
@@ -118,21 +83,6 @@ async def sample_service(settings: Settings) -> AsyncIterator[ServiceInstance]:
     """The misbehaving sample service of tests/sample.py."""
     from tests import sample
 
-    instance = sample.service.instance(settings.model_copy(update={"relay_enabled": False}))
-    await instance.start()
+    instance = await started(sample.service, settings)
     yield instance
     await instance.stop()
-
-
-async def eventually(check: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
-    """Wait (bounded) for a condition that no event announces."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or check}")
-        await asyncio.sleep(0.02)

@@ -26,9 +26,9 @@ from pipelines import headers as h
 from pipelines.database import connect
 from pipelines.http import HttpServer
 from pipelines.settings import Settings
+from pipelines.testing.isolation import create_isolated_env, drop_isolated_env
 from tests.conftest import eventually
 from tests.folds import caught_up, folded_orders, projected_orders
-from tests.isolation import create_isolated_env, drop_isolated_env
 from tests.tcp_proxy import proxy_for
 
 COMMAND_TIMEOUT = 10.0  # the gateway's: a command unanswered by then gets 504 TIMEOUT

@@ -48,8 +48,8 @@ from pipelines.eventstore import NewEvent
 from pipelines.headers import CLIENT_ADDRESS
 from pipelines.identity import TokenCodec
 from pipelines.rpc import Response, RpcClient
+from pipelines.testing.isolation import create_isolated_env, drop_isolated_env
 from tests.conftest import eventually
-from tests.isolation import create_isolated_env, drop_isolated_env
 from tests.tcp_proxy import free_port
 
 ADMIN_EMAIL = "admin@banyan.test"

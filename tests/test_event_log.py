@@ -1,16 +1,12 @@
-"""The event log: concurrency control, idempotency, streams, snapshots and gap-free reading."""
+"""The PostgreSQL event log: its contract, and gap-free reading while appends are in flight."""
 
 import asyncio
 import uuid
 
 import pytest
 
-from pipelines.errors import ConcurrencyError
-from pipelines.eventstore import CommandRecord, DuplicateCommand, EventStore, NewEvent
-
-
-def new(aggregate_id: str, version: int, n: int = 0) -> NewEvent:
-    return NewEvent("Counter", aggregate_id, version, "Counted", f'{{"n": {n}}}')
+from pipelines.eventstore import EventStore
+from tests.eventlog_contract import EventLogContract, new
 
 
 @pytest.fixture(scope="module")
@@ -18,35 +14,8 @@ async def store(orders) -> EventStore:
     return orders.runtime.store
 
 
-async def test_append_and_read_stream(store: EventStore) -> None:
-    stream = uuid.uuid4().hex
-    last = await store.append([new(stream, 1, 1), new(stream, 2, 2)], correlation_id="c-1")
-    events = await store.read_stream("Counter", stream)
-    assert [e.version for e in events] == [1, 2]
-    assert events[-1].position == last and events[0].position == last - 1
-    assert [e.data["n"] for e in events] == [1, 2]
-    assert events[0].correlation_id == "c-1"
-
-
-async def test_version_clash_is_a_concurrency_error(store: EventStore) -> None:
-    stream = uuid.uuid4().hex
-    await store.append([new(stream, 1), new(stream, 2)])
-    with pytest.raises(ConcurrencyError, match="Expected version 1, but actual version is 2"):
-        await store.append([new(stream, 2)])
-    assert len(await store.read_stream("Counter", stream)) == 2
-
-
-async def test_same_command_id_appends_once(store: EventStore) -> None:
-    stream, command_id = uuid.uuid4().hex, uuid.uuid4().hex
-    record = CommandRecord(command_id, "Count", '{"ok": true}')
-    position = await store.append([new(stream, 1)], command=record)
-    duplicate_stream = uuid.uuid4().hex
-    with pytest.raises(DuplicateCommand):
-        await store.append([new(duplicate_stream, 1)], command=record)
-    assert await store.read_stream("Counter", duplicate_stream) == []
-    stored = await store.command_result(command_id)
-    assert stored is not None and stored.result == {"ok": True} and stored.position == position
-    assert len(await store.read_stream("Counter", stream)) == 1
+class TestPostgresEventLog(EventLogContract):
+    """The log's contract (tests/eventlog_contract.py), on PostgreSQL."""
 
 
 async def test_concurrent_writers_never_make_a_reader_skip(store: EventStore) -> None:

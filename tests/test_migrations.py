@@ -7,7 +7,7 @@ import asyncpg
 import pytest
 
 from pipelines.database import migrate
-from tests.isolation import drop_isolated_env
+from pipelines.testing.isolation import drop_isolated_env
 
 
 @pytest.fixture

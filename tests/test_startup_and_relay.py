@@ -9,9 +9,9 @@ from yarl import URL
 
 from examples.orders.contracts import OrderPlaced, PlaceOrder
 from pipelines import Context, Service
+from pipelines.testing.isolation import drop_isolated_env
 from tests import sample
 from tests.conftest import eventually
-from tests.isolation import drop_isolated_env
 from tests.tcp_proxy import TcpProxy, free_port
 
 ITEMS = [{"sku": "fig", "quantity": 2, "unitPrice": "0.75"}]
