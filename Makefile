@@ -8,7 +8,7 @@ SWAGGER_UI := gateway/apidocs/static
 SPECS      := build/specs
 TYPED   := pipelines projections flows gateway auth discovery examples bench
 
-.PHONY: run test install services browser migrate lint bench clean
+.PHONY: run test test-fast install services browser migrate lint bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -50,6 +50,9 @@ browser:
 
 test: lint services browser
 	$(PY) -m pytest
+
+test-fast: lint services browser  # every tier but the drills
+	$(PY) -m pytest -m "not drill"
 
 bench: install services
 	$(PY) -m bench.foundation --quick

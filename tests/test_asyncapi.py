@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pytest
+
+pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "build" / "specs" / "3.0.0-without-$id.json"  # fetched by `make install`

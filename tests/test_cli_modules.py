@@ -5,6 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.unit
+
 BANYAN = [sys.executable, "-m", "pipelines.cli"]
 ROOT = Path(__file__).resolve().parent.parent
 

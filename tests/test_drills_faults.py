@@ -44,6 +44,8 @@ from tests.drill_rig import (
 )
 from tests.locks import end_lock_session
 
+pytestmark = pytest.mark.drill
+
 FROZEN_REDIS_LATENCY = 1.0  # seconds: the slowest answer while Redis is frozen (calls: 100 ms)
 
 

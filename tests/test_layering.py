@@ -3,7 +3,11 @@
 import ast
 from pathlib import Path
 
+import pytest
+
 import pipelines
+
+pytestmark = pytest.mark.unit
 
 UPPER_LAYERS = {"projections", "flows", "gateway", "auth", "discovery", "examples"}
 

@@ -6,6 +6,8 @@ from pipelines.errors import ConcurrencyError
 from pipelines.memory_log import MemoryEventStore
 from tests.eventlog_contract import EventLogContract, fresh, new
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture(scope="module")
 def store() -> MemoryEventStore:

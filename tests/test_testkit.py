@@ -31,6 +31,8 @@ from projections import DocumentReader, Documents, Projection
 from projections.testing import MemoryDocuments
 from tests.tcp_proxy import free_port
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
