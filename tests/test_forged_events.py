@@ -14,7 +14,14 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from websockets.asyncio.client import connect
 
 from examples.orders import service as orders_service
-from examples.orders.contracts import OrderCancelled, OrderLine, OrderPlaced
+from examples.orders.contracts import (
+    CancelOrder,
+    OrderCancelled,
+    OrderLine,
+    OrderPlaced,
+    PlaceOrder,
+)
+from pipelines import deadletters
 from pipelines import headers as h
 from pipelines.event_signing import FORGERIES, WHY, EventSignatures
 from pipelines.messages import Incoming
@@ -213,3 +220,50 @@ def test_any_change_to_a_signed_event_breaks_its_signature() -> None:
     assert signatures.forgery({**signed, h.EVENT_SIGNATURE: "é"}, body, "gzip") == "bad_signature"
     other = EventSignatures("o" * 32)
     assert other.forgery(signed, body, "gzip") == "bad_signature"
+
+
+async def test_replaying_refused_events_sends_only_what_the_log_holds(
+    settings, orders, rpc, token, channel
+) -> None:
+    """A subscriber refused the unsigned copy an older relay published: the log's copy replaces
+    it on replay; what the log does not hold for that queue stays dead-lettered."""
+    customer = token("shopper", "orders:place", "orders:cancel")
+    placed = PlaceOrder.model_validate({"items": [{"sku": "pear", "quantity": 1, "unitPrice": 1}]})
+    order = (await rpc.send("orders", placed, token=customer)).result()["orderId"]
+    (await rpc.send("orders", CancelOrder(order_id=order), token=customer)).result()
+    logged = dict(
+        await orders.runtime.pool.fetch(
+            "SELECT event_type, event_id::text FROM events WHERE aggregate_id = $1", order
+        )
+    )
+    queue_name = f"exchange.platform.events.audit-{uuid.uuid4().hex}.orderplaced"
+    queue = await channel.declare_queue(queue_name)
+    dlq = await channel.declare_queue(dead_letter_queue_name(queue_name))
+    letters = {
+        "unsigned copy": logged["OrderPlaced"],
+        "unknown to the log": str(uuid.uuid4()),
+        "another type's": logged["OrderCancelled"],
+    }
+    for event_id in letters.values():
+        body, headers, _ = as_relayed(
+            OrderPlaced(order_id=order, customer_id="x", items=[], total=0)
+        )
+        headers.update({h.EVENT_ID: event_id, h.ERROR_TYPE: "ForgedEvent"})
+        await channel.default_exchange.publish(aio_pika.Message(body, headers=headers), dlq.name)
+
+    assert await deadletters.replay(settings, queue_name) == 1
+
+    redriven = await queue.get()
+    assert redriven.headers[h.EVENT_ID] == logged["OrderPlaced"]
+    assert order.encode() in Incoming.from_raw(redriven).body
+    signatures = EventSignatures.of(settings)
+    assert (
+        signatures.forgery(
+            redriven.headers, redriven.body, redriven.content_encoding, "OrderPlaced"
+        )
+        is None
+    )
+    kept = [(await dlq.get()).headers[h.EVENT_ID] for _ in range(2)]
+    assert kept == [letters["unknown to the log"], letters["another type's"]]
+    await queue.delete()
+    await dlq.delete()
