@@ -2,7 +2,9 @@
 
 Every gateway instance must see every registry change (to rebuild its routes) and every
 event its WebSocket and GraphQL subscribers asked for, so each binds its own server-named,
-auto-deleted queue and adds bindings as subscriptions appear.
+auto-deleted queue and adds bindings as subscriptions appear. It passes on only the events the
+event log's relay signed (`pipelines.event_signing`): the others are dropped, logged and
+counted in `banyan_forged_events_total{service="gateway"}`, before they are decompressed.
 """
 
 import json
@@ -14,7 +16,9 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
 from pipelines import headers as h
+from pipelines.event_signing import EventSignatures
 from pipelines.messages import Incoming
+from pipelines.telemetry.metrics import METRICS
 from pipelines.topology import EVENTS_EXCHANGE
 
 log = logging.getLogger("banyan.gateway.events")
@@ -22,8 +26,9 @@ Listener = Callable[[str, dict[str, Any], dict[str, Any]], Awaitable[None]]
 
 
 class EventFeed:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, signatures: EventSignatures) -> None:
         self.url = url
+        self.signatures = signatures
         self.listeners: list[Listener] = []
         self._bound: set[str] = set()
         self._connection: AbstractRobustConnection | None = None
@@ -49,6 +54,12 @@ class EventFeed:
         self._bound.add(routing_key)
 
     async def _deliver(self, message: AbstractIncomingMessage) -> None:
+        headers = message.headers or {}
+        forgery = self.signatures.forgery(headers, message.body, message.content_encoding)
+        if forgery is not None:
+            METRICS.forged_events.labels("gateway", forgery).inc()
+            log.warning("dropped a forged event (%s) from %s", forgery, message.routing_key)
+            return
         incoming = Incoming.from_raw(message)
         event_type = incoming.header(h.MESSAGE_TYPE) or ""
         try:

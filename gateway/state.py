@@ -16,6 +16,7 @@ from gateway.ratelimit import RateLimiter
 from gateway.routes import Route, RouteTable, ServiceEntry
 from pipelines.connecting import until_connected
 from pipelines.errors import PlatformError
+from pipelines.event_signing import EventSignatures
 from pipelines.querycache import QueryCache
 from pipelines.redisclient import connect_redis
 from pipelines.registry import DISCOVERY
@@ -54,7 +55,7 @@ class GatewayState:
         self.routes = RouteTable()
         self.loaded = False
         self.on_routes_changed: list[Callable[[RouteTable], None]] = []
-        self.feed = EventFeed(settings.rabbitmq_url)
+        self.feed = EventFeed(settings.rabbitmq_url, EventSignatures.of(settings))
         self._changed = asyncio.Event()
         self._first_load = asyncio.Event()
         self.supervisor = Supervisor(settings, log)

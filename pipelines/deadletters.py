@@ -12,6 +12,8 @@ import aio_pika
 from yarl import URL
 
 from pipelines import headers as h
+from pipelines.event_signing import ForgedEvent
+from pipelines.from_log import LogCopies, log_copies
 from pipelines.messages import resent
 from pipelines.settings import Settings
 
@@ -71,22 +73,36 @@ def original_queue(dlq: str) -> str:
 
 
 async def replay(settings: Settings, queue: str) -> int:
-    """Move every message now in `dlq.{queue}` back to `queue`, its retry count reset."""
+    """Move every message now in `dlq.{queue}` back to `queue`, its retry count reset; how many
+    moved. An event refused as forged goes back as the log holds it, signed again
+    (`pipelines.from_log`); one the log does not hold for `queue` stays in the dead-letter queue."""
     dlq_name = queue if queue.startswith(DLQ_PREFIX) else DLQ_PREFIX + queue
+    target = original_queue(dlq_name)
     connection = await aio_pika.connect(settings.rabbitmq_url)
-    async with connection:
+    async with connection, log_copies(settings) as log:
         channel = await connection.channel(publisher_confirms=True)
         dlq = await channel.declare_queue(dlq_name, passive=True)
         pending = dlq.declaration_result.message_count or 0
         moved = 0
-        while moved < pending and (message := await dlq.get(fail=False)) is not None:
-            await channel.default_exchange.publish(_redrive(message), original_queue(dlq_name))
+        for _ in range(pending):
+            if (message := await dlq.get(fail=False)) is None:
+                break
+            again = await _redrive(message, target, log)
+            if again is None:  # kept, at the end of the dead-letter queue
+                await channel.default_exchange.publish(resent(message, message.headers), dlq_name)
+            else:
+                await channel.default_exchange.publish(again, target)
+                moved += 1
             await message.ack()
-            moved += 1
         return moved
 
 
-def _redrive(message: aio_pika.abc.AbstractIncomingMessage) -> aio_pika.Message:
-    headers = {k: v for k, v in (message.headers or {}).items() if k not in ERROR_HEADERS}
-    headers[h.RETRY_COUNT] = 0
-    return resent(message, headers)
+async def _redrive(
+    message: aio_pika.abc.AbstractIncomingMessage, queue: str, log: LogCopies
+) -> aio_pika.Message | None:
+    headers = message.headers or {}
+    if headers.get(h.ERROR_TYPE) == ForgedEvent.__name__:
+        return await log.of(headers, queue)
+    cleared = {k: v for k, v in headers.items() if k not in ERROR_HEADERS}
+    cleared[h.RETRY_COUNT] = 0
+    return resent(message, cleared)

@@ -386,7 +386,18 @@ class CommandProcessor(Processor):
 
 
 class EventProcessor(Processor):
-    """Delivers an event to one subscriber at most once, however often the bus redelivers it."""
+    """Delivers an event to one subscriber at most once, however often the bus redelivers it,
+    and only if the event log's relay signed it as it comes (`pipelines.event_signing`)."""
+
+    async def _handle(self, raw: AbstractIncomingMessage) -> None:
+        headers = raw.headers or {}
+        signatures = self.rt.signatures
+        forgery = signatures.forgery(headers, raw.body, raw.content_encoding, self.message_type)
+        if forgery is None:
+            await super()._handle(raw)
+            return
+        await self.rt.refuse_forged(raw, self.queue, forgery)
+        await raw.ack()
 
     async def process(self, incoming: Incoming) -> Reply:
         assert self.rt.pool is not None

@@ -25,6 +25,7 @@ AGGREGATE_ID = "x-aggregate-id"
 EVENT_VERSION = "x-event-version"
 GLOBAL_POSITION = "x-global-position"
 OCCURRED_AT = "x-occurred-at"
+EVENT_SIGNATURE = "x-event-signature"  # the relay's: the log holds this event
 
 # dead letters
 ERROR_TYPE = "x-error-type"

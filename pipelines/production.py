@@ -1,5 +1,5 @@
-"""What production refuses: settings that would let anyone sign tokens, pose as a user or
-call the gateway from any site. Every process checks them when it reads its settings."""
+"""What production refuses: settings that would let anyone sign tokens or events, pose as a
+user or call the gateway from any site. Every process checks them when it reads its settings."""
 
 from typing import TYPE_CHECKING
 
@@ -7,6 +7,7 @@ if TYPE_CHECKING:
     from pipelines.settings import Settings
 
 DEVELOPMENT_JWT_SECRET = "dev-secret-key-change-in-production"
+DEVELOPMENT_EVENT_SIGNING_KEY = "dev-event-signing-key-change-in-production"
 MIN_SECRET_BYTES = 32
 MIN_ADMIN_PASSWORD = 12
 # passwords the project's own files show as examples
@@ -21,11 +22,15 @@ def unsafe_settings(settings: "Settings") -> list[str]:
         return []
     problems = []
     secret = settings.jwt_secret
-    if settings.jwt_algorithm == "HS256" and (
-        secret == DEVELOPMENT_JWT_SECRET or len(secret.encode()) < MIN_SECRET_BYTES
-    ):
+    if settings.jwt_algorithm == "HS256" and _weak(secret, DEVELOPMENT_JWT_SECRET):
         problems.append(
             f"JWT_SECRET must be a secret of your own of at least {MIN_SECRET_BYTES} bytes"
+        )
+    signing_key = settings.event_signing_key.get_secret_value()
+    if _weak(signing_key, DEVELOPMENT_EVENT_SIGNING_KEY) or signing_key == secret:
+        problems.append(
+            f"EVENT_SIGNING_KEY must be a secret of your own of at least {MIN_SECRET_BYTES} "
+            "bytes, not JWT_SECRET"
         )
     if settings.development_auth_enabled:
         problems.append("DEVELOPMENT_AUTH_ENABLED must be false")
@@ -40,6 +45,10 @@ def unsafe_settings(settings: "Settings") -> list[str]:
     if "*" in (origin.strip() for origin in settings.cors_origins.split(",")):
         problems.append("CORS_ORIGINS must list the sites allowed to call the gateway, not *")
     return problems
+
+
+def _weak(secret: str, default: str) -> bool:
+    return secret == default or len(secret.encode()) < MIN_SECRET_BYTES
 
 
 def refuse_unsafe(settings: "Settings") -> None:

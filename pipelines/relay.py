@@ -20,6 +20,7 @@ import asyncpg
 from pipelines import headers as h
 from pipelines import telemetry
 from pipelines.database import connect
+from pipelines.event_signing import EventSignatures
 from pipelines.leadership import keep_leading
 from pipelines.messages import encode_body
 from pipelines.notifier import Notifier, Wakeup
@@ -36,7 +37,7 @@ READ_BATCH = (
 )
 
 
-def event_message(row: asyncpg.Record) -> tuple[str, aio_pika.Message]:
+def event_message(row: asyncpg.Record, signatures: EventSignatures) -> tuple[str, aio_pika.Message]:
     meta: dict[str, Any] = row["metadata"] or {}
     service = meta.get("service", "unknown")
     headers: dict[str, Any] = {
@@ -55,6 +56,7 @@ def event_message(row: asyncpg.Record) -> tuple[str, aio_pika.Message]:
     if "traceparent" in meta:
         headers[h.TRACEPARENT] = meta["traceparent"]
     body, encoding = encode_body(row["data"].encode())
+    headers[h.EVENT_SIGNATURE] = signatures.sign(headers, body, encoding)
     message = aio_pika.Message(
         body,
         headers=headers,
@@ -82,6 +84,7 @@ class EventRelay:
         self.position = 0
         self._wake = Wakeup(settings, notifier)
         self.is_leader = asyncio.Event()
+        self.signatures = EventSignatures.of(settings)
 
     async def run(self) -> None:
         """Lead when the lock is free, publish until cancelled; survive lost connections."""
@@ -124,7 +127,7 @@ class EventRelay:
             await asyncio.gather(
                 *(
                     exchange.publish(message, routing_key=key, mandatory=False)
-                    for key, message in map(event_message, rows)
+                    for key, message in (event_message(row, self.signatures) for row in rows)
                 )
             )
         last = rows[-1]["position"]

@@ -13,6 +13,7 @@ from pipelines import headers as h
 from pipelines.context import Sender
 from pipelines.contracts import Contract
 from pipelines.database import Pool
+from pipelines.event_signing import EventSignatures, ForgedEvent, Forgery
 from pipelines.eventstore import EventStore
 from pipelines.identity import Caller, TokenCodec
 from pipelines.messages import Incoming, Reply, encode_body, redeliveries, resent
@@ -22,6 +23,7 @@ from pipelines.positions import PositionWatcher
 from pipelines.querycache import QueryCache
 from pipelines.rpc import Response, RpcClient
 from pipelines.settings import Settings
+from pipelines.telemetry.metrics import METRICS
 from pipelines.topology import DEAD_LETTER_EXCHANGE, dead_letter_queue_name
 
 # Replies need no confirmation: a lost reply is answered again on redelivery (idempotency).
@@ -36,6 +38,7 @@ class Runtime:
         self.settings = settings
         self.broker = broker
         self.tokens = TokenCodec(settings)
+        self.signatures = EventSignatures.of(settings)
         self.log = logging.getLogger(f"banyan.{service}")
         self.pool: Pool | None = None
         self.store: EventStore | None = None
@@ -142,6 +145,14 @@ class Runtime:
             error,
             extra={"correlationId": headers.get(h.CORRELATION_ID)},
         )
+
+    async def refuse_forged(
+        self, raw: aio_pika.abc.AbstractIncomingMessage, queue: str, forgery: Forgery
+    ) -> None:
+        """Park an event the log's relay did not sign in `dlq.{queue}`, with the reason; counted
+        apart from handler errors (the service is not at fault)."""
+        METRICS.forged_events.labels(self.service, forgery).inc()
+        await self.dead_letter(raw, queue, ForgedEvent(forgery), attempts=0)
 
     async def requeue(
         self, raw: aio_pika.abc.AbstractIncomingMessage, queue: str, counted: bool

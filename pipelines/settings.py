@@ -6,7 +6,11 @@ from typing import Literal
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pipelines.production import DEVELOPMENT_JWT_SECRET, refuse_unsafe
+from pipelines.production import (
+    DEVELOPMENT_EVENT_SIGNING_KEY,
+    DEVELOPMENT_JWT_SECRET,
+    refuse_unsafe,
+)
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
@@ -27,6 +31,8 @@ class Settings(BaseSettings):
     jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
     jwt_private_key: str = ""
     jwt_public_key: str = ""
+    # signs each event the relay publishes; receivers refuse events it did not sign
+    event_signing_key: SecretStr = SecretStr(DEVELOPMENT_EVENT_SIGNING_KEY)
     # the first administrator, created by the auth service on its first start
     admin_email: str | None = None
     admin_password: SecretStr | None = None

@@ -5,6 +5,7 @@ import uuid
 import aio_pika
 
 from pipelines import headers as h
+from pipelines.event_signing import EventSignatures
 from pipelines.telemetry.metrics import METRICS
 from pipelines.topology import event_queue_name
 from tests import sample
@@ -15,16 +16,16 @@ TALLY_QUEUE = event_queue_name("sample", sample.Nudged)
 
 
 async def deliver(settings, event: sample.Nudged, event_id: str, copies: int = 1) -> None:
-    """Publish `copies` deliveries of one event, as an at-least-once bus may."""
+    """Publish `copies` deliveries of one event, as an at-least-once bus may (signed as the
+    relay signs it)."""
+    body = event.to_json()
+    headers = {h.EVENT_ID: event_id, h.MESSAGE_TYPE: "Nudged"}
+    headers[h.EVENT_SIGNATURE] = EventSignatures.of(settings).sign(headers, body, None)
     async with await aio_pika.connect(settings.rabbitmq_url) as connection:
         channel = await connection.channel()
         for _ in range(copies):
             await channel.default_exchange.publish(
-                aio_pika.Message(
-                    event.to_json(),
-                    headers={h.EVENT_ID: event_id, h.MESSAGE_TYPE: "Nudged"},
-                    message_id=event_id,
-                ),
+                aio_pika.Message(body, headers=headers, message_id=event_id),
                 routing_key=TALLY_QUEUE,
             )
 

@@ -13,6 +13,7 @@ from pipelines.settings import Settings
 SAFE = {
     "environment": "production",
     "jwt_secret": "s" * 32,
+    "event_signing_key": SecretStr("e" * 32),
     "admin_password": SecretStr("a long and private one"),
     "cors_origins": "https://shop.example.com",
 }
@@ -28,6 +29,12 @@ def test_safe_production_settings_pass() -> None:
         ({"jwt_secret": "dev-secret-key-change-in-production"}, "JWT_SECRET"),
         ({"jwt_secret": "s" * 31}, "JWT_SECRET"),
         ({"jwt_secret": ""}, "JWT_SECRET"),
+        (
+            {"event_signing_key": SecretStr("dev-event-signing-key-change-in-production")},
+            "EVENT_SIGNING_KEY",
+        ),
+        ({"event_signing_key": SecretStr("e" * 31)}, "EVENT_SIGNING_KEY"),
+        ({"event_signing_key": SecretStr("s" * 32)}, "EVENT_SIGNING_KEY"),  # JWT_SECRET's
         ({"development_auth_enabled": True}, "DEVELOPMENT_AUTH_ENABLED"),
         ({"admin_password": SecretStr("admin123")}, "ADMIN_PASSWORD"),
         ({"admin_password": SecretStr("change-me-now")}, "ADMIN_PASSWORD"),
@@ -56,6 +63,7 @@ def test_development_allows_them() -> None:
 async def test_every_process_refuses_to_start_with_the_defaults(argv: list[str]) -> None:
     env = {**os.environ, "ENVIRONMENT": "production"}
     env.pop("JWT_SECRET", None)
+    env.pop("EVENT_SIGNING_KEY", None)
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         *argv,
@@ -67,4 +75,4 @@ async def test_every_process_refuses_to_start_with_the_defaults(argv: list[str])
     assert child.returncode != 0
     lines = [line for line in (out + err).decode().splitlines() if "refusing to start" in line]
     assert len(lines) == 1, (out + err).decode()[-2000:]
-    assert "JWT_SECRET" in lines[0] and "CORS_ORIGINS" in lines[0]
+    assert all(name in lines[0] for name in ("JWT_SECRET", "EVENT_SIGNING_KEY", "CORS_ORIGINS"))

@@ -77,6 +77,13 @@ class PlatformMetrics:
             ["service", "event_type"],
             registry=r,
         )
+        self.forged_events = Counter(
+            "banyan_forged_events_total",
+            "Events refused because the event log's relay did not sign them as they came, by "
+            "receiving process and reason (unsigned, bad_signature, misrouted)",
+            ["service", "reason"],
+            registry=r,
+        )
         self.shipping_dropped = Counter(
             "banyan_metrics_dropped_total",
             "Metric documents dropped because Elasticsearch could not take them",
