@@ -1,4 +1,5 @@
-"""Sends a run's messages as the hosting service, in the correlation of the run's event."""
+"""Sends a run's messages in the correlation of the run's event, each with the identity its
+step was journaled with: the hosting service's own, or the user's the run acts for."""
 
 import json
 
@@ -6,6 +7,10 @@ from flows.answers import NO_REPLY, NoAnswer, is_refusal
 from flows.journal import StepRecord
 from flows.runs import RunRecord
 from pipelines import headers as h
+from pipelines.contracts import Contract
+from pipelines.errors import PlatformError
+from pipelines.identity import SERVICE_PREFIX
+from pipelines.messages import Reply
 from pipelines.rpc import Response
 from pipelines.runtime import Runtime
 
@@ -13,6 +18,13 @@ from pipelines.runtime import Runtime
 class Sender:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self.service = SERVICE_PREFIX + runtime.service  # the identity of its own steps
+
+    def declared(self, *messages: Contract | None) -> None:
+        """Raise UndeclaredCall unless the service declares every message in its calls."""
+        for message in messages:
+            if message is not None:
+                self.runtime.calls.check(message)
 
     async def ask(self, run: RunRecord, step: StepRecord, timeout: float) -> Response:
         """The answer to the step's message, sent under its idempotency key.
@@ -28,11 +40,17 @@ class Sender:
     async def _send(self, run: RunRecord, step: StepRecord, timeout: float) -> Response:
         """One attempt, awaited for `timeout`; NoAnswer when no reply came."""
         assert self.runtime.rpc is not None, "the service instance is not started"
-        headers = {
-            h.MESSAGE_TYPE: step.outgoing.message_type,
-            h.USER_TOKEN: self.runtime.service_token(),
-            h.CAUSATION_ID: run.causation_id or "",
-        }
+        try:
+            headers = {
+                h.MESSAGE_TYPE: step.outgoing.message_type,
+                h.USER_TOKEN: await self._token(step),
+                h.CAUSATION_ID: run.causation_id or "",
+            }
+        except NO_REPLY as exc:
+            raise NoAnswer(f"no token for {step.acting_as}: {exc}") from exc
+        except PlatformError as exc:  # auth refused to act for the user: the step's answer
+            reply = Reply.error(exc, run.correlation_id or "")
+            return Response(reply.body, False, None, {})
         try:
             return await self.runtime.rpc.request(
                 step.outgoing.queue,
@@ -44,3 +62,8 @@ class Sender:
             )
         except NO_REPLY as exc:
             raise NoAnswer(f"{type(exc).__name__}: {exc}") from exc
+
+    async def _token(self, step: StepRecord) -> str:
+        if not step.acting_as or step.acting_as.startswith(SERVICE_PREFIX):
+            return await self.runtime.service_token()
+        return await self.runtime.identity.acting_for(step.acting_as, self.runtime.rpc)

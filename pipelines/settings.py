@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
     jwt_private_key: str = ""
     jwt_public_key: str = ""
+    # RS256: what a service (other than auth) trades with auth for its own access token
+    service_credential: SecretStr | None = None
     # the first administrator, created by the auth service on its first start
     admin_email: str | None = None
     admin_password: SecretStr | None = None
