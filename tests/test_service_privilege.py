@@ -15,6 +15,7 @@ from examples.inventory.contracts import GetStock
 from examples.orders.contracts import PlaceOrder
 from flows import Flow, Run
 from flows.journal import steps_of
+from flows.report import run_history
 from flows.runs import RunTable, run_id
 from pipelines import Caller, Command, Context, Event, Service
 from pipelines.contracts import InvalidContract
@@ -159,8 +160,9 @@ async def _user(rpc, token, *permissions: str) -> str:
     return str((await rpc.send("auth", created, token=admin)).result()["userId"])
 
 
-async def _keep(instance, owner: str) -> list:
-    """The steps of a finished run of vault-keeping for a new vault of `owner`."""
+async def _keep(instance, owner: str) -> tuple[list, list[str]]:
+    """The steps of a finished run of vault-keeping for a new vault of `owner`, and how
+    `banyan flows show` prints it."""
     vault = uuid.uuid4().hex
     pool = instance.runtime.pool
     opened = {"vaultId": vault, "ownerId": owner}
@@ -170,7 +172,8 @@ async def _keep(instance, owner: str) -> list:
     run = run_id("vault-keeping", vault)
     finished = "SELECT finished_at IS NOT NULL FROM flow_runs WHERE id = $1"
     await eventually(lambda: pool.fetchval(finished, run), timeout=30, what="the run to end")
-    return await steps_of(pool, run)
+    async with pool.acquire() as conn:
+        return await steps_of(conn, run), await run_history(conn, run)
 
 
 async def test_a_flow_step_acts_as_the_user_unless_marked_as_the_service(
@@ -185,8 +188,8 @@ async def test_a_flow_step_acts_as_the_user_unless_marked_as_the_service(
     try:
         peeker = await _user(rpc, token, "vaults:peek")
         outsider = await _user(rpc, token)  # holds no vaults permission
-        allowed = await _keep(services[2], peeker)
-        refused = await _keep(services[2], outsider)
+        allowed, shown = await _keep(services[2], peeker)
+        refused, _ = await _keep(services[2], outsider)
     finally:
         for instance in reversed(services):
             await instance.stop()
@@ -194,6 +197,10 @@ async def test_a_flow_step_acts_as_the_user_unless_marked_as_the_service(
     assert (by_step["seal"].status, by_step["seal"].result) == ("done", "service:keeper")
     assert (by_step["peek"].status, by_step["peek"].result) == ("done", peeker)
     assert by_step["seal"].acting_as == "service:keeper" and by_step["peek"].acting_as == peeker
+    assert [line.split() for line in shown if line.split()[:1] == ["as"]] == [
+        ["as", "service:keeper"],
+        ["as", peeker],
+    ]
     by_step = {s.step: s for s in refused}
     assert by_step["seal"].status == "done"  # the service's own step holds vaults:seal
     assert by_step["peek"].status == "refused" and by_step["peek"].acting_as == outsider
