@@ -190,6 +190,8 @@ async def test_a_flow_step_acts_as_the_user_unless_marked_as_the_service(
         outsider = await _user(rpc, token)  # holds no vaults permission
         allowed, shown = await _keep(services[2], peeker)
         refused, _ = await _keep(services[2], outsider)
+        sneaky = token("sneaky-user", "auth:act-for-users")  # a user, not a service
+        posing = await rpc.send("auth", ActForUser(user_id=peeker), token=sneaky)
     finally:
         for instance in reversed(services):
             await instance.stop()
@@ -201,6 +203,7 @@ async def test_a_flow_step_acts_as_the_user_unless_marked_as_the_service(
         ["as", "service:keeper"],
         ["as", peeker],
     ]
+    assert posing.error().message == "only a service acts for a user"
     by_step = {s.step: s for s in refused}
     assert by_step["seal"].status == "done"  # the service's own step holds vaults:seal
     assert by_step["peek"].status == "refused" and by_step["peek"].acting_as == outsider
