@@ -147,6 +147,8 @@ class ServiceInstance:
         self.runtime.rpc = await RpcClient(
             self.settings.rabbitmq_url, service_name=self.service.name
         ).connect()
+        if self.service.calls.contracts and (problem := self.runtime.identity.credential_problem()):
+            self.log.error("%s: its sends will be refused until then", problem)
 
     async def _open_database(self) -> Any:
         await migrate(self.settings, [self.service.migrations] if self.service.migrations else [])

@@ -83,16 +83,37 @@ class ServiceIdentity:
         if self.tokens.can_sign:
             ttl = self.settings.jwt_expiration
             return self.tokens.issue(self.caller, ttl=ttl), ttl
-        credential = self.settings.service_credential
-        if credential is None:
-            raise Unauthorized(
-                f"{self.calls.service} cannot sign its own token (RS256 without the private "
-                "key): set SERVICE_CREDENTIAL (banyan services credential "
-                f"{self.calls.service}, run where JWT_PRIVATE_KEY is)"
-            )
-        request = IssueServiceToken(credential=credential.get_secret_value())
+        if problem := self.credential_problem():
+            raise Unauthorized(problem)
+        assert self.settings.service_credential is not None
+        request = IssueServiceToken(credential=self.settings.service_credential.get_secret_value())
         issued = await self._ask_auth(rpc, request, None)
         return issued.access_token, issued.expires_in
+
+    def credential_problem(self) -> str | None:
+        """Why this process could not get a token for its calls= (None: it can), as a line
+        that says what to do; checked at start, with the public key alone."""
+        if self.tokens.can_sign:
+            return None
+        service, credential = self.calls.service, self.settings.service_credential
+        mint = f"banyan services credential {service}, run where JWT_PRIVATE_KEY is"
+        if credential is None:
+            return (
+                f"{service} cannot sign its own token (RS256 without the private key): "
+                f"set SERVICE_CREDENTIAL ({mint})"
+            )
+        try:
+            granted = self.tokens.verify_credential(credential.get_secret_value())
+        except Unauthorized as exc:
+            return f"SERVICE_CREDENTIAL of {service}: {exc.message} ({mint})"
+        if granted.user_id != SERVICE_PREFIX + service:
+            return f"SERVICE_CREDENTIAL is {granted.user_id}'s, not {service}'s ({mint})"
+        if missing := granted.missing(self.calls.permissions):
+            return (
+                f"SERVICE_CREDENTIAL of {service} lacks {', '.join(missing)}, which its "
+                f"calls= need ({mint})"
+            )
+        return None
 
     async def _ask_auth(
         self, rpc: RpcClient | None, request: Command, token: str | None

@@ -2,6 +2,7 @@
 with the public key alone, and a service obtains its token from auth with its credential."""
 
 import asyncio
+import re
 import sys
 from typing import Any
 
@@ -107,11 +108,29 @@ async def _check(services: list[Any], public_only: Settings, private: str, crede
         await eventually(confirmed, timeout=30, what="fulfilment to confirm the order")
 
 
-def test_a_service_without_the_private_key_needs_its_credential(settings: Settings) -> None:
-    _, public = rsa_key_pair()
-    public_only = settings.model_copy(
-        update={"jwt_algorithm": "RS256", "jwt_public_key": public, "service_credential": None}
-    )
+@pytest.mark.parametrize(
+    ("service", "permissions", "days", "problem"),
+    [
+        ("fulfilment", FULFILMENT_CALLS, 1, None),
+        ("fulfilment", FULFILMENT_CALLS[:2], 1, "lacks orders:reject, which its calls= need"),
+        ("orders", FULFILMENT_CALLS, 1, "SERVICE_CREDENTIAL is service:orders's"),
+        ("fulfilment", FULFILMENT_CALLS, -1, "invalid service credential: Signature has expired"),
+        (None, None, None, "set SERVICE_CREDENTIAL (banyan services credential fulfilment"),
+    ],
+)
+def test_a_service_checks_its_credential_with_the_public_key(
+    settings: Settings, service: str | None, permissions: list[str], days: int, problem: str
+) -> None:
+    private, public = rsa_key_pair()
+    rs256 = {"jwt_algorithm": "RS256", "jwt_public_key": public, "jwt_secret": ""}
+    auth = TokenCodec(settings.model_copy(update={**rs256, "jwt_private_key": private}))
+    credential = None
+    if service is not None:
+        credential = SecretStr(auth.issue_credential(service, permissions, days))
+    public_only = settings.model_copy(update={**rs256, "service_credential": credential})
     identity = ServiceIdentity(fulfilment.calls, public_only, TokenCodec(public_only))
-    with pytest.raises(Unauthorized, match="set SERVICE_CREDENTIAL"):
-        asyncio.run(identity.token(None))
+    found = identity.credential_problem()
+    assert found is None if problem is None else problem in (found or "")
+    if problem is not None:
+        with pytest.raises(Unauthorized, match=re.escape(problem)):
+            asyncio.run(identity.token(None))  # refused before anything is sent
