@@ -24,6 +24,7 @@ AUTH = "auth"  # the service that issues tokens
 ACT_FOR_USERS = "auth:act-for-users"
 MAX_CREDENTIAL_CHARS = 8192
 MAX_USER_TOKENS = 1000  # users' tokens kept per process (cleared when full)
+_MINT = "banyan services credential {service}, run where JWT_PRIVATE_KEY is"
 
 
 class IssueServiceToken(Command, internal=True):
@@ -83,37 +84,9 @@ class ServiceIdentity:
         if self.tokens.can_sign:
             ttl = self.settings.jwt_expiration
             return self.tokens.issue(self.caller, ttl=ttl), ttl
-        if problem := self.credential_problem():
-            raise Unauthorized(problem)
-        assert self.settings.service_credential is not None
-        request = IssueServiceToken(credential=self.settings.service_credential.get_secret_value())
-        issued = await self._ask_auth(rpc, request, None)
+        credential, _ = self._checked_credential()
+        issued = await self._ask_auth(rpc, IssueServiceToken(credential=credential), None)
         return issued.access_token, issued.expires_in
-
-    def credential_problem(self) -> str | None:
-        """Why this process could not get a token for its calls= (None: it can), as a line
-        that says what to do; checked at start, with the public key alone."""
-        if self.tokens.can_sign:
-            return None
-        service, credential = self.calls.service, self.settings.service_credential
-        mint = f"banyan services credential {service}, run where JWT_PRIVATE_KEY is"
-        if credential is None:
-            return (
-                f"{service} cannot sign its own token (RS256 without the private key): "
-                f"set SERVICE_CREDENTIAL ({mint})"
-            )
-        try:
-            granted = self.tokens.verify_credential(credential.get_secret_value())
-        except Unauthorized as exc:
-            return f"SERVICE_CREDENTIAL of {service}: {exc.message} ({mint})"
-        if granted.user_id != SERVICE_PREFIX + service:
-            return f"SERVICE_CREDENTIAL is {granted.user_id}'s, not {service}'s ({mint})"
-        if missing := granted.missing(self.calls.permissions):
-            return (
-                f"SERVICE_CREDENTIAL of {service} lacks {', '.join(missing)}, which its "
-                f"calls= need ({mint})"
-            )
-        return None
 
     async def _ask_auth(
         self, rpc: RpcClient | None, request: Command, token: str | None
@@ -122,3 +95,42 @@ class ServiceIdentity:
         timeout = self.settings.command_timeout
         reply = await rpc.send(AUTH, request, token=token, timeout=timeout)
         return ServiceToken.model_validate(reply.result())
+
+    def credential_problem(self) -> str | None:
+        """Why this process would not get a token for all of its calls= (None: it would), as
+        a line that says what to do; checked at start, with the public key alone."""
+        if self.tokens.can_sign:
+            return None
+        try:
+            _, granted = self._checked_credential()
+        except Unauthorized as exc:
+            return exc.message
+        if missing := granted.missing(self.calls.permissions):
+            service = self.calls.service
+            return (
+                f"SERVICE_CREDENTIAL of {service} lacks {', '.join(missing)}, which its "
+                f"calls= need ({_MINT.format(service=service)})"
+            )
+        return None
+
+    def _checked_credential(self) -> tuple[str, Caller]:
+        """This service's credential and what it grants, if it is one (valid, and this
+        service's). One lacking some permissions still serves the calls it covers (a rolling
+        deploy adding a call): receivers refuse the others, naming what is missing."""
+        service, credential = self.calls.service, self.settings.service_credential
+        mint = _MINT.format(service=service)
+        if credential is None:
+            raise Unauthorized(
+                f"{service} cannot sign its own token (RS256 without the private key): "
+                f"set SERVICE_CREDENTIAL ({mint})"
+            )
+        text = credential.get_secret_value()
+        try:
+            granted = self.tokens.verify_credential(text)
+        except Unauthorized as exc:
+            raise Unauthorized(f"SERVICE_CREDENTIAL of {service}: {exc.message} ({mint})") from exc
+        if granted.user_id != SERVICE_PREFIX + service:
+            raise Unauthorized(
+                f"SERVICE_CREDENTIAL is {granted.user_id}'s, not {service}'s ({mint})"
+            )
+        return text, granted

@@ -131,6 +131,6 @@ def test_a_service_checks_its_credential_with_the_public_key(
     identity = ServiceIdentity(fulfilment.calls, public_only, TokenCodec(public_only))
     found = identity.credential_problem()
     assert found is None if problem is None else problem in (found or "")
-    if problem is not None:
+    if problem is not None and "lacks" not in problem:  # it serves the calls it covers
         with pytest.raises(Unauthorized, match=re.escape(problem)):
             asyncio.run(identity.token(None))  # refused before anything is sent
