@@ -8,11 +8,14 @@ from flows.journal import StepRecord
 from flows.runs import RunRecord
 from pipelines import headers as h
 from pipelines.contracts import Contract
-from pipelines.errors import PlatformError
+from pipelines.errors import PlatformError, Unauthorized
 from pipelines.identity import SERVICE_PREFIX
 from pipelines.messages import Reply
 from pipelines.rpc import Response
 from pipelines.runtime import Runtime
+
+# why the service has no token of its own yet: auth is away, or its credential is to be fixed
+NO_OWN_TOKEN: tuple[type[BaseException], ...] = (*NO_REPLY, Unauthorized)
 
 
 class Sender:
@@ -40,17 +43,14 @@ class Sender:
     async def _send(self, run: RunRecord, step: StepRecord, timeout: float) -> Response:
         """One attempt, awaited for `timeout`; NoAnswer when no reply came."""
         assert self.runtime.rpc is not None, "the service instance is not started"
-        try:
-            headers = {
-                h.MESSAGE_TYPE: step.outgoing.message_type,
-                h.USER_TOKEN: await self._token(step),
-                h.CAUSATION_ID: run.causation_id or "",
-            }
-        except NO_REPLY as exc:
-            raise NoAnswer(f"no token for {step.acting_as}: {exc}") from exc
-        except PlatformError as exc:  # auth refused to act for the user: the step's answer
-            reply = Reply.error(exc, run.correlation_id or "")
-            return Response(reply.body, False, None, {})
+        token = await self._token(run, step)
+        if isinstance(token, Response):
+            return token
+        headers = {
+            h.MESSAGE_TYPE: step.outgoing.message_type,
+            h.USER_TOKEN: token,
+            h.CAUSATION_ID: run.causation_id or "",
+        }
         try:
             return await self.runtime.rpc.request(
                 step.outgoing.queue,
@@ -63,7 +63,20 @@ class Sender:
         except NO_REPLY as exc:
             raise NoAnswer(f"{type(exc).__name__}: {exc}") from exc
 
-    async def _token(self, step: StepRecord) -> str:
+    async def _token(self, run: RunRecord, step: StepRecord) -> str | Response:
+        """The token the step goes with; or, when auth will not act for its user, that
+        refusal as the step's answer. NoAnswer while the service has no token of its own
+        (auth away, or a credential to fix): the run waits rather than fails."""
+        try:
+            own = await self.runtime.service_token()
+        except NO_OWN_TOKEN as exc:
+            raise NoAnswer(f"{self.service} has no token: {exc}") from exc
         if not step.acting_as or step.acting_as.startswith(SERVICE_PREFIX):
-            return await self.runtime.service_token()
-        return await self.runtime.identity.acting_for(step.acting_as, self.runtime.rpc)
+            return own
+        try:
+            return await self.runtime.identity.acting_for(step.acting_as, self.runtime.rpc)
+        except NO_REPLY as exc:
+            raise NoAnswer(f"no token for {step.acting_as}: {exc}") from exc
+        except PlatformError as exc:
+            reply = Reply.error(exc, run.correlation_id or "")
+            return Response(reply.body, False, None, {})

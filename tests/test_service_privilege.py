@@ -22,6 +22,7 @@ from pipelines.contracts import InvalidContract
 from pipelines.service_identity import ActForUser
 from tests.conftest import eventually, started
 from tests.tcp_proxy import free_port
+from tests.test_auth import rsa_key_pair
 
 ITEMS = [{"sku": "privilege-tea", "quantity": 1, "unitPrice": "2.00"}]
 
@@ -160,16 +161,21 @@ async def _user(rpc, token, *permissions: str) -> str:
     return str((await rpc.send("auth", created, token=admin)).result()["userId"])
 
 
+async def start_run(instance, host: flows.Host, flow: str, owner: str = "nobody") -> str:
+    """Start a run of `flow` for a new vault of `owner`, as its event would; the run's id."""
+    vault = uuid.uuid4().hex
+    opened = {"vaultId": vault, "ownerId": owner}
+    await RunTable(instance.runtime.pool).start(flow, vault, opened, vault, vault)
+    for engine in host.engines:
+        engine.wake()
+    return run_id(flow, vault)
+
+
 async def _keep(instance, owner: str) -> tuple[list, list[str]]:
     """The steps of a finished run of vault-keeping for a new vault of `owner`, and how
     `banyan flows show` prints it."""
-    vault = uuid.uuid4().hex
     pool = instance.runtime.pool
-    opened = {"vaultId": vault, "ownerId": owner}
-    await RunTable(pool).start("vault-keeping", vault, opened, vault, vault)
-    for engine in keeper_host.engines:
-        engine.wake()
-    run = run_id("vault-keeping", vault)
+    run = await start_run(instance, keeper_host, "vault-keeping", owner)
     finished = "SELECT finished_at IS NOT NULL FROM flow_runs WHERE id = $1"
     await eventually(lambda: pool.fetchval(finished, run), timeout=30, what="the run to end")
     async with pool.acquire() as conn:
@@ -210,24 +216,25 @@ async def test_a_flow_step_acts_as_the_user_unless_marked_as_the_service(
     assert "vaults:peek" in (by_step["peek"].reason or "")
 
 
+def one_step_flow(name: str, contract: type[Seal] | type[Peek]) -> tuple[Service, flows.Host]:
+    """Service `name`, declaring it calls Seal, hosting the flow `{name}-flow` of one step
+    that sends `contract` for the vault."""
+    hosting = Service(name, migrations=flows.MIGRATIONS, calls=[Seal])
+    flow = Flow(f"{name}-flow", starts_with=VaultOpened, key=lambda v: v.vault_id)
+
+    @flow.steps
+    async def one_step(opened: VaultOpened, run: Run) -> None:
+        await run.send("vaults", contract(vault_id=opened.vault_id))
+
+    return hosting, flows.host(hosting, flow)
+
+
 async def test_a_flow_sending_what_its_service_did_not_declare_fails_that_step(settings) -> None:
-    undeclared = Service("undeclared", migrations=flows.MIGRATIONS, calls=[Seal])
-    peeking = Flow("peeking", starts_with=VaultOpened, key=lambda v: v.vault_id)
-
-    @peeking.steps
-    async def peek_only(opened: VaultOpened, run: Run) -> None:
-        await run.send("vaults", Peek(vault_id=opened.vault_id))
-
-    hosted = flows.host(undeclared, peeking)
+    undeclared, hosted = one_step_flow("undeclared", Peek)  # it declares Seal only
     instance = await started(undeclared, settings)
     try:
-        key = uuid.uuid4().hex
-        opened = {"vaultId": key, "ownerId": "nobody"}
-        await RunTable(instance.runtime.pool).start("peeking", key, opened, key, key)
-        for engine in hosted.engines:
-            engine.wake()
+        run = await start_run(instance, hosted, "undeclared-flow")
         status = "SELECT status, reason FROM flow_runs WHERE id = $1 AND finished_at IS NOT NULL"
-        run = run_id("peeking", key)
         await eventually(
             lambda: instance.runtime.pool.fetchrow(status, run), timeout=30, what="the run"
         )
@@ -236,3 +243,26 @@ async def test_a_flow_sending_what_its_service_did_not_declare_fails_that_step(s
         await instance.stop()
     assert row["status"] == "compensated"
     assert 'add Peek to Service("undeclared", calls=[...])' in row["reason"]
+
+
+async def test_a_flow_whose_service_has_no_token_waits_rather_than_fails(settings) -> None:
+    """RS256 without SERVICE_CREDENTIAL: the step stays pending, saying why, and is sent once
+    the credential is fixed (a misconfiguration compensates no order)."""
+    tokenless, hosted = one_step_flow("tokenless", Seal)
+    _, public = rsa_key_pair()
+    public_only = {"jwt_algorithm": "RS256", "jwt_public_key": public, "jwt_secret": ""}
+    instance = await started(tokenless, settings.model_copy(update=public_only))
+    try:
+        run = await start_run(instance, hosted, "tokenless-flow")
+
+        async def waiting() -> bool:
+            steps = await steps_of(instance.runtime.pool, run)
+            return bool(steps) and "set SERVICE_CREDENTIAL" in (steps[0].last_error or "")
+
+        await eventually(waiting, timeout=30, what="the step to wait for a token")
+        [step] = await steps_of(instance.runtime.pool, run)
+        status = "SELECT status FROM flow_runs WHERE id = $1"
+        assert step.status == "pending"
+        assert await instance.runtime.pool.fetchval(status, run) == "running"
+    finally:
+        await instance.stop()
