@@ -3,7 +3,7 @@
 from collections.abc import Iterable
 
 from auth.domain import Role, User
-from pipelines import Context
+from pipelines import Caller, Context
 
 
 def union(direct: Iterable[str], role_permissions: Iterable[Iterable[str]]) -> list[str]:
@@ -14,3 +14,9 @@ async def effective_permissions(ctx: Context, user: User) -> list[str]:
     """From the aggregates themselves: what a token issued now must carry."""
     roles = [await ctx.load(Role, name) for name in user.roles]
     return union(user.permissions, (role.permissions for role in roles if role.exists))
+
+
+async def caller_now(ctx: Context, user: User) -> Caller:
+    """The user as a token issued now names them."""
+    permissions = frozenset(await effective_permissions(ctx, user))
+    return Caller(user.id, user.email, user.name, permissions, tuple(sorted(user.roles)))

@@ -28,9 +28,14 @@ SEND_ATTEMPTS = 5
 
 
 def admin_permissions(service: "Service") -> list[str]:
-    """Every permission the auth contracts require, every orders permission, and reading
-    discovery's registry."""
-    own = {p for handler in service.requests.values() for p in handler.contract.__permissions__}
+    """Every permission the auth contracts users call require, every orders permission, and
+    reading discovery's registry (not what only services are given, like acting for users)."""
+    own = {
+        p
+        for handler in service.requests.values()
+        if not handler.contract.__internal__
+        for p in handler.contract.__permissions__
+    }
     return sorted(own.union(ORDERS_PERMISSIONS, PLATFORM_PERMISSIONS))
 
 

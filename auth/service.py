@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from auth import queries, roles, sessions, users
+from auth import queries, roles, service_tokens, sessions, users
 from auth.bootstrap import create_admin_on_start
 from auth.contracts import (
     AssignRole,
@@ -35,6 +35,7 @@ from auth.http import jwks
 from auth.readmodels import roles_view, users_view
 from pipelines import Service
 from pipelines.querycache import Cached
+from pipelines.service_identity import ActForUser, IssueServiceToken, ServiceToken
 
 service = Service(
     "auth",
@@ -56,6 +57,8 @@ service.command(ChangePassword, result=ChangePasswordResult)(users.change_passwo
 service.command(Authenticate, result=AuthTokens)(sessions.authenticate)
 service.command(RefreshToken, result=AuthTokens)(sessions.refresh_token)
 service.command(RevokeToken, result=RevokeTokenResult)(sessions.revoke_token)
+service.command(IssueServiceToken, result=ServiceToken)(service_tokens.issue_service_token)
+service.command(ActForUser, result=ServiceToken)(service_tokens.act_for_user)
 
 service.command(CreateRole, result=RoleView)(roles.create_role)
 service.command(AssignRole, result=UserAccess)(roles.assign_role)

@@ -9,7 +9,7 @@ import time
 import uuid
 from typing import Literal
 
-from auth.access import effective_permissions
+from auth.access import caller_now
 from auth.contracts import (
     Authenticate,
     AuthTokens,
@@ -30,7 +30,7 @@ from auth.refresh_tokens import (
     token_hash,
 )
 from auth.resources import resources
-from pipelines import Caller, Context
+from pipelines import Context
 from pipelines.errors import Unauthorized
 
 EndReason = Literal["signed-out", "token-reused", "password-changed"]
@@ -130,13 +130,11 @@ async def end_now(ctx: Context, session: Session, reason: EndReason) -> None:
 
 async def issue_tokens(ctx: Context, user: User, refresh: str) -> AuthTokens:
     """An access token with the user's permissions as they are now, and `refresh`."""
-    permissions = await effective_permissions(ctx, user)
+    caller = await caller_now(ctx, user)
     codec = resources().tokens
-    roles = tuple(sorted(user.roles))
-    caller = Caller(user.id, user.email, user.name, frozenset(permissions), roles)
     return AuthTokens(
         access_token=codec.issue(caller),
         refresh_token=refresh,
         expires_in=codec.expiration,
-        user=TokenUser(id=user.id, email=user.email, permissions=permissions),
+        user=TokenUser(id=user.id, email=user.email, permissions=sorted(caller.permissions)),
     )

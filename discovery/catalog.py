@@ -20,7 +20,7 @@ from pipelines.registry import (
 CONTRACTS_TTL = 300.0  # the contract list shows no heartbeats: only a change makes it stale
 
 SERVICES_SQL = (
-    "SELECT name, description, current_version FROM discovery_services "
+    "SELECT name, description, current_version, calls FROM discovery_services "
     "WHERE $1::text IS NULL OR name = $1 ORDER BY name"
 )
 VERSIONS_SQL = (
@@ -138,4 +138,5 @@ def _service(
         instances=listed,
         contracts=[ContractInfo.model_validate(c["info"]) for c in contracts],
         versions=[v["version"] for v in versions],
+        calls=row["calls"],
     )

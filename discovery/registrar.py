@@ -143,7 +143,9 @@ class Registrar:
         incoming = {c.message_type: c for c in message.contracts}
         try:
             async with self._transaction(invalidate=True) as conn:
-                await store.create_service(conn, name, version, message.service_description)
+                await store.create_service(
+                    conn, name, version, message.service_description, message.calls
+                )
                 current_version = await store.lock_service(conn, name)
                 assert current_version is not None
                 current = await store.contracts(conn, name, current_version)
@@ -248,7 +250,7 @@ async def _store_version(
     if stored != incoming or (newer and not same):
         await store.save_contracts(conn, name, version, incoming.values(), current=newer)
     if newer:
-        await store.set_current(conn, name, version, message.service_description)
+        await store.set_current(conn, name, version, message.service_description, message.calls)
 
 
 def _announcements(

@@ -32,13 +32,16 @@ async def connection(db: Database) -> AsyncIterator[Connection]:
         yield db
 
 
-async def create_service(conn: Connection, name: str, version: str, description: str) -> None:
+async def create_service(
+    conn: Connection, name: str, version: str, description: str, calls: list[str]
+) -> None:
     await conn.execute(
-        "INSERT INTO discovery_services (name, description, current_version) VALUES ($1, $2, $3) "
-        "ON CONFLICT (name) DO NOTHING",
+        "INSERT INTO discovery_services (name, description, current_version, calls) "
+        "VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
         name,
         description,
         version,
+        calls,
     )
 
 
@@ -108,13 +111,16 @@ async def save_contracts(
     )
 
 
-async def set_current(conn: Connection, service: str, version: str, description: str) -> None:
+async def set_current(
+    conn: Connection, service: str, version: str, description: str, calls: list[str]
+) -> None:
     await conn.execute(
-        "UPDATE discovery_services SET current_version = $2, description = $3, updated_at = now() "
-        "WHERE name = $1",
+        "UPDATE discovery_services SET current_version = $2, description = $3, calls = $4, "
+        "updated_at = now() WHERE name = $1",
         service,
         version,
         description,
+        calls,
     )
 
 

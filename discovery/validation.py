@@ -13,6 +13,7 @@ from pipelines.registry import ContractInfo, RegisterService
 
 SERVICE_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")  # a routing-key segment
 MAX_INSTANCE_ID = 200
+MAX_CALLS = 500
 
 Problem = dict[str, str]
 
@@ -46,6 +47,11 @@ def _service_problems(message: RegisterService) -> Iterator[Problem]:
         )
     if not 0 < len(message.instance_id) <= MAX_INSTANCE_ID:
         yield _problem("instanceId", f"instance id must have 1 to {MAX_INSTANCE_ID} characters")
+    if len(message.calls) > MAX_CALLS:
+        yield _problem("calls", f"a service declares at most {MAX_CALLS} calls")
+    for i, called in enumerate(message.calls):
+        if not CONTRACT_NAME_PATTERN.match(called):
+            yield _problem(f"calls[{i}]", f"{called!r} is not a contract name")
 
 
 def _contracts_problems(contracts: list[ContractInfo]) -> Iterator[Problem]:

@@ -64,7 +64,7 @@ class Drive:
         run = self._run("undo")
         for step in self.journal.to_undo():
             assert step.undo is not None
-            await run.perform(f"undo {step.step}", step.undo, None, None)
+            await run.perform(f"undo {step.step}", step.undo, None, None, acting_as=step.acting_as)
 
     async def _fail(self, reason: str) -> Status:
         if self.flow.failure is None:
@@ -80,4 +80,6 @@ class Drive:
         return event
 
     def _run(self, phase: Phase) -> Run:
-        return Run(self.record, self.journal, self.sender, self.settings, phase)
+        acts_for = self.flow.acts_for
+        user = acts_for(self._input()) if acts_for is not None else None
+        return Run(self.record, self.journal, self.sender, self.settings, phase, user)

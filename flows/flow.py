@@ -29,9 +29,20 @@ class Flow(Generic[E]):
 
     When a step fails, the steps done before it are undone, newest first; then `on_failure`
     runs with the reason.
+
+    `acts_for` names the user a run acts for (say, the order's customer): its steps are sent
+    with that user's identity and permissions, except those marked `as_service=True`, sent
+    with the hosting service's own. Without it, every step is sent as the service.
     """
 
-    def __init__(self, name: str, *, starts_with: type[E], key: Callable[[E], str]) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        starts_with: type[E],
+        key: Callable[[E], str],
+        acts_for: Callable[[E], str] | None = None,
+    ) -> None:
         if not NAME.match(name):
             raise FlowError(f"flow name {name!r} must match {NAME.pattern}")
         check_contract(starts_with)
@@ -40,6 +51,7 @@ class Flow(Generic[E]):
         self.name = name
         self.trigger = starts_with
         self.key = key
+        self.acts_for = acts_for
         self.run_steps: Steps[E] | None = None
         self.failure: OnFailure[E] | None = None
 

@@ -18,7 +18,7 @@ Phase = Literal["do", "undo", "failure"]
 Status = Literal["pending", "done", "refused", "expired"]
 COLUMNS = (
     "seq, run_id, phase, step, service, queue, message_type, message, message_id, undo, status, "
-    "result, reason, deadline_at, attempts, last_error, begun_at, answered_at"
+    "result, reason, deadline_at, attempts, last_error, begun_at, answered_at, acting_as"
 )
 WHERE_STEP = "run_id = $1 AND phase = $2 AND step = $3"
 
@@ -40,6 +40,7 @@ class StepRecord:
     last_error: str | None
     begun_at: datetime
     answered_at: datetime | None
+    acting_as: str  # whose identity it is sent with: a user's id, or service:{name}
 
     @property
     def settled(self) -> bool:
@@ -58,6 +59,7 @@ class StepRecord:
             row["seq"], row["run_id"], row["phase"], row["step"], outgoing, row["message_id"],
             undo, row["status"], row["result"], row["reason"], row["deadline_at"],
             row["attempts"], row["last_error"], row["begun_at"], row["answered_at"],
+            row["acting_as"],
         )  # fmt: skip
 
 
@@ -81,17 +83,18 @@ class Journal:
 
     async def begin(
         self, phase: Phase, step: str, outgoing: Outgoing, undo: Outgoing | None,
-        deadline: float | None,
+        deadline: float | None, acting_as: str,
     ) -> tuple[StepRecord, bool]:  # fmt: skip
-        """The step's record (due `deadline` seconds from now), and whether this call made it."""
+        """The step's record (due `deadline` seconds from now, sent as `acting_as`), and
+        whether this call made it."""
         row = await self.pool.fetchrow(
             "INSERT INTO flow_steps (run_id, phase, step, service, queue, message_type, message, "
-            "message_id, undo, deadline_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
-            "now() + make_interval(secs => $10::float8)) "
+            "message_id, undo, deadline_at, acting_as) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
+            "$9, now() + make_interval(secs => $10::float8), $11) "
             f"ON CONFLICT (run_id, phase, step) DO NOTHING RETURNING {COLUMNS}",
             self.run_id, phase, step, outgoing.service, outgoing.queue, outgoing.message_type,
             json.dumps(outgoing.body), message_id(self.run_id, phase, step),
-            json.dumps(undo.to_json()) if undo else None, deadline,
+            json.dumps(undo.to_json()) if undo else None, deadline, acting_as,
         )  # fmt: skip
         if row is not None:
             return self._keep(StepRecord.from_row(row)), True

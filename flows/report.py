@@ -81,8 +81,10 @@ def _steps(started: datetime, steps: list[StepRecord]) -> list[str]:
 
 
 def _details(step: StepRecord) -> list[tuple[str, str]]:
-    """What the step sent, and its answer (or what it waits for)."""
+    """What the step sent and as whom, and its answer (or what it waits for)."""
     details = [("sent", json.dumps(step.outgoing.body, sort_keys=True))]
+    if step.acting_as:
+        details.append(("as", step.acting_as))
     if step.reason:
         details.append(("reason", step.reason))
     elif step.settled:

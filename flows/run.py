@@ -19,6 +19,7 @@ from flows.outgoing import Outgoing
 from flows.runs import RunRecord
 from flows.sender import Sender
 from flows.settings import FlowSettings
+from pipelines.calls import UndeclaredCall
 from pipelines.contracts import Contract
 
 T = TypeVar("T")
@@ -65,12 +66,14 @@ class Run:
         sender: Sender,
         settings: FlowSettings,
         phase: Phase = "do",
+        user: str | None = None,
     ) -> None:
         self.record = record
         self.journal = journal
         self.sender = sender
         self.settings = settings
         self.phase = phase
+        self.user = user  # whom the run acts for (`Flow(acts_for=...)`)
         self._names: set[str] = set()
 
     @property
@@ -81,14 +84,14 @@ class Run:
     async def send(
         self, service: str, message: Contract, *, step: str | None = None,
         undo: Contract | None = None, deadline: float | None = None, returns: type[M],
-        refusal: Callable[[M], str | None] | None = None,
+        refusal: Callable[[M], str | None] | None = None, as_service: bool = False,
     ) -> M: ...  # fmt: skip
 
     @overload
     async def send(
         self, service: str, message: Contract, *, step: str | None = None,
         undo: Contract | None = None, deadline: float | None = None, returns: None = None,
-        refusal: Refusal | None = None,
+        refusal: Refusal | None = None, as_service: bool = False,
     ) -> Any: ...  # fmt: skip
 
     async def send(
@@ -101,6 +104,7 @@ class Run:
         deadline: float | None = None,
         returns: type[BaseModel] | None = None,
         refusal: Refusal | None = None,
+        as_service: bool = False,
     ) -> Any:
         """Send `message` to `service` once, however often the run is replayed; its answer.
 
@@ -109,9 +113,15 @@ class Run:
         happened, or happens after it. Without an answer within `deadline` seconds the step
         fails; with no deadline it is retried until answered. Raises StepFailed if the
         receiver refuses: an error reply, or an answer `refusal` gives a reason for.
+        It is sent as the user the run acts for, or as the service with `as_service=True`
+        (or when the flow acts for nobody); the journal records which.
         """
         name = step or message.message_type()
         read: Callable[[Any], Any] = returns.model_validate if returns is not None else _as_is
+        try:
+            self.sender.declared(message, undo)
+        except UndeclaredCall as exc:
+            raise StepFailed(name, exc.message) from None
         record = await self.perform(
             name,
             Outgoing.of(service, message),
@@ -119,6 +129,7 @@ class Run:
             deadline,
             read,
             refusal,
+            acting_as=self.sender.service if as_service or self.user is None else self.user,
         )
         if record.status != "done":
             raise StepFailed(name, record.reason or record.status)
@@ -143,6 +154,8 @@ class Run:
         deadline: float | None,
         read: Callable[[Any], Any] = _as_is,
         refusal: Refusal | None = None,
+        *,
+        acting_as: str,
     ) -> StepRecord:
         """The step's settled record: as recorded before, or sent (again) and answered now."""
         if name in self._names:
@@ -152,7 +165,9 @@ class Run:
         if record is None:
             if self.record.lost:
                 raise SteppedDown(self.id)
-            record, new = await self.journal.begin(self.phase, name, outgoing, undo, deadline)
+            record, new = await self.journal.begin(
+                self.phase, name, outgoing, undo, deadline, acting_as
+            )
             if new:
                 crashpoints.reached("journaled", self.id)
         while not record.settled:

@@ -34,7 +34,7 @@ class MemoryJournal(Journal):
 
     async def begin(
         self, phase: Phase, step: str, outgoing: Outgoing, undo: Outgoing | None,
-        deadline: float | None,
+        deadline: float | None, acting_as: str,
     ) -> tuple[StepRecord, bool]:  # fmt: skip
         known = self.get(phase, step)
         if known is not None:
@@ -44,7 +44,7 @@ class MemoryJournal(Journal):
         record = StepRecord(
             next(self._seq), self.run_id, phase, step, outgoing,
             message_id(self.run_id, phase, step), undo, "pending", None, None, due, 0, None,
-            now, None,
+            now, None, acting_as,
         )  # fmt: skip
         return self._keep(record), True
 

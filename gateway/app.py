@@ -21,6 +21,7 @@ from gateway.subscriptions import EventHub
 from pipelines import telemetry
 from pipelines.errors import PlatformError
 from pipelines.logs import configure_logging
+from pipelines.production import refuse_private_key
 from pipelines.settings import Settings, get_settings
 
 GZIP_ABOVE_BYTES = 1024  # smaller answers cost more to compress than they save
@@ -28,6 +29,7 @@ GZIP_ABOVE_BYTES = 1024  # smaller answers cost more to compress than they save
 
 def create_app(settings: Settings | None = None, source: RegistrySource | None = None) -> FastAPI:
     settings = settings or get_settings()
+    refuse_private_key(settings, "gateway")
     if source is None:
         from gateway.registry import from_discovery
 

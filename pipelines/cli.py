@@ -43,6 +43,23 @@ async def contracts_pull(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def service_credential(settings: Settings, args: argparse.Namespace) -> int:
+    """Print the credential a service trades with auth for its tokens (RS256), granting the
+    permissions its `calls=` require: run where JWT_PRIVATE_KEY is, keep the output secret."""
+    from pipelines.identity import TokenCodec
+    from pipelines.modules import load_services
+
+    found = {service.name: service for service in load_services(settings)}
+    if args.service not in found:
+        raise LookupError(f"{args.service} is not among SERVICE_MODULES ({', '.join(found)})")
+    codec = TokenCodec(settings)
+    if not codec.can_sign:
+        raise PermissionError("JWT_PRIVATE_KEY is needed to sign a service credential")
+    calls = found[args.service].calls
+    print(codec.issue_credential(args.service, calls.permissions, args.days))
+    return 0
+
+
 async def dlq_list(settings: Settings, args: argparse.Namespace) -> int:
     queues = deadletters.dead_letter_queues(settings)
     if not queues:
@@ -98,6 +115,14 @@ def parser() -> argparse.ArgumentParser:
     pull.add_argument("service", help="the service whose contracts to write")
     pull.add_argument("--out", help="the module file to write (default: standard output)")
     pull.set_defaults(run=contracts_pull)
+
+    services = groups.add_parser("services", help="service identities")
+    credential = services.add_subparsers(dest="action", required=True).add_parser(
+        "credential", help="print a service's SERVICE_CREDENTIAL for its calls= (RS256)"
+    )
+    credential.add_argument("service", help="a service of SERVICE_MODULES")
+    credential.add_argument("--days", type=int, default=90, help="valid for (default 90)")
+    credential.set_defaults(run=service_credential)
 
     dlq = groups.add_parser("dlq", help="dead-letter queues")
     dlq_actions = dlq.add_subparsers(dest="action", required=True)

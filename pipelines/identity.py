@@ -20,7 +20,10 @@ from pipelines.errors import TokenExpired, Unauthorized
 from pipelines.settings import Settings
 
 VERIFIED_CACHE_SIZE = 10_000  # tokens remembered per process (cleared when full)
-ALL = "*"  # held only by platform services acting on their own (never issued to users)
+# A service credential names this audience: it is traded with auth for access tokens and is
+# never accepted as one (a token with an audience fails every access-token check).
+CREDENTIAL_AUDIENCE = "banyan:service-credential"
+SERVICE_PREFIX = "service:"  # the subject of a service's own identity: service:{name}
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,17 +35,15 @@ class Caller:
     roles: tuple[str, ...] = ()
 
     def missing(self, required: Iterable[str]) -> list[str]:
-        """The `required` permissions this caller lacks: the one rule, `*` included, that
-        the gateway and every service apply."""
-        if ALL in self.permissions:
-            return []
+        """The `required` permissions this caller lacks: the one rule the gateway and every
+        service apply. There is no wildcard: every caller, services included, holds a list."""
         return sorted(set(required) - self.permissions)
 
     def has(self, permission: str) -> bool:
-        return ALL in self.permissions or permission in self.permissions
+        return permission in self.permissions
 
     def has_all(self, permissions: Iterable[str]) -> bool:
-        return ALL in self.permissions or self.permissions.issuperset(permissions)
+        return self.permissions.issuperset(permissions)
 
     @classmethod
     def from_claims(cls, claims: dict[str, Any]) -> "Caller":
@@ -76,6 +77,12 @@ class TokenCodec:
             self._signing_key = self._verifying_key = settings.jwt_secret
         self._verified: dict[str, tuple[Caller, float]] = {}
         self.key_id = rsa_key_id(self._verifying_key) if self.algorithm == "RS256" else None
+
+    @property
+    def can_sign(self) -> bool:
+        """Whether this process signs tokens itself: with HS256 every process can; with RS256
+        only the one holding the private key (auth)."""
+        return bool(self._signing_key)
 
     def issue(self, caller: Caller, ttl: int | None = None, **extra: Any) -> str:
         now = int(time.time())
@@ -121,6 +128,37 @@ class TokenCodec:
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid access token: {exc}") from exc
         return Caller.from_claims(claims), float(claims["exp"])
+
+    def issue_credential(self, service: str, permissions: Iterable[str], days: int) -> str:
+        """A credential that lets `service` obtain access tokens from auth for `permissions`
+        (and no others), for `days` days: `banyan services credential NAME` prints one."""
+        now = int(time.time())
+        claims = {
+            "sub": SERVICE_PREFIX + service,
+            "aud": CREDENTIAL_AUDIENCE,
+            "permissions": sorted(permissions),
+            "iat": now,
+            "exp": now + days * 86400,
+            "jti": uuid.uuid4().hex,
+        }
+        headers = {"kid": self.key_id} if self.key_id else None
+        return jwt.encode(claims, self._signing_key, algorithm=self.algorithm, headers=headers)
+
+    def verify_credential(self, credential: str) -> Caller:
+        """The service a credential names and the permissions it grants."""
+        try:
+            claims = jwt.decode(
+                credential,
+                self._verifying_key,
+                algorithms=[self.algorithm],
+                audience=CREDENTIAL_AUDIENCE,
+                options={"require": ["sub", "exp", "aud"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise Unauthorized(f"invalid service credential: {exc}") from exc
+        if not str(claims["sub"]).startswith(SERVICE_PREFIX):
+            raise Unauthorized("invalid service credential: it names no service")
+        return Caller.from_claims(claims)
 
     def jwks(self) -> dict[str, Any]:
         """The public keys that verify this codec's tokens (RFC 7517); none for HS256."""

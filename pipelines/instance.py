@@ -17,6 +17,7 @@ from pipelines.errors import PlatformError
 from pipelines.http import HttpServer
 from pipelines.notifier import Notifier
 from pipelines.positions import PositionWatcher
+from pipelines.production import refuse_private_key
 from pipelines.querycache import QueryCache, keyed_fields
 from pipelines.redisclient import connect_redis
 from pipelines.relay import EventRelay
@@ -55,6 +56,7 @@ def _consumer(processor: Processor) -> Any:
 
 class ServiceInstance:
     def __init__(self, service: "Service", settings: Settings) -> None:
+        refuse_private_key(settings, service.name)
         self.service = service
         self.settings = settings
         self.log = logging.getLogger(f"banyan.{service.name}")
@@ -64,7 +66,7 @@ class ServiceInstance:
             log_level=logging.DEBUG,
             logger=logging.getLogger(f"banyan.{service.name}.broker"),
         )
-        self.runtime = Runtime(service.name, settings, self.broker)
+        self.runtime = Runtime(service.calls, settings, self.broker)
         self.notifier = Notifier(settings)
         self.queues: list[str] = []
         self.instance_id = new_instance_id(service.name)
@@ -147,6 +149,8 @@ class ServiceInstance:
         self.runtime.rpc = await RpcClient(
             self.settings.rabbitmq_url, service_name=self.service.name
         ).connect()
+        if self.service.calls.contracts and (problem := self.runtime.identity.credential_problem()):
+            self.log.error("%s: its sends will be refused until then", problem)
 
     async def _open_database(self) -> Any:
         await migrate(self.settings, [self.service.migrations] if self.service.migrations else [])

@@ -1,5 +1,6 @@
 """What production refuses: settings that would let anyone sign tokens or events, pose as a
-user or call the gateway from any site. Every process checks them when it reads its settings."""
+user or call the gateway from any site. Every process checks them when it reads its settings;
+with RS256, every process but auth also refuses to hold the private key."""
 
 from typing import TYPE_CHECKING
 
@@ -8,6 +9,7 @@ if TYPE_CHECKING:
 
 DEVELOPMENT_JWT_SECRET = "dev-secret-key-change-in-production"
 DEVELOPMENT_EVENT_SIGNING_KEY = "dev-event-signing-key-change-in-production"
+TOKEN_ISSUER = "auth"  # the one process that signs tokens under RS256
 MIN_SECRET_BYTES = 32
 MIN_ADMIN_PASSWORD = 12
 # passwords the project's own files show as examples
@@ -32,6 +34,8 @@ def unsafe_settings(settings: "Settings") -> list[str]:
             f"EVENT_SIGNING_KEY must be a secret of your own of at least {MIN_SECRET_BYTES} "
             "bytes, not JWT_SECRET"
         )
+    if settings.jwt_algorithm == "RS256" and not settings.jwt_public_key:
+        problems.append("JWT_PUBLIC_KEY must be set with JWT_ALGORITHM=RS256")
     if settings.development_auth_enabled:
         problems.append("DEVELOPMENT_AUTH_ENABLED must be false")
     password = settings.admin_password.get_secret_value() if settings.admin_password else None
@@ -55,3 +59,19 @@ def refuse_unsafe(settings: "Settings") -> None:
     """Exit (status 1, one line naming each setting) when production runs with unsafe ones."""
     if problems := unsafe_settings(settings):
         raise SystemExit("refusing to start with ENVIRONMENT=production: " + "; ".join(problems))
+
+
+def refuse_private_key(settings: "Settings", process: str) -> None:
+    """Exit when `process`, not auth, holds the RS256 private key in production: whoever
+    holds it can sign any token, so only auth may."""
+    if (
+        settings.environment == "production"
+        and settings.jwt_algorithm == "RS256"
+        and settings.jwt_private_key
+        and process != TOKEN_ISSUER
+    ):
+        raise SystemExit(
+            f"refusing to start {process} with ENVIRONMENT=production: JWT_PRIVATE_KEY must "
+            f"be held by {TOKEN_ISSUER} only (give {process} JWT_PUBLIC_KEY, and "
+            "SERVICE_CREDENTIAL if it calls others)"
+        )

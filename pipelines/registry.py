@@ -58,6 +58,7 @@ class RegisterService(Command, internal=True):
     instance_id: str
     service_description: str = ""
     contracts: list[ContractInfo]
+    calls: list[str] = []  # the message types it sends (its `calls=`)
 
 
 class RegistrationResult(Model):
@@ -100,6 +101,7 @@ class ServiceInfo(Model):
     instances: list[InstanceInfo] = []
     contracts: list[ContractInfo] = []
     versions: list[str] = []  # every version that registered, oldest first
+    calls: list[str] = []  # the message types its current version sends
 
 
 class ServiceList(Model):

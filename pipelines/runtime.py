@@ -2,7 +2,6 @@
 
 import asyncio
 import logging
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +9,7 @@ import aio_pika
 from faststream.rabbit import Channel, RabbitBroker
 
 from pipelines import headers as h
+from pipelines.calls import Calls
 from pipelines.context import Sender
 from pipelines.contracts import Contract
 from pipelines.database import Pool
@@ -22,6 +22,7 @@ from pipelines.pacing import Pacer
 from pipelines.positions import PositionWatcher
 from pipelines.querycache import QueryCache
 from pipelines.rpc import Response, RpcClient
+from pipelines.service_identity import ServiceIdentity
 from pipelines.settings import Settings
 from pipelines.telemetry.metrics import METRICS
 from pipelines.topology import DEAD_LETTER_EXCHANGE, dead_letter_queue_name
@@ -33,19 +34,20 @@ CONFIRM_CHANNEL = Channel(publisher_confirms=True)
 
 
 class Runtime:
-    def __init__(self, service: str, settings: Settings, broker: RabbitBroker) -> None:
-        self.service = service
+    def __init__(self, calls: Calls, settings: Settings, broker: RabbitBroker) -> None:
+        self.service = calls.service
+        self.calls = calls
         self.settings = settings
         self.broker = broker
         self.tokens = TokenCodec(settings)
         self.signatures = EventSignatures.of(settings)
-        self.log = logging.getLogger(f"banyan.{service}")
+        self.identity = ServiceIdentity(calls, settings, self.tokens)
+        self.log = logging.getLogger(f"banyan.{self.service}")
         self.pool: Pool | None = None
         self.store: EventStore | None = None
         self.cache: QueryCache | None = None
         self.positions: PositionWatcher | None = None
         self.rpc: RpcClient | None = None  # requests to other services
-        self._service_token: tuple[str, float] | None = None
         self._record_sweeps = Pacer()
 
     def attach(self, pool: Pool, notifier: Notifier) -> None:
@@ -53,14 +55,17 @@ class Runtime:
         self.store = EventStore(pool, notifier)
 
     def sender(self, incoming: Incoming) -> "Sender":
-        """How a handler's context sends messages: as the caller, or as this service."""
-        token = incoming.header(h.USER_TOKEN) or self.service_token()
+        """How a handler's context sends the contracts this service declares it calls: as the
+        caller, or as this service."""
+        user_token = incoming.header(h.USER_TOKEN)
 
         async def send(
             service: str, message: Contract, correlation_id: str, causation_id: str,
             key: str | None, timeout: float,
         ) -> Response:  # fmt: skip
             assert self.rpc is not None
+            self.calls.check(message)
+            token = user_token or await self.service_token()
             return await self.rpc.send(
                 service, message, token=token, timeout=timeout, message_id=key,
                 correlation_id=correlation_id, **{h.CAUSATION_ID: causation_id},
@@ -68,14 +73,10 @@ class Runtime:
 
         return send
 
-    def service_token(self) -> str:
-        """A short-lived token for this service itself (messages it sends on its own)."""
-        now = time.monotonic()
-        if self._service_token is None or now > self._service_token[1]:
-            caller = Caller(f"service:{self.service}", permissions=frozenset({"*"}))
-            ttl = self.settings.jwt_expiration
-            self._service_token = (self.tokens.issue(caller, ttl=ttl), now + ttl / 2)
-        return self._service_token[0]
+    async def service_token(self) -> str:
+        """A short-lived token for this service itself (messages it sends on its own), holding
+        the permissions of its `calls=` and no others."""
+        return await self.identity.token(self.rpc)
 
     def identify(self, incoming: Incoming) -> Caller | None:
         token = incoming.header(h.USER_TOKEN)

@@ -1,6 +1,6 @@
 """`Service`: where business logic is declared. The platform does the rest.
 
-service = Service("orders", version="1.2.0")
+service = Service("orders", version="1.2.0", calls=[ReserveStock])
 
 @service.command(PlaceOrder)
 async def place_order(command: PlaceOrder, ctx: Context) -> PlaceOrderResult: ...
@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from fastapi import FastAPI
 from faststream import FastStream
 
+from pipelines.calls import Calls
 from pipelines.contracts import Command, Contract, Event, InvalidContract, Query, check_contract
 from pipelines.dispatch import Handler, HandlerFn, Policy
 from pipelines.instance import ServiceInstance
@@ -37,8 +38,11 @@ class Service:
         description: str = "",
         http_port: int | None = None,
         migrations: Path | None = None,
+        calls: Sequence[type[Command] | type[Query]] = (),
     ) -> None:
         self.name = name
+        # the contracts it sends: its identity on the bus holds their permissions, no others
+        self.calls = Calls(name, calls)
         self.version = version
         self.description = description
         self.http_port = http_port  # also settable as {NAME}_PORT, e.g. AUTH_PORT
@@ -157,6 +161,7 @@ class Service:
             instance_id=instance_id,
             service_description=self.description,
             contracts=contracts,
+            calls=sorted(self.calls.message_types),
         )
 
     def instance(self, settings: Settings | None = None) -> ServiceInstance:

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     jwt_public_key: str = ""
     # signs each event the relay publishes; receivers refuse events it did not sign
     event_signing_key: SecretStr = SecretStr(DEVELOPMENT_EVENT_SIGNING_KEY)
+    # RS256: what a service (other than auth) trades with auth for its own access token
+    service_credential: SecretStr | None = None
     # the first administrator, created by the auth service on its first start
     admin_email: str | None = None
     admin_password: SecretStr | None = None

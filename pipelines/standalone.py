@@ -6,12 +6,14 @@ import aio_pika
 
 from pipelines import telemetry
 from pipelines.database import migrate
+from pipelines.production import refuse_private_key
 from pipelines.relay import EventRelay
 from pipelines.settings import Settings
 from pipelines.topology import EVENTS_EXCHANGE
 
 
 async def run_relay(settings: Settings) -> None:
+    refuse_private_key(settings, "relay")
     telemetry.start("relay", settings)  # its publish spans link back to each event's trace
     await migrate(settings)
     connection = await aio_pika.connect_robust(settings.rabbitmq_url)

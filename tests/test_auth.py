@@ -2,6 +2,8 @@
 
 import asyncio
 import base64
+import contextlib
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -12,6 +14,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -602,7 +605,17 @@ def hs256_signed_with(key: bytes, claims: dict[str, Any]) -> str:
     return f"{signing_input}.{b64url(signature)}"
 
 
-async def test_rs256_tokens_verify_with_the_published_jwks(settings) -> None:
+@dataclasses.dataclass(frozen=True)
+class RS256Auth:
+    env: dict[str, str]  # the auth process's environment, its private key included
+    isolated: dict[str, str]  # its own virtual host and schema
+    public: str
+    port: int
+
+
+@contextlib.asynccontextmanager
+async def rs256_auth(settings: Any) -> AsyncIterator[RS256Auth]:
+    """Auth signing with RS256 in its own process, vhost and schema, its administrator made."""
     isolated = create_isolated_env()
     if "RABBITMQ_URL" not in isolated:
         pytest.skip("needs rabbitmqctl for a second virtual host")
@@ -620,15 +633,20 @@ async def test_rs256_tokens_verify_with_the_published_jwks(settings) -> None:
     try:
         schema = isolated["DATABASE_SCHEMA"]
         await eventually(lambda: _admin_in(settings, schema), timeout=60, what="RS256 auth")
-        async with (
-            RpcClient(isolated["RABBITMQ_URL"]) as rpc,
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http,
-        ):
-            await _check_rs256(rpc, http, public, settings)
+        yield RS256Auth(env, isolated, public, port)
     finally:
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 30) == 0
         await drop_isolated_env(isolated)
+
+
+async def test_rs256_tokens_verify_with_the_published_jwks(settings) -> None:
+    async with (
+        rs256_auth(settings) as auth,
+        RpcClient(auth.isolated["RABBITMQ_URL"]) as rpc,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{auth.port}", timeout=10) as http,
+    ):
+        await _check_rs256(rpc, http, auth.public, settings)
 
 
 async def _admin_in(settings: Any, schema: str) -> bool:

@@ -14,7 +14,7 @@ ITEMS = [{"sku": "yuzu", "quantity": 1, "unitPrice": "9.00"}]
 async def test_command_event_command_event_share_one_correlation(
     settings, orders, sample_service, rpc, token
 ) -> None:
-    counters = Service("counting")
+    counters = Service("counting", calls=[sample.Increment])
 
     @counters.on(OrderPlaced)
     async def count_order(event: OrderPlaced, ctx: Context) -> None:

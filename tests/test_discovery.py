@@ -19,6 +19,7 @@ from discovery import service as discovery_service
 from discovery.compatibility import breaking_changes
 from discovery.registrar import Registrar
 from examples.orders import service as orders_service
+from examples.orders.contracts import GetOrder, ListOrders
 from pipelines import Caller, Command, Context, Event, Model, Service
 from pipelines.cli import parser
 from pipelines.contracts import Contract
@@ -232,6 +233,22 @@ async def test_contracts_appear_over_http(discovery, start_orders, rpc: RpcClien
     assert over_bus == ContractList.model_validate(await discovery.get("/api/contracts"))
     services = ServiceList.model_validate((await rpc.send("discovery", ListServices())).result())
     assert "orders" in {s.name for s in services.services}
+
+
+async def test_the_registry_shows_what_each_service_calls(
+    discovery, start_orders, settings
+) -> None:
+    callers = Service("order-watcher", calls=[GetOrder, ListOrders])
+    instance = callers.instance(announcing(settings))
+    await instance.start()
+    try:
+        await eventually(lambda: listed_healthy(discovery, instance), what="it registered")
+        assert (await discovery.service("order-watcher"))["calls"] == ["GetOrder", "ListOrders"]
+    finally:
+        await instance.stop()
+    orders = await start_orders()
+    await eventually(lambda: listed_healthy(discovery, orders), what="orders registered")
+    assert (await discovery.service("orders"))["calls"] == []  # it calls nobody
 
 
 async def test_silent_instance_turns_unhealthy_then_recovers(

@@ -307,7 +307,7 @@ async def claim_it(opened: Opened, run: Run) -> None:
     await run.send("claims", Claim(claim_id=opened.claim_id))
 
 
-claimer = Service("claimer", migrations=flows.MIGRATIONS)
+claimer = Service("claimer", migrations=flows.MIGRATIONS, calls=[Claim])
 flows.host(claimer, claiming)
 
 
@@ -320,7 +320,7 @@ async def test_a_refusal_from_a_losing_duplicate_is_not_believed(settings, shop,
         gate.clear()
     services = [await started(claims, settings), await started(claimer, settings)]
     try:
-        key, as_the_flow = uuid.uuid4().hex, services[1].runtime.service_token()
+        key, as_the_flow = uuid.uuid4().hex, await services[1].runtime.service_token()
         copy = asyncio.create_task(
             rpc.send(
                 "claims",
@@ -353,7 +353,7 @@ async def stall_then_claim(opened: Opened, run: Run) -> None:
     await run.send("claims", Claim(claim_id=opened.claim_id))
 
 
-staller = Service("staller", migrations=flows.MIGRATIONS)
+staller = Service("staller", migrations=flows.MIGRATIONS, calls=[Claim])
 stalling_host = flows.host(staller, stalling)
 
 

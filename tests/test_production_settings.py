@@ -7,7 +7,7 @@ import sys
 import pytest
 from pydantic import SecretStr
 
-from pipelines.production import unsafe_settings
+from pipelines.production import refuse_private_key, unsafe_settings
 from pipelines.settings import Settings
 
 SAFE = {
@@ -39,6 +39,7 @@ def test_safe_production_settings_pass() -> None:
         ({"admin_password": SecretStr("admin123")}, "ADMIN_PASSWORD"),
         ({"admin_password": SecretStr("change-me-now")}, "ADMIN_PASSWORD"),
         ({"cors_origins": "https://shop.example.com, *"}, "CORS_ORIGINS"),
+        ({"jwt_algorithm": "RS256"}, "JWT_PUBLIC_KEY"),
     ],
 )
 def test_each_unsafe_setting_is_named(change: dict[str, object], named: str) -> None:
@@ -76,3 +77,35 @@ async def test_every_process_refuses_to_start_with_the_defaults(argv: list[str])
     lines = [line for line in (out + err).decode().splitlines() if "refusing to start" in line]
     assert len(lines) == 1, (out + err).decode()[-2000:]
     assert all(name in lines[0] for name in ("JWT_SECRET", "EVENT_SIGNING_KEY", "CORS_ORIGINS"))
+
+
+RS256 = {**SAFE, "jwt_algorithm": "RS256", "jwt_public_key": "a public key", "jwt_secret": ""}
+
+
+@pytest.mark.parametrize("process", ["orders", "fulfilment", "discovery", "gateway", "relay"])
+def test_only_auth_may_hold_the_private_key_in_production(process: str) -> None:
+    holding = Settings(**{**RS256, "jwt_private_key": "the private key"})
+    assert unsafe_settings(holding) == []  # auth holds it: the settings alone are fine
+    refuse_private_key(holding, "auth")
+    refuse_private_key(Settings(**RS256), process)  # the public key only: fine
+    with pytest.raises(SystemExit, match=f"refusing to start {process} .*JWT_PRIVATE_KEY"):
+        refuse_private_key(holding, process)
+
+
+async def test_a_service_holding_the_private_key_refuses_to_start() -> None:
+    env = {
+        **os.environ, "ENVIRONMENT": "production", "JWT_ALGORITHM": "RS256",
+        "JWT_PUBLIC_KEY": "a public key", "JWT_PRIVATE_KEY": "the private key",
+        "CORS_ORIGINS": "https://shop.example.com",
+        "EVENT_SIGNING_KEY": "an event signing key of this test, 32+ bytes",
+    }  # fmt: skip
+    env.pop("ADMIN_PASSWORD", None)
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "faststream", "run", "examples.orders:app", env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(child.communicate(), 60)
+    assert child.returncode != 0
+    lines = [line for line in (out + err).decode().splitlines() if "refusing to start" in line]
+    assert len(lines) == 1, (out + err).decode()[-2000:]
+    assert "orders" in lines[0] and "JWT_PRIVATE_KEY" in lines[0]

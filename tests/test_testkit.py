@@ -62,7 +62,7 @@ class Jot(Aggregate):
         self.text = event.text
 
 
-notes = Service("notes")
+notes = Service("notes", calls=[Forward])
 
 
 @notes.command(Note)

@@ -6,6 +6,9 @@ Order release: when an order is cancelled, give back what it holds of each of it
 release also refuses a reservation for the order arriving after it, so an order cancelled while
 its stock is still being reserved ends with nothing held either: its fulfilment fails to
 reserve or to confirm, and undoes its reservations.
+
+Both flows act as the fulfilment service (no `acts_for`): reserving stock and confirming an
+order are the platform's work, which no customer holds the permissions for.
 """
 
 from examples.fulfilment.settings import settings

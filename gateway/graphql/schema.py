@@ -28,7 +28,7 @@ from gateway.auth import Authenticator
 from gateway.graphql import resolvers, scalars
 from gateway.graphql.typemap import TypeMap, description, is_name, pascal
 from gateway.routes import RouteTable, camel
-from pipelines.identity import ALL, Caller
+from pipelines.identity import Caller
 from pipelines.registry import ContractInfo
 
 VERSION_FIELD = "_schemaVersion"
@@ -163,7 +163,7 @@ class GatewaySchema:
         self.full = executable(table, fields)
         self.fields = {(f.operation, f.name): f for f in fields}
         permissions = {p for f in fields for p in f.contract.required_permissions}
-        self.permissions = frozenset(permissions | {ALL})  # ALL: every permission at once
+        self.permissions = frozenset(permissions)
 
     def key(self, caller: Caller | None) -> Hashable:
         """Callers with the same key see the same schema."""

@@ -4,13 +4,14 @@ the service verifies it: refusals (403, 401) come from the platform's own checks
 
 from dataclasses import dataclass, replace
 
-from pipelines.identity import ALL, Caller
+from pipelines.identity import Caller
 
 
 @dataclass(frozen=True, slots=True)
 class Acting:
     caller: Caller | None  # None: no token at all
     expired: bool = False
+    every_permission: bool = False  # admin(): every permission the kit's contracts require
 
 
 def user(user_id: str = "user-1", *permissions: str) -> Acting:
@@ -19,8 +20,10 @@ def user(user_id: str = "user-1", *permissions: str) -> Acting:
 
 
 def admin(user_id: str = "admin") -> Acting:
-    """A caller holding every permission (as platform services acting on their own do)."""
-    return Acting(Caller(user_id, f"{user_id}@example.com", user_id, frozenset({ALL})))
+    """A caller holding every permission the kit's services name: those their contracts
+    require, and their events' `admin` permissions."""
+    caller = Caller(user_id, f"{user_id}@example.com", user_id)
+    return Acting(caller, every_permission=True)
 
 
 anonymous = Acting(None)

@@ -20,7 +20,7 @@ place (flows do, to drive their runs in memory; see `flows.testing`).
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,7 +37,7 @@ from pipelines.dispatch import (
 )
 from pipelines.errors import PlatformError, ServiceUnavailable
 from pipelines.eventstore import NewEvent, RecordedEvent
-from pipelines.identity import TokenCodec
+from pipelines.identity import Caller, TokenCodec
 from pipelines.memory_log import MemoryEventStore
 from pipelines.messages import Incoming, Reply, decode
 from pipelines.rpc import Response
@@ -89,11 +89,13 @@ class TestKit:
         self.dead_letters: list[DeadLetter] = []
         self._sent_ids: set[str] = set()
         self._folded = 0  # the log is folded and delivered up to this position
+        self.every_permission: frozenset[str] = frozenset()  # what admin() holds
         for service in services:
             self._add(service)
 
     def _add(self, service: Service) -> None:
-        runtime = MemoryRuntime(service.name, self.settings, self.store, self.rpc)
+        self.every_permission |= named_permissions(service)
+        runtime = MemoryRuntime(service.calls, self.settings, self.store, self.rpc)
         self.runtimes[service.name] = runtime
         for handler in service.requests.values():
             queue = request_queue_name(service.name, handler.contract)
@@ -180,12 +182,19 @@ class TestKit:
         headers: dict[str, Any] = {h.MESSAGE_TYPE: message.message_type()}
         if acting.caller is not None:
             ttl = -1 if acting.expired else None
-            headers[h.USER_TOKEN] = self.tokens.issue(acting.caller, ttl=ttl)
+            headers[h.USER_TOKEN] = self.tokens.issue(self._granted(acting), ttl=ttl)
         correlation = uuid.uuid4().hex
         incoming = Incoming(
             uuid.uuid4().hex, correlation, None, None, None, headers, message.to_json()
         )
         return await self._process(queue, incoming)
+
+    def _granted(self, acting: Acting) -> Caller:
+        """The caller; as admin(), holding every permission the kit's services name."""
+        assert acting.caller is not None
+        if not acting.every_permission:
+            return acting.caller
+        return replace(acting.caller, permissions=self.every_permission)
 
     def _queue_of(self, message: Contract) -> str:
         for queue, processor in self.processors.items():
@@ -321,3 +330,11 @@ class When:
 
 def _type_of(aggregate: type[Aggregate] | str) -> str:
     return aggregate if isinstance(aggregate, str) else aggregate.aggregate_type
+
+
+def named_permissions(service: Service) -> frozenset[str]:
+    """The permissions a service's contracts require, and its events' admin permissions."""
+    contracts = [h.contract for h in service.requests.values()] + list(service.published)
+    return frozenset(
+        p for contract in contracts for p in (*contract.__permissions__, *contract.__admin__)
+    )

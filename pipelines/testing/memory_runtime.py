@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from pipelines import headers as h
+from pipelines.calls import Calls
 from pipelines.idempotency import bounded_key
 from pipelines.memory_log import MemoryEventStore
 from pipelines.messages import Incoming
@@ -71,9 +72,9 @@ class MemoryPositions(PositionWatcher):
 
 class MemoryRuntime(Runtime):
     def __init__(
-        self, service: str, settings: Settings, store: MemoryEventStore, rpc: MemoryRpc
+        self, calls: Calls, settings: Settings, store: MemoryEventStore, rpc: MemoryRpc
     ) -> None:
-        super().__init__(service, settings, cast("RabbitBroker", None))  # no broker: no bus
+        super().__init__(calls, settings, cast("RabbitBroker", None))  # no broker: no bus
         self.store = store
         self.rpc = rpc
         self.positions = MemoryPositions(settings, store)
