@@ -20,6 +20,7 @@ from pipelines.notifier import Notifier
 from pipelines.pacing import Pacer
 from pipelines.positions import PositionWatcher
 from pipelines.querycache import QueryCache
+from pipelines.revocation import Revocations, TokenRevoked
 from pipelines.rpc import Response, RpcClient
 from pipelines.settings import Settings
 from pipelines.topology import DEAD_LETTER_EXCHANGE, dead_letter_queue_name
@@ -36,6 +37,7 @@ class Runtime:
         self.settings = settings
         self.broker = broker
         self.tokens = TokenCodec(settings)
+        self.revocations = Revocations(settings.jwt_expiration)
         self.log = logging.getLogger(f"banyan.{service}")
         self.pool: Pool | None = None
         self.store: EventStore | None = None
@@ -76,7 +78,12 @@ class Runtime:
 
     def identify(self, incoming: Incoming) -> Caller | None:
         token = incoming.header(h.USER_TOKEN)
-        return self.tokens.verify(token) if token else None
+        if not token:
+            return None
+        caller = self.tokens.verify(token)
+        if self.revocations.refuses(caller):
+            raise TokenRevoked()
+        return caller
 
     async def channel(self, kind: Channel) -> aio_pika.abc.AbstractRobustChannel:
         channel: aio_pika.abc.AbstractRobustChannel

@@ -1,8 +1,10 @@
-"""The gateway's own view of the event bus: one exclusive queue per gateway process.
+"""A process's own view of the event bus: one exclusive queue per process.
 
 Every gateway instance must see every registry change (to rebuild its routes) and every
-event its WebSocket and GraphQL subscribers asked for, so each binds its own server-named,
-auto-deleted queue and adds bindings as subscriptions appear.
+event its WebSocket and GraphQL subscribers asked for, and every process every revocation of
+an access token (`pipelines.revocation`), so each binds its own server-named, auto-deleted
+queue and adds bindings as it needs them. (Competing consumers of a service's durable queues
+would each see only some of them.)
 """
 
 import json
@@ -17,7 +19,7 @@ from pipelines import headers as h
 from pipelines.messages import Incoming
 from pipelines.topology import EVENTS_EXCHANGE
 
-log = logging.getLogger("banyan.gateway.events")
+log = logging.getLogger("banyan.events")
 Listener = Callable[[str, dict[str, Any], dict[str, Any]], Awaitable[None]]
 
 
