@@ -48,14 +48,21 @@ def now() -> int:
 
 async def remember_now(event: SessionRevoked | UserTokensRevoked) -> None:
     try:
-        await remember(event)
+        await keep(event)
     except RedisError as exc:
         log.warning("revocation not in Redis yet (processes refuse it from the event): %s", exc)
 
 
-async def remember(event: SessionRevoked | UserTokensRevoked, ctx: Context | None = None) -> None:
-    """Keep the entry `event` records in Redis (the `auth-revocations` subscriber: without
-    Redis it fails, and is retried)."""
+async def remember(event: SessionRevoked | UserTokensRevoked, ctx: Context) -> None:
+    """The `auth-revocations` subscriber: without Redis, retried until it answers."""
+    try:
+        await keep(event)
+    except RedisError as exc:  # an outage, not a bad event: never dead-lettered
+        raise ConnectionError(f"Redis refused a revocation: {exc}") from exc
+
+
+async def keep(event: SessionRevoked | UserTokensRevoked) -> None:
+    """Keep the entry `event` records in Redis."""
     codec, store = resources().tokens, resources().revocations
     data = event.model_dump(mode="json")
     revocation = Revocation.of(event.message_type(), data, codec.expiration)
