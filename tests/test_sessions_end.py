@@ -23,6 +23,7 @@ from pipelines.settings import Settings
 from tests.conftest import eventually
 from tests.gateway_rig import running_gateway
 from tests.tcp_proxy import free_port
+from tests.test_gateway_graphql import TransportWS, transport_ws
 
 ITEMS = [{"sku": "lime", "quantity": 2, "unitPrice": "0.40"}]
 ADMIN = ("auth:create-user", "auth:manage-users", "auth:manage-roles")
@@ -208,6 +209,24 @@ async def test_open_sockets_of_a_revoked_token_close_with_4401(
             await asyncio.wait_for(socket.recv(), WAIT)
             await asyncio.wait_for(socket.recv(), WAIT)
     assert reconnecting.value.rcvd is not None and reconnecting.value.rcvd.code == 4401
+
+
+async def test_graphql_subscriptions_of_a_disabled_user_close_with_4401(
+    admin, shopper, http
+) -> None:
+    user = await new_user(http, admin, shopper)
+    address = str(http.base_url).removeprefix("http://").rstrip("/")
+    async with await transport_ws(address) as socket:
+        client = TransportWS(socket)
+        assert (await client.init(user["tokens"]["accessToken"]))["type"] == "connection_ack"
+        await client.subscribe("1", "subscription { orderPlaced { position } }")
+        assert await client.settled() == []
+        target = {"userId": user["userId"]}
+        assert (await http.post("/api/auth/disable-user", json=target, headers=admin)).is_success
+        with pytest.raises(ConnectionClosed) as closed:
+            await client.receive()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+        assert closed.value.rcvd.reason.startswith("INVALID_TOKEN")
 
 
 async def test_the_gateway_makes_one_redis_round_trip_per_request(
