@@ -4,6 +4,7 @@ service and on open sockets, while the gateway still makes one Redis round trip 
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,7 +18,9 @@ from websockets.exceptions import ConnectionClosed
 from auth import service as auth_service
 from examples.orders import service as orders_service
 from examples.orders.contracts import ListOrders
+from pipelines.identity import Caller, TokenCodec
 from pipelines.instance import ServiceInstance
+from pipelines.revocation import Revocation, Revocations, RevocationStore
 from pipelines.rpc import RpcClient
 from pipelines.settings import Settings
 from tests.conftest import eventually
@@ -274,3 +277,54 @@ async def test_without_redis_the_gateway_still_refuses_revoked_tokens(
             return await status_of(blind, user["tokens"]) == 401
 
         await eventually(refuses, what="the gateway without Redis refusing the revoked token")
+
+
+async def test_the_gateway_refuses_what_redis_holds_before_any_event(
+    settings, served, token
+) -> None:
+    """The entries in Redis alone (no event has reached the gateway) refuse a token: by its
+    session, or by a generation above the token's; a token issued after them passes."""
+    app, http = served
+    codec, store = (
+        TokenCodec(settings),
+        RevocationStore(app.state.gateway.redis, settings.cache_prefix),
+    )
+    user_id, until = f"u-{uuid.uuid4().hex[:8]}", time.time() + 60
+
+    def access(session_id: str, generation: int) -> dict[str, str]:
+        caller = Caller(user_id, permissions=frozenset({"orders:read"}), session_id=session_id,
+                        generation=generation)  # fmt: skip
+        return bearer(codec.issue(caller))
+
+    signed_out, live = uuid.uuid4().hex, uuid.uuid4().hex
+    await store.remember(Revocation("session", signed_out, user_id, 1, until))
+    assert (await http.get(LIST, headers=access(signed_out, 0))).status_code == 401
+    assert (await http.get(LIST, headers=access(live, 0))).status_code == 200
+    await store.remember(Revocation("user", user_id, user_id, 2, until))
+    await store.remember(Revocation("user", user_id, user_id, 1, until))  # late: ignored
+    assert (await http.get(LIST, headers=access(live, 1))).status_code == 401
+    assert (await http.get(LIST, headers=access(live, 2))).status_code == 200
+    graphql = await http.post("/graphql", json={"query": "{ __typename }"},
+                              headers=access(live, 1))  # fmt: skip
+    assert graphql.json()["errors"][0]["extensions"]["code"] == "INVALID_TOKEN"
+
+
+async def test_each_process_keeps_revocations_from_the_events() -> None:
+    revocations = Revocations(lifetime=60)
+    alice = Caller("alice", session_id="s-1", generation=1)
+    seen: list[Revocation] = []
+    revocations.listeners.append(seen.append)
+    await revocations.on_event("UserTokensRevoked", {"userId": "alice", "generation": 2}, {})
+    await revocations.on_event("UserTokensRevoked", {"userId": "alice", "generation": 1}, {})
+    for malformed in ({"userId": 7, "generation": 9}, {"userId": "alice"}, ["alice"]):
+        await revocations.on_event("UserTokensRevoked", malformed, {})
+    await revocations.on_event("OrderPlaced", {"userId": "alice", "sessionId": "s-2"}, {})
+    assert revocations.refuses(alice)
+    assert not revocations.refuses(Caller("alice", session_id="s-2", generation=2))
+    assert [r.generation for r in seen] == [2, 1]
+    await revocations.on_event("SessionRevoked", {"userId": "bob", "sessionId": "s-3"}, {})
+    assert revocations.refuses(Caller("bob", session_id="s-3"))
+    assert not revocations.refuses(Caller("bob", session_id="s-4"))
+    long_ago = {"userId": "carol", "sessionId": "s-5", "revokedAt": int(time.time()) - 61}
+    await revocations.on_event("SessionRevoked", long_ago, {})  # its tokens have expired
+    assert not revocations.refuses(Caller("carol", session_id="s-5"))
