@@ -1,13 +1,13 @@
 """Ending access tokens before they expire (`pipelines.revocation`): those of one session, or
 every one a user was issued before a change (password, reduced access, disabled).
 
-The entry is written to Redis as the handler records the event, so that the request after
-the answer is refused everywhere; and again by the `auth-revocations` subscriber once the
-event is in the log, so that an entry a Redis outage lost comes back with Redis. Meanwhile
-every process refuses the token from the event itself.
+The entry is written to Redis once the event is committed, before the answer, so that the
+request after the answer is refused everywhere; and again by the `auth-revocations`
+subscriber from the event, so that an entry a Redis outage lost comes back with Redis.
+Meanwhile every process refuses the token from the event itself. (Written before the commit,
+an entry of a command that then failed would refuse the user's new tokens too.)
 """
 
-import logging
 import time
 from typing import Literal
 
@@ -21,36 +21,28 @@ from pipelines.revocation import Revocation
 
 SessionEnd = Literal["signed-out", "token-reused", "password-changed", "user-disabled"]
 TokensEnd = Literal["password-changed", "access-reduced", "user-disabled"]
-log = logging.getLogger("banyan.auth.revocations")
 
 
-async def end_session(session: Session, reason: SessionEnd) -> None:
+def end_session(ctx: Context, session: Session, reason: SessionEnd) -> None:
     """Its refresh tokens and its access tokens stop working."""
     event = SessionRevoked(
         session_id=session.id, user_id=session.user_id, reason=reason, revoked_at=now()
     )
     session.record(event)
-    await remember_now(event)
+    ctx.after_commit(lambda: keep(event))
 
 
-async def revoke_tokens(user: User, reason: TokensEnd) -> None:
+def revoke_tokens(ctx: Context, user: User, reason: TokensEnd) -> None:
     """The user's access tokens issued until now stop working."""
     event = UserTokensRevoked(
         user_id=user.id, generation=user.generation + 1, reason=reason, revoked_at=now()
     )
     user.record(event)
-    await remember_now(event)
+    ctx.after_commit(lambda: keep(event))
 
 
 def now() -> int:
     return int(time.time())
-
-
-async def remember_now(event: SessionRevoked | UserTokensRevoked) -> None:
-    try:
-        await keep(event)
-    except RedisError as exc:
-        log.warning("revocation not in Redis yet (processes refuse it from the event): %s", exc)
 
 
 async def remember(event: SessionRevoked | UserTokensRevoked, ctx: Context) -> None:

@@ -53,7 +53,7 @@ async def unassign_role(command: UnassignRole, ctx: Context) -> UserAccess:
     user = await existing_user(ctx, command.user_id)
     if command.role in user.roles:
         user.record(RoleUnassigned(user_id=user.id, role=command.role))
-        await revoke_tokens(user, "access-reduced")
+        revoke_tokens(ctx, user, "access-reduced")
     return access_of(user)
 
 
@@ -68,7 +68,7 @@ async def revoke_permission(command: RevokePermission, ctx: Context) -> UserAcce
     user = await existing_user(ctx, command.user_id)
     if command.permission in user.permissions:
         user.record(PermissionRevoked(user_id=user.id, permission=command.permission))
-        await revoke_tokens(user, "access-reduced")
+        revoke_tokens(ctx, user, "access-reduced")
     return access_of(user)
 
 

@@ -107,7 +107,7 @@ async def revoke_token(command: RevokeToken, ctx: Context) -> RevokeTokenResult:
     presented = token_hash(command.refresh_token)
     if session is None or presented not in (session.token_hash, *session.used_hashes):
         return RevokeTokenResult(revoked=False)
-    await end_session(session, "signed-out")
+    end_session(ctx, session, "signed-out")
     return RevokeTokenResult(revoked=True)
 
 
@@ -122,10 +122,11 @@ async def find_session(ctx: Context, token: str) -> Session | None:
 
 async def end_now(ctx: Context, session: Session, reason: SessionEnd) -> None:
     """Revoke and append at once: the handler then refuses, and a refusal appends nothing."""
-    await end_session(session, reason)
+    end_session(ctx, session, reason)
     await ctx.store.append(
         ctx.new_events(), correlation_id=ctx.correlation_id, causation_id=ctx.message_id
     )
+    await ctx.committed()
 
 
 async def issue_tokens(ctx: Context, user: User, session_id: str, refresh: str) -> AuthTokens:

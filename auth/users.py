@@ -77,7 +77,7 @@ async def change_password(command: ChangePassword, ctx: Context) -> ChangePasswo
     previous = user.credential_id
     credential_id = await store_credential(pool, user.id, command.new_password)
     user.record(PasswordChanged(user_id=user.id, credential_id=credential_id))
-    await revoke_tokens(user, "password-changed")
+    revoke_tokens(ctx, user, "password-changed")
     await purge_old_credentials(pool, user.id, keep=[previous, credential_id])
     return ChangePasswordResult(user_id=user.id)
 
@@ -90,7 +90,7 @@ async def disable_user(command: DisableUser, ctx: Context) -> UserStatus:
     user = await existing_user(ctx, command.user_id)
     if not user.disabled:
         user.record(UserDisabled(user_id=user.id))
-        await revoke_tokens(user, "user-disabled")
+        revoke_tokens(ctx, user, "user-disabled")
     return UserStatus(user_id=user.id, disabled=True)
 
 

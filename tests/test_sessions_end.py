@@ -18,12 +18,13 @@ from websockets.exceptions import ConnectionClosed
 from auth import service as auth_service
 from examples.orders import service as orders_service
 from examples.orders.contracts import ListOrders
+from pipelines import Aggregate, Command, Context, Event, Service, applies
 from pipelines.identity import Caller, TokenCodec
 from pipelines.instance import ServiceInstance
 from pipelines.revocation import Revocation, Revocations, RevocationStore
 from pipelines.rpc import RpcClient
 from pipelines.settings import Settings
-from tests.conftest import eventually
+from tests.conftest import eventually, started
 from tests.gateway_rig import running_gateway
 from tests.tcp_proxy import free_port
 from tests.test_gateway_graphql import TransportWS, transport_ws
@@ -328,3 +329,49 @@ async def test_each_process_keeps_revocations_from_the_events() -> None:
     long_ago = {"userId": "carol", "sessionId": "s-5", "revokedAt": int(time.time()) - 61}
     await revocations.on_event("SessionRevoked", long_ago, {})  # its tokens have expired
     assert not revocations.refuses(Caller("carol", session_id="s-5"))
+
+
+class Noted(Event, service="noting"):
+    note_id: str
+
+
+class Note(Aggregate):
+    @applies(Noted)
+    def _noted(self, event: Noted) -> None:
+        pass
+
+
+class TakeNote(Command):
+    note_id: str
+
+
+noting = Service("noting")
+noting.publishes(Noted)
+followed_up: list[str] = []
+
+
+@noting.command(TakeNote)
+async def take_note(command: TakeNote, ctx: Context) -> str:
+    ctx.create(Note, command.note_id).record(Noted(note_id=command.note_id))
+
+    async def follow_up() -> None:
+        followed_up.append(command.note_id)
+
+    ctx.after_commit(follow_up)
+    return command.note_id
+
+
+async def test_after_commit_effects_run_before_the_reply_and_only_once_committed(
+    settings, rpc
+) -> None:
+    """Why revocations reach Redis only once their events are committed: an entry of a
+    command that then failed would refuse the user's next tokens too."""
+    instance = await started(noting, settings)
+    try:
+        note = uuid.uuid4().hex
+        assert (await rpc.send("noting", TakeNote(note_id=note))).ok
+        assert followed_up == [note]  # already, when the reply came
+        taken = await rpc.send("noting", TakeNote(note_id=note))  # its append fails
+        assert not taken.ok and followed_up == [note]
+    finally:
+        await instance.stop()
