@@ -32,6 +32,7 @@ SESSION_REVOKED = "SessionRevoked"
 TOKENS_REVOKED = "UserTokensRevoked"
 ROUTING_KEYS = [event_routing_key(AUTH, name) for name in (SESSION_REVOKED, TOKENS_REVOKED)]
 SESSION, USER = "session", "user"
+SWEEP_EVERY = 10.0  # seconds between forgetting the expired entries kept in memory
 log = logging.getLogger("banyan.revocation")
 
 # KEYS[1]: an entry; ARGV[1]: its generation (1 for a session), ARGV[2]: when it expires
@@ -84,6 +85,7 @@ class Revocations:
     def __init__(self, lifetime: float) -> None:
         self.lifetime = lifetime
         self._entries: dict[tuple[str, str], tuple[int, float]] = {}
+        self._next_sweep = 0.0
         self.listeners: list[Callable[[Revocation], None]] = []  # told of each new one
 
     def refuses(self, caller: Caller) -> bool:
@@ -96,8 +98,10 @@ class Revocations:
         now = time.time()
         if revocation.until <= now:
             return
-        for key in [k for k, (_, until) in self._entries.items() if until <= now]:
-            del self._entries[key]
+        if now >= self._next_sweep:  # not at every add: sign-outs can come by the hundred
+            self._next_sweep = now + SWEEP_EVERY
+            for key in [k for k, (_, until) in self._entries.items() if until <= now]:
+                del self._entries[key]
         key = (revocation.kind, revocation.subject)
         known = self._entries.get(key, (0, 0.0))
         if revocation.generation >= known[0]:
