@@ -27,6 +27,7 @@ from pipelines.settings import Settings
 from tests.conftest import eventually, started
 from tests.gateway_rig import running_gateway
 from tests.tcp_proxy import free_port
+from tests.test_gateway import bearer
 from tests.test_gateway_graphql import TransportWS, transport_ws
 
 ITEMS = [{"sku": "lime", "quantity": 2, "unitPrice": "0.40"}]
@@ -69,10 +70,6 @@ async def shopper(http: httpx.AsyncClient, admin: dict[str, str]) -> str:
     body = {"name": name, "permissions": ["orders:place", "orders:read"]}
     assert (await http.post("/api/auth/create-role", json=body, headers=admin)).status_code == 200
     return name
-
-
-def bearer(access_token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {access_token}"}
 
 
 async def new_user(http: httpx.AsyncClient, admin: dict[str, str], role: str) -> dict[str, Any]:
