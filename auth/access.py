@@ -17,6 +17,8 @@ async def effective_permissions(ctx: Context, user: User) -> list[str]:
 
 
 async def caller_now(ctx: Context, user: User) -> Caller:
-    """The user as a token issued now names them."""
+    """The user as a token issued now names them (their generation included: a token of an
+    earlier generation is revoked)."""
     permissions = frozenset(await effective_permissions(ctx, user))
-    return Caller(user.id, user.email, user.name, permissions, tuple(sorted(user.roles)))
+    roles = tuple(sorted(user.roles))
+    return Caller(user.id, user.email, user.name, permissions, roles, generation=user.generation)

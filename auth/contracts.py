@@ -96,6 +96,23 @@ class ChangePasswordResult(Model):
     user_id: str
 
 
+class DisableUser(Command, permissions=["auth:manage-users"]):
+    """Stop a user signing in, and end their sessions and access tokens at once."""
+
+    user_id: UserId
+
+
+class EnableUser(Command, permissions=["auth:manage-users"]):
+    """Let a disabled user sign in again (the sessions disabling ended stay ended)."""
+
+    user_id: UserId
+
+
+class UserStatus(Model):
+    user_id: str
+    disabled: bool
+
+
 class CreateRole(Command, permissions=["auth:manage-roles"]):
     """Define a role: a named set of permissions."""
 

@@ -14,6 +14,9 @@ from auth.events import (
     SessionRevoked,
     SessionStarted,
     UserCreated,
+    UserDisabled,
+    UserEnabled,
+    UserTokensRevoked,
 )
 from pipelines import Aggregate, applies
 
@@ -34,6 +37,8 @@ class User(Aggregate):
     roles: list[str] = Field(default_factory=list)
     permissions: list[str] = Field(default_factory=list)  # granted directly
     credential_id: str = ""
+    generation: int = 0  # its access tokens carry it; those below a revoked one are refused
+    disabled: bool = False
 
     @applies(UserCreated)
     def _created(self, event: UserCreated) -> None:
@@ -60,6 +65,18 @@ class User(Aggregate):
     @applies(PermissionRevoked)
     def _revoked(self, event: PermissionRevoked) -> None:
         self.permissions.remove(event.permission)
+
+    @applies(UserTokensRevoked)
+    def _tokens_revoked(self, event: UserTokensRevoked) -> None:
+        self.generation = event.generation
+
+    @applies(UserDisabled)
+    def _disabled(self, event: UserDisabled) -> None:
+        self.disabled = True
+
+    @applies(UserEnabled)
+    def _enabled(self, event: UserEnabled) -> None:
+        self.disabled = False
 
 
 class Role(Aggregate):

@@ -10,6 +10,13 @@ class InvalidCredentials(errors.InvalidCredentials):
         super().__init__(message)
 
 
+class AccountDisabled(errors.Unauthorized):
+    """Said only to whoever gave the right password (or holds a session of the account)."""
+
+    def __init__(self) -> None:
+        super().__init__("this account is disabled; an administrator may enable it again")
+
+
 class SignInRequired(errors.NoAuthHeader):
     pass
 

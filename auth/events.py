@@ -71,9 +71,30 @@ class SessionRefreshed(Event, service="auth"):
 
 
 class SessionRevoked(Event, service="auth"):
+    """The session's refresh tokens and access tokens stop working (`pipelines.revocation`)."""
+
     session_id: str
     user_id: str
-    reason: Literal["signed-out", "token-reused", "password-changed"]
+    reason: Literal["signed-out", "token-reused", "password-changed", "user-disabled"]
+    revoked_at: int = 0  # epoch seconds (0 in events recorded before it was kept)
+
+
+class UserTokensRevoked(Event, service="auth"):
+    """Every access token of the user issued before it (`gen` below `generation`) stops
+    working (`pipelines.revocation`); their sessions go on unless another event ends them."""
+
+    user_id: str
+    generation: int  # the user's tokens are issued with it from now on
+    reason: Literal["password-changed", "access-reduced", "user-disabled"]
+    revoked_at: int  # epoch seconds
+
+
+class UserDisabled(Event, service="auth"):
+    user_id: str
+
+
+class UserEnabled(Event, service="auth"):
+    user_id: str
 
 
 EVENTS = (
@@ -88,4 +109,7 @@ EVENTS = (
     SessionStarted,
     SessionRefreshed,
     SessionRevoked,
+    UserTokensRevoked,
+    UserDisabled,
+    UserEnabled,
 )

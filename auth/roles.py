@@ -1,6 +1,8 @@
 """Roles, and what each user is granted: roles and direct permissions.
 
 Granting what a user already has (or revoking what they lack) changes nothing and succeeds.
+Taking a role or a permission away revokes the user's access tokens: the next request needs
+a token issued after the change (a refresh gets one).
 """
 
 from auth.contracts import (
@@ -20,6 +22,7 @@ from auth.events import (
     RoleCreated,
     RoleUnassigned,
 )
+from auth.revocations import revoke_tokens
 from pipelines import Conflict, Context, NotFound
 
 
@@ -50,6 +53,7 @@ async def unassign_role(command: UnassignRole, ctx: Context) -> UserAccess:
     user = await existing_user(ctx, command.user_id)
     if command.role in user.roles:
         user.record(RoleUnassigned(user_id=user.id, role=command.role))
+        revoke_tokens(ctx, user, "access-reduced")
     return access_of(user)
 
 
@@ -64,6 +68,7 @@ async def revoke_permission(command: RevokePermission, ctx: Context) -> UserAcce
     user = await existing_user(ctx, command.user_id)
     if command.permission in user.permissions:
         user.record(PermissionRevoked(user_id=user.id, permission=command.permission))
+        revoke_tokens(ctx, user, "access-reduced")
     return access_of(user)
 
 

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from auth import queries, roles, service_tokens, sessions, users
+from auth import queries, revocations, roles, service_tokens, sessions, users
 from auth.bootstrap import create_admin_on_start
 from auth.contracts import (
     AssignRole,
@@ -13,6 +13,8 @@ from auth.contracts import (
     CreateRole,
     CreateUser,
     CreateUserResult,
+    DisableUser,
+    EnableUser,
     GetUser,
     GetUserPermissions,
     GrantPermission,
@@ -28,9 +30,10 @@ from auth.contracts import (
     UserAccess,
     UserPage,
     UserPermissions,
+    UserStatus,
     UserView,
 )
-from auth.events import EVENTS
+from auth.events import EVENTS, SessionRevoked, UserTokensRevoked
 from auth.http import jwks
 from auth.readmodels import roles_view, users_view
 from pipelines import Service
@@ -54,6 +57,8 @@ service.command(CreateUser, policies=[users.grants_need_manage_users], result=Cr
     users.create_user
 )
 service.command(ChangePassword, result=ChangePasswordResult)(users.change_password)
+service.command(DisableUser, result=UserStatus)(users.disable_user)
+service.command(EnableUser, result=UserStatus)(users.enable_user)
 service.command(Authenticate, result=AuthTokens)(sessions.authenticate)
 service.command(RefreshToken, result=AuthTokens)(sessions.refresh_token)
 service.command(RevokeToken, result=RevokeTokenResult)(sessions.revoke_token)
@@ -65,6 +70,10 @@ service.command(AssignRole, result=UserAccess)(roles.assign_role)
 service.command(UnassignRole, result=UserAccess)(roles.unassign_role)
 service.command(GrantPermission, result=UserAccess)(roles.grant_permission)
 service.command(RevokePermission, result=UserAccess)(roles.revoke_permission)
+
+# Every revocation is kept in Redis for the gateway (`auth.revocations`).
+service.on(SessionRevoked, subscriber="auth-revocations")(revocations.remember)
+service.on(UserTokensRevoked, subscriber="auth-revocations")(revocations.remember)
 
 service.query(GetUser, result=UserView, reads=users_view, cache=Cached(ttl=60))(queries.get_user)
 service.query(ListUsers, result=UserPage, reads=users_view, cache=Cached(ttl=60))(

@@ -7,7 +7,7 @@ two parties hold the session, so the whole session (every token of it) is revoke
 import hmac
 import time
 import uuid
-from typing import Literal
+from dataclasses import replace
 
 from auth.access import caller_now
 from auth.contracts import (
@@ -19,8 +19,8 @@ from auth.contracts import (
     TokenUser,
 )
 from auth.domain import EmailClaim, Session, User
-from auth.errors import InvalidCredentials, RefreshTokenExpired
-from auth.events import SessionRefreshed, SessionRevoked, SessionStarted
+from auth.errors import AccountDisabled, InvalidCredentials, RefreshTokenExpired
+from auth.events import SessionRefreshed, SessionStarted
 from auth.passwords import NO_CREDENTIAL, load_hash, verify_password
 from auth.refresh_tokens import (
     TTL_SECONDS,
@@ -30,10 +30,10 @@ from auth.refresh_tokens import (
     token_hash,
 )
 from auth.resources import resources
+from auth.revocations import SessionEnd, end_session
 from pipelines import Context
 from pipelines.errors import Unauthorized
 
-EndReason = Literal["signed-out", "token-reused", "password-changed"]
 NOBODY = "-"  # a user id no user has
 
 
@@ -50,6 +50,8 @@ async def authenticate(command: Authenticate, ctx: Context) -> AuthTokens:
         await throttle.failed(command.email, address)
         raise InvalidCredentials()
     await throttle.succeeded(command.email, address)
+    if user.disabled:
+        raise AccountDisabled()
     session = ctx.create(Session, uuid.uuid4().hex)
     token = new_refresh_token(session.id)
     session.record(
@@ -61,7 +63,7 @@ async def authenticate(command: Authenticate, ctx: Context) -> AuthTokens:
             expires_at=int(time.time()) + TTL_SECONDS,
         )
     )
-    return await issue_tokens(ctx, user, token)
+    return await issue_tokens(ctx, user, session.id, token)
 
 
 async def refresh_token(command: RefreshToken, ctx: Context) -> AuthTokens:
@@ -81,6 +83,9 @@ async def refresh_token(command: RefreshToken, ctx: Context) -> AuthTokens:
     if user.credential_id != session.credential_id:
         await end_now(ctx, session, "password-changed")
         raise Unauthorized("the password has changed since this session began")
+    if user.disabled:
+        await end_now(ctx, session, "user-disabled")
+        raise AccountDisabled()
     token = next_refresh_token(resources().refresh_key, command.refresh_token)
     if not just_replaced:
         session.record(
@@ -88,7 +93,7 @@ async def refresh_token(command: RefreshToken, ctx: Context) -> AuthTokens:
                 session_id=session.id, token_hash=token_hash(token), refreshed_at=int(now)
             )
         )
-    return await issue_tokens(ctx, user, token)
+    return await issue_tokens(ctx, user, session.id, token)
 
 
 def just_replaced_by_now(session: Session, presented: str, now: float) -> bool:
@@ -103,7 +108,7 @@ async def revoke_token(command: RevokeToken, ctx: Context) -> RevokeTokenResult:
     presented = token_hash(command.refresh_token)
     if session is None or presented not in (session.token_hash, *session.used_hashes):
         return RevokeTokenResult(revoked=False)
-    end(session, "signed-out")
+    end_session(ctx, session, "signed-out")
     return RevokeTokenResult(revoked=True)
 
 
@@ -116,21 +121,19 @@ async def find_session(ctx: Context, token: str) -> Session | None:
     return session if session.exists and not session.revoked else None
 
 
-def end(session: Session, reason: EndReason) -> None:
-    session.record(SessionRevoked(session_id=session.id, user_id=session.user_id, reason=reason))
-
-
-async def end_now(ctx: Context, session: Session, reason: EndReason) -> None:
+async def end_now(ctx: Context, session: Session, reason: SessionEnd) -> None:
     """Revoke and append at once: the handler then refuses, and a refusal appends nothing."""
-    end(session, reason)
+    end_session(ctx, session, reason)
     await ctx.store.append(
         ctx.new_events(), correlation_id=ctx.correlation_id, causation_id=ctx.message_id
     )
+    await ctx.committed()
 
 
-async def issue_tokens(ctx: Context, user: User, refresh: str) -> AuthTokens:
-    """An access token with the user's permissions as they are now, and `refresh`."""
-    caller = await caller_now(ctx, user)
+async def issue_tokens(ctx: Context, user: User, session_id: str, refresh: str) -> AuthTokens:
+    """An access token of the session with the user's permissions and generation as they are
+    now, and `refresh`."""
+    caller = replace(await caller_now(ctx, user), session_id=session_id)
     codec = resources().tokens
     return AuthTokens(
         access_token=codec.issue(caller),

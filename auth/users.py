@@ -1,14 +1,24 @@
-"""Creating users and changing passwords."""
+"""Creating users, changing passwords, disabling and enabling users."""
 
 import uuid
 
-from auth.contracts import ChangePassword, ChangePasswordResult, CreateUser, CreateUserResult
+from auth.contracts import (
+    ChangePassword,
+    ChangePasswordResult,
+    CreateUser,
+    CreateUserResult,
+    DisableUser,
+    EnableUser,
+    UserStatus,
+)
 from auth.domain import EmailClaim, Role, User
 from auth.errors import InvalidCredentials, SignInRequired
-from auth.events import EmailClaimed, PasswordChanged, UserCreated
+from auth.events import EmailClaimed, PasswordChanged, UserCreated, UserDisabled, UserEnabled
 from auth.password_policy import check_not_email
 from auth.passwords import load_hash, purge_old_credentials, store_credential, verify_password
 from auth.resources import resources
+from auth.revocations import revoke_tokens
+from auth.roles import existing_user
 from pipelines import Conflict, Context, ValidationError
 from pipelines.errors import Unauthorized
 
@@ -67,5 +77,25 @@ async def change_password(command: ChangePassword, ctx: Context) -> ChangePasswo
     previous = user.credential_id
     credential_id = await store_credential(pool, user.id, command.new_password)
     user.record(PasswordChanged(user_id=user.id, credential_id=credential_id))
+    revoke_tokens(ctx, user, "password-changed")
     await purge_old_credentials(pool, user.id, keep=[previous, credential_id])
     return ChangePasswordResult(user_id=user.id)
+
+
+async def disable_user(command: DisableUser, ctx: Context) -> UserStatus:
+    if ctx.caller is not None and ctx.caller.user_id == command.user_id:
+        raise ValidationError(
+            "you cannot disable yourself", [{"field": "userId", "message": "the caller"}]
+        )
+    user = await existing_user(ctx, command.user_id)
+    if not user.disabled:
+        user.record(UserDisabled(user_id=user.id))
+        revoke_tokens(ctx, user, "user-disabled")
+    return UserStatus(user_id=user.id, disabled=True)
+
+
+async def enable_user(command: EnableUser, ctx: Context) -> UserStatus:
+    user = await existing_user(ctx, command.user_id)
+    if user.disabled:
+        user.record(UserEnabled(user_id=user.id))
+    return UserStatus(user_id=user.id, disabled=False)

@@ -1,5 +1,6 @@
-"""Admitting a call: count it against its caller's rate limit and, for a cached query, look up
-its cached answer, in one Redis round trip (the hot path of a cached read is just this).
+"""Admitting a call: check that its token is not revoked, count it against its caller's rate
+limit and, for a cached query, look up its cached answer, in one Redis round trip (the hot path
+of a cached read is just this).
 
 Cached answers live in the platform's query cache (`pipelines.querycache`): under a key made
 of the query's canonical input and the invalidation counters of the events it depends on,
@@ -14,7 +15,14 @@ from typing import TYPE_CHECKING
 from redis.exceptions import RedisError
 
 from gateway.metrics import GatewayMetrics
-from gateway.ratelimit import EXPIRY, RateLimiter, Verdict, Window, subject
+from gateway.ratelimit import (
+    COUNT_UNLESS_REVOKED,
+    EXPIRY,
+    RateLimiter,
+    Verdict,
+    Window,
+    subject,
+)
 from pipelines import headers as h
 from pipelines.querycache import CacheHit, QueryCache, cache_hit
 from pipelines.rpc import Response
@@ -24,18 +32,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("banyan.gateway")
 
-# KEYS[1]: the rate-limit counter; KEYS[2..]: the query's invalidation counters.
-# ARGV[1]: the counter's expiry, ARGV[2]: the limit, ARGV[3]: the answer's base key.
-# Returns {count} when over the limit, else {count, key to store under, cached entry or nil}.
-COUNT_AND_LOOKUP = """
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-if count > tonumber(ARGV[2]) then return {count} end
+# As COUNT_UNLESS_REVOKED, then KEYS[first..]: the query's invalidation counters; ARGV[3]: the
+# limit, ARGV[4]: the answer's base key. Returns {count} when over the limit, else
+# {count, key to store under, cached entry or nil}.
+COUNT_AND_LOOKUP = (
+    COUNT_UNLESS_REVOKED
+    + """
+if count > tonumber(ARGV[3]) then return {count} end
 local parts = {}
-for i = 2, #KEYS do parts[i - 1] = redis.call('GET', KEYS[i]) or '0' end
-local key = ARGV[3] .. ':' .. table.concat(parts, '.')
+for i = first, #KEYS do parts[#parts + 1] = redis.call('GET', KEYS[i]) or '0' end
+local key = ARGV[4] .. ':' .. table.concat(parts, '.')
 return {count, key, redis.call('GET', key)}
 """
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +64,14 @@ class Admissions:
 
     async def admit(self, call: "Call") -> Admission:
         contract = call.route.contract
-        user = None if contract.limit_per_address else call.identity.caller
+        caller = call.identity.caller
+        user = None if contract.limit_per_address else caller
         window = self.limiter.window(
             subject(user, call.client),
             user is not None,
             contract.message_type,
             contract.rate_limit,
+            caller,
         )
         base = self._cache_base(call)
         if base is None or contract.cache is None:
@@ -68,7 +79,7 @@ class Admissions:
         counters = self._counters(call)
         try:
             reply = await self._count_and_lookup(
-                keys=[window.key, *counters], args=[EXPIRY, window.limit, base]
+                keys=[*window.keys, *counters], args=[EXPIRY, window.generation, window.limit, base]
             )
         except RedisError as exc:  # answered from the projection, unlimited and uncached
             self.limiter.unavailable()

@@ -15,6 +15,7 @@ from gateway.errors import GatewayError
 from pipelines.errors import Unauthorized
 from pipelines.identity import Caller, TokenCodec, bearer_token
 from pipelines.registry import ContractInfo
+from pipelines.revocation import REVOKED, Revocations
 from pipelines.settings import Settings
 
 log = logging.getLogger("banyan.gateway.auth")
@@ -45,10 +46,18 @@ def development_auth(settings: Settings) -> bool:
     return True
 
 
+def token_revoked() -> GatewayError:
+    return GatewayError(401, "INVALID_TOKEN", REVOKED)
+
+
 class Authenticator:
-    def __init__(self, settings: Settings) -> None:
+    """Verifies tokens, and refuses those this process knows are revoked (each request is
+    also checked against Redis, in `admission`, which knows them first)."""
+
+    def __init__(self, settings: Settings, revocations: Revocations) -> None:
         self.codec = TokenCodec(settings)
         self.development = development_auth(settings)
+        self.revocations = revocations
 
     def identify(self, headers: Headers) -> Identity:
         authorization = headers.get("authorization")
@@ -66,6 +75,8 @@ class Authenticator:
             caller, expires_at = self.codec.verify_until(token)
         except Unauthorized as exc:
             raise GatewayError(401, exc.code, exc.message) from exc
+        if self.revocations.refuses(caller):
+            raise token_revoked()
         return Identity(caller, token, expires_at)
 
     def _development(self, headers: Headers) -> Identity:

@@ -1,4 +1,8 @@
-"""Per-caller rate limits in Redis: fixed one-minute windows shared by every gateway."""
+"""Per-caller rate limits in Redis: fixed one-minute windows shared by every gateway.
+
+The script that counts a request also checks that its token is not revoked
+(`pipelines.revocation`): still one round trip per request.
+"""
 
 import time
 from collections.abc import Callable
@@ -7,16 +11,31 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from gateway.auth import token_revoked
 from gateway.errors import GatewayError
 from pipelines.identity import Caller
+from pipelines.revocation import caller_keys
 
 WINDOW = 60  # seconds
 EXPIRY = WINDOW + 1  # of a window's counter
-COUNT = """
+REVOKED = -1  # what the scripts answer for a revoked token
+# KEYS[1]: the counter; for a caller with a token, KEYS[2] and KEYS[3]: the revocation entries
+# of its session and of its user. ARGV[1]: the counter's expiry, ARGV[2]: the token's
+# generation ('' without a token). Returns {-1} for a revoked token (not counted); else sets
+# `count` and `first`, the first of the keys that follow.
+COUNT_UNLESS_REVOKED = """
+local first = 2
+if ARGV[2] ~= '' then
+  first = 4
+  if redis.call('EXISTS', KEYS[2]) == 1
+      or tonumber(redis.call('GET', KEYS[3]) or '0') > tonumber(ARGV[2]) then
+    return {-1}
+  end
+end
 local count = redis.call('INCR', KEYS[1])
 if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-return count
 """
+COUNT = COUNT_UNLESS_REVOKED + "return {count}"
 
 
 @dataclass(frozen=True)
@@ -44,8 +63,17 @@ class Window:
     key: str
     limit: int
     reset: int  # epoch seconds when the window ends
+    revocation_keys: tuple[str, ...] = ()  # the token's entries (`COUNT_UNLESS_REVOKED`)
+    generation: str = ""  # the token's ('' without a token)
+
+    @property
+    def keys(self) -> list[str]:
+        return [self.key, *self.revocation_keys]
 
     def verdict(self, count: int) -> Verdict:
+        """401 for a revoked token, else whether `count` is within the limit."""
+        if count == REVOKED:
+            raise token_revoked()
         return Verdict(count <= self.limit, self.limit, max(0, self.limit - count), self.reset)
 
     def unchecked(self) -> Verdict:
@@ -84,20 +112,30 @@ class RateLimiter:
         self.anonymous_limit = anonymous
 
     def window(
-        self, subject: str, authenticated: bool, contract: str, override: int | None
+        self,
+        subject: str,
+        authenticated: bool,
+        contract: str,
+        override: int | None,
+        caller: Caller | None,
     ) -> Window:
-        """The window of `subject`: a user, or the address of an anonymous caller."""
+        """The window of `subject` (a user, or the address of an anonymous caller), for a
+        request of `caller`, whose token it checks."""
         limit = override or (self.user_limit if authenticated else self.anonymous_limit)
         now = int(time.time())
         start = now - now % WINDOW
         scope = contract if override else "*"
-        return Window(f"{self.prefix}:rl:{subject}:{scope}:{start}", limit, start + WINDOW)
+        key = f"{self.prefix}:rl:{subject}:{scope}:{start}"
+        if caller is None:
+            return Window(key, limit, start + WINDOW)
+        revocation = tuple(caller_keys(self.prefix, caller))
+        return Window(key, limit, start + WINDOW, revocation, str(caller.generation))
 
     async def check(self, window: Window) -> Verdict:
         """Count one request in `window`."""
         try:
-            count = int(await self._count(keys=[window.key], args=[EXPIRY]))
+            reply = await self._count(keys=window.keys, args=[EXPIRY, window.generation])
         except RedisError:
             self.unavailable()
             return window.unchecked()
-        return window.verdict(count)
+        return window.verdict(int(reply[0]))

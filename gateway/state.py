@@ -10,17 +10,19 @@ from redis.exceptions import RedisError
 from gateway.admission import Admissions
 from gateway.auth import Authenticator
 from gateway.breaker import OPEN, Breakers
-from gateway.events import EventFeed
 from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import RateLimiter
 from gateway.routes import Route, RouteTable, ServiceEntry
+from gateway.session_watch import Sockets
 from pipelines.connecting import until_connected
 from pipelines.errors import PlatformError
 from pipelines.event_signing import EventSignatures
+from pipelines.eventfeed import EventFeed
 from pipelines.querycache import QueryCache
 from pipelines.redisclient import connect_redis
 from pipelines.registry import DISCOVERY
 from pipelines.retry import backoff_delay
+from pipelines.revocation import Revocations, follow
 from pipelines.rpc import RpcClient
 from pipelines.settings import Settings
 from pipelines.supervisor import Supervisor
@@ -51,11 +53,13 @@ class GatewayState:
         )
         self.admissions = Admissions(self.limiter, self.cache, self.metrics)
         self.breakers = Breakers(cooldown=settings.breaker_cooldown)
-        self.auth = Authenticator(settings)
+        self.revocations = Revocations(settings.jwt_expiration)
+        self.auth = Authenticator(settings, self.revocations)
+        self.sockets = Sockets(self.revocations)  # to close those whose token is revoked
         self.routes = RouteTable()
         self.loaded = False
         self.on_routes_changed: list[Callable[[RouteTable], None]] = []
-        self.feed = EventFeed(settings.rabbitmq_url, EventSignatures.of(settings))
+        self.feed = EventFeed(settings.rabbitmq_url, EventSignatures.of(settings), "gateway")
         self._changed = asyncio.Event()
         self._first_load = asyncio.Event()
         self.supervisor = Supervisor(settings, log)
@@ -65,6 +69,7 @@ class GatewayState:
         await until_connected("RabbitMQ", settings.rabbitmq_url, self.rpc.connect, settings, log)
         self.feed.listeners.append(self._on_event)
         await self.feed.start([event_routing_key(DISCOVERY, e) for e in REGISTRY_EVENTS])
+        await follow(self.revocations, self.feed, self.redis, settings.cache_prefix)
         self.supervisor.run("registry", self._follow_registry)
         with contextlib.suppress(TimeoutError):  # serve (503s) even before discovery answers
             await asyncio.wait_for(self._first_load.wait(), FIRST_LOAD_WAIT)

@@ -29,14 +29,13 @@ Server -> client:
 top-level field of the event's data equals the given value. At most 100 subscriptions per
 connection. A subscription the registry's new version of its contract no longer admits ends
 with an `error` carrying its id. A bad token closes the connection (4401) after the error
-message; so does the expiry of the caller's token (TOKEN_EXPIRED), unless an `auth` message
-brought a fresh one.
+message; so do the expiry of the caller's token (TOKEN_EXPIRED), unless an `auth` message
+brought a fresh one, and its revocation (INVALID_TOKEN), as soon as the gateway hears of it.
 """
 
 import asyncio
 import contextlib
 import json
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -47,6 +46,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.auth import ANONYMOUS, Identity
 from gateway.errors import GatewayError
+from gateway.session_watch import SessionWatch
 from gateway.state import GatewayState
 from gateway.subscriptions import EventHub, Subscription
 from pipelines.errors import PlatformError
@@ -76,37 +76,9 @@ def identify(
     return state.auth.identify(Headers(headers))
 
 
-def expired() -> GatewayError:
-    return GatewayError(401, "TOKEN_EXPIRED", "access token has expired; connect with a fresh one")
-
-
-class ExpiryWatch:
-    """Runs `on_expiry` when a socket's caller's token expires; watching a new identity
-    forgets the old one."""
-
-    def __init__(self) -> None:
-        self._task: asyncio.Task[None] | None = None
-
-    def watch(self, identity: Identity, on_expiry: Callable[[], Awaitable[None]]) -> None:
-        self.stop()
-        if identity.expires_at is not None:
-            self._task = asyncio.create_task(self._expire(identity.expires_at, on_expiry))
-
-    def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-
-    @staticmethod
-    async def _expire(at: float, on_expiry: Callable[[], Awaitable[None]]) -> None:
-        await asyncio.sleep(max(0.0, at - time.time()))
-        await on_expiry()
-
-
-async def close_expired(websocket: WebSocket) -> None:
-    error = expired()
+async def close_unauthorized(websocket: WebSocket, error: GatewayError) -> None:
     with contextlib.suppress(RuntimeError):  # closed already
-        await websocket.close(UNAUTHORIZED_CLOSE, f"{error.code}: {error.message}")
+        await websocket.close(UNAUTHORIZED_CLOSE, f"{error.code}: {error.message}"[:120])
 
 
 class Connection:
@@ -117,7 +89,7 @@ class Connection:
         self.identity = ANONYMOUS
         self.subscriptions: dict[str, tuple[Subscription, asyncio.Task[None]]] = {}
         self._sending = asyncio.Lock()
-        self._expiry = ExpiryWatch()
+        self._session = SessionWatch(state.sockets)
         self._handlers: dict[str, Callable[[Message], Awaitable[None]]] = {
             "auth": self.authenticate,
             "subscribe": self.subscribe,
@@ -133,14 +105,14 @@ class Connection:
             await self.send_error(exc)
             await self.websocket.close(UNAUTHORIZED_CLOSE, exc.code)
             return
-        self._expiry.watch(self.identity, self.expire)
+        self._session.watch(self.identity, self.end_session)
         try:
             while True:
                 await self.receive(await self.websocket.receive_text())
         except WebSocketDisconnect:
             pass
         finally:
-            self._expiry.stop()
+            self._session.stop()
             for subscription_id in list(self.subscriptions):
                 await self.stop(subscription_id)
 
@@ -169,7 +141,7 @@ class Connection:
         if not isinstance(token, str) or not token:
             raise GatewayError(400, "VALIDATION_ERROR", "auth needs a token")
         self.identity = identify(self.state, self.websocket, f"Bearer {token}")
-        self._expiry.watch(self.identity, self.expire)
+        self._session.watch(self.identity, self.end_session)
         caller = self.identity.caller
         for subscription, _ in self.subscriptions.values():
             self.hub.reassign(subscription, caller)
@@ -223,9 +195,9 @@ class Connection:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    async def expire(self) -> None:
-        await self.send_error(expired())
-        await close_expired(self.websocket)
+    async def end_session(self, error: GatewayError) -> None:
+        await self.send_error(error)
+        await close_unauthorized(self.websocket, error)
 
     async def send(self, message: Message) -> None:
         async with self._sending:  # subscriptions forward events from their own tasks

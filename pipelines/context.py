@@ -1,6 +1,7 @@
 """What a handler sees besides its message: the verified caller, ids, and its aggregates."""
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -18,6 +19,8 @@ A = TypeVar("A", bound=Aggregate)
 UNKNOWN_ADDRESS = "unknown"  # a message that did not come through the gateway
 # (service, message, correlation id, causation id, idempotency key, timeout) -> reply
 Sender = Callable[[str, Contract, str, str, str | None, float], Awaitable[Response]]
+Effect = Callable[[], Awaitable[None]]
+log = logging.getLogger("banyan.context")
 
 
 @dataclass(slots=True)
@@ -36,6 +39,7 @@ class Context:
     client_address: str = UNKNOWN_ADDRESS  # of the gateway's caller, as the gateway saw it
     _aggregates: dict[tuple[str, str], Aggregate] = field(default_factory=dict)
     _snapshots_due: list[Aggregate] = field(default_factory=list)
+    _after_commit: list[Effect] = field(default_factory=list)
 
     def owns(self, owner_id: str, *, admin: str) -> bool:
         """Whether the caller may see and act on what `owner_id` owns: it is theirs, or they
@@ -125,6 +129,21 @@ class Context:
                 for i, event in enumerate(pending)
             )
         return out
+
+    def after_commit(self, effect: Effect) -> None:
+        """Run `effect` once the events the handler recorded are committed, before the reply
+        (not if they never are). A best-effort follow-up: its failure is logged and changes
+        nothing; what must happen belongs in an event subscriber."""
+        self._after_commit.append(effect)
+
+    async def committed(self) -> None:
+        """The events are committed: run the `after_commit` effects (the platform calls it)."""
+        effects, self._after_commit = self._after_commit, []
+        for effect in effects:
+            try:
+                await effect()
+            except Exception:
+                log.exception("an after-commit effect of %s failed", self.message_type)
 
     def snapshots_due(self) -> list[Aggregate]:
         """Aggregates whose new events crossed a multiple of their `snapshot_every`."""

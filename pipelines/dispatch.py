@@ -357,6 +357,7 @@ class CommandProcessor(Processor):
             causation_id=incoming.message_id,
             command=record.record(kept_result(outcome, result)) if record else None,
         )
+        await ctx.committed()
         for aggregate in ctx.snapshots_due():
             self.rt.spawn(self._snapshot(aggregate))
         return Reply(result.encode(), position=position)

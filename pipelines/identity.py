@@ -33,6 +33,10 @@ class Caller:
     name: str = ""
     permissions: frozenset[str] = field(default_factory=frozenset)
     roles: tuple[str, ...] = ()
+    # which sign-in the token belongs to, and the user's generation when it was issued: a
+    # revocation names either (`pipelines.revocation`); tokens of services have neither
+    session_id: str = ""
+    generation: int = 0
 
     def missing(self, required: Iterable[str]) -> list[str]:
         """The `required` permissions this caller lacks: the one rule the gateway and every
@@ -53,7 +57,14 @@ class Caller:
             name=claims.get("name", ""),
             permissions=frozenset(claims.get("permissions", ())),
             roles=tuple(claims.get("roles", ())),
+            session_id=str(claims.get("sid", "")),
+            generation=int(claims.get("gen", 0)),
         )
+
+
+def session_claims(caller: Caller) -> dict[str, Any]:
+    """`sid` and `gen` of a user's token (none for a caller outside a session)."""
+    return {"sid": caller.session_id, "gen": caller.generation} if caller.session_id else {}
 
 
 def bearer_token(authorization: str) -> str | None:
@@ -95,6 +106,7 @@ class TokenCodec:
             "iat": now,
             "exp": now + (ttl or self.expiration),
             "jti": uuid.uuid4().hex,
+            **session_claims(caller),
             **extra,
         }
         headers = {"kid": self.key_id} if self.key_id else None
@@ -127,7 +139,10 @@ class TokenCodec:
             raise TokenExpired("access token has expired") from exc
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid access token: {exc}") from exc
-        return Caller.from_claims(claims), float(claims["exp"])
+        try:
+            return Caller.from_claims(claims), float(claims["exp"])
+        except (TypeError, ValueError) as exc:  # signed, yet claims of the wrong type
+            raise Unauthorized(f"invalid access token claims: {exc}") from exc
 
     def issue_credential(self, service: str, permissions: Iterable[str], days: int) -> str:
         """A credential that lets `service` obtain access tokens from auth for `permissions`

@@ -14,6 +14,7 @@ from pipelines.connecting import until_connected
 from pipelines.database import create_pool, migrate
 from pipelines.dispatch import CommandProcessor, EventProcessor, Processor, QueryProcessor
 from pipelines.errors import PlatformError
+from pipelines.eventfeed import EventFeed
 from pipelines.http import HttpServer
 from pipelines.notifier import Notifier
 from pipelines.positions import PositionWatcher
@@ -21,6 +22,7 @@ from pipelines.production import refuse_private_key
 from pipelines.querycache import QueryCache, keyed_fields
 from pipelines.redisclient import connect_redis
 from pipelines.relay import EventRelay
+from pipelines.revocation import follow
 from pipelines.rpc import RpcClient
 from pipelines.runtime import CONFIRM_CHANNEL, Runtime
 from pipelines.settings import Settings
@@ -76,6 +78,9 @@ class ServiceInstance:
         self.runners: dict[str, Any] = {}
         self.supervisor = Supervisor(settings, self.log)
         self.refused: PlatformError | None = None  # discovery refused this version's contracts
+        self.revocations_feed = EventFeed(
+            settings.rabbitmq_url, self.runtime.signatures, service.name
+        )
         self._register()
         self.app = FastStream(
             self.broker,
@@ -146,11 +151,22 @@ class ServiceInstance:
             self.runtime.cache = QueryCache(client, self.settings.cache_prefix, keyed)
         await self._declare_dead_letters()
         await self.broker.declare_exchange(events_exchange)
+        await self._follow_revocations()
         self.runtime.rpc = await RpcClient(
             self.settings.rabbitmq_url, service_name=self.service.name
         ).connect()
         if self.service.calls.contracts and (problem := self.runtime.identity.credential_problem()):
             self.log.error("%s: its sends will be refused until then", problem)
+
+    async def _follow_revocations(self) -> None:
+        """Before the first request: tokens revoked are refused from then on."""
+        client = connect_redis(self.settings)
+        try:
+            await self.revocations_feed.start([])
+            revocations, prefix = self.runtime.revocations, self.settings.cache_prefix
+            await follow(revocations, self.revocations_feed, client, prefix)
+        finally:
+            await client.aclose()
 
     async def _open_database(self) -> Any:
         await migrate(self.settings, [self.service.migrations] if self.service.migrations else [])
@@ -241,6 +257,7 @@ class ServiceInstance:
 
     async def _teardown(self) -> None:
         await self.notifier.stop()
+        await self.revocations_feed.stop()
         if self.http is not None:
             await self.http.stop()
         if self.runtime.rpc is not None:

@@ -21,6 +21,7 @@ from pipelines.notifier import Notifier
 from pipelines.pacing import Pacer
 from pipelines.positions import PositionWatcher
 from pipelines.querycache import QueryCache
+from pipelines.revocation import Revocations, TokenRevoked
 from pipelines.rpc import Response, RpcClient
 from pipelines.service_identity import ServiceIdentity
 from pipelines.settings import Settings
@@ -42,6 +43,7 @@ class Runtime:
         self.tokens = TokenCodec(settings)
         self.signatures = EventSignatures.of(settings)
         self.identity = ServiceIdentity(calls, settings, self.tokens)
+        self.revocations = Revocations(settings.jwt_expiration)
         self.log = logging.getLogger(f"banyan.{self.service}")
         self.pool: Pool | None = None
         self.store: EventStore | None = None
@@ -80,7 +82,12 @@ class Runtime:
 
     def identify(self, incoming: Incoming) -> Caller | None:
         token = incoming.header(h.USER_TOKEN)
-        return self.tokens.verify(token) if token else None
+        if not token:
+            return None
+        caller = self.tokens.verify(token)
+        if self.revocations.refuses(caller):
+            raise TokenRevoked()
+        return caller
 
     async def channel(self, kind: Channel) -> aio_pika.abc.AbstractRobustChannel:
         channel: aio_pika.abc.AbstractRobustChannel

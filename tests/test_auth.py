@@ -65,7 +65,8 @@ AUTH_PERMISSIONS = {
     "auth:view-roles",
 }
 ORDERS_PERMISSIONS = {"orders:place", "orders:cancel", "orders:read", "orders:admin"}
-CLAIMS = {"sub", "email", "name", "permissions", "roles", "iat", "exp", "jti"}
+# and the session and the user's generation, which revocations name (`pipelines.revocation`)
+CLAIMS = {"sub", "email", "name", "permissions", "roles", "iat", "exp", "jti", "sid", "gen"}
 
 
 @pytest.fixture(scope="module")
@@ -543,12 +544,13 @@ async def test_passwords_and_tokens_stay_out_of_logs_events_and_errors(
     await error_of(rpc, RefreshToken(refresh_token=first["refreshToken"]))  # reuse
     new_password = "secret-two-" + uuid.uuid4().hex
     bad = await error_of(rpc, login(email, new_password))
+    third = await call(rpc, login(email, password))  # the reuse ended the first session
     await call(
         rpc, ChangePassword(current_password=password, new_password=new_password),
-        second["accessToken"],
+        third["accessToken"],
     )  # fmt: skip
     secrets = [password, new_password, first["refreshToken"], second["refreshToken"],
-               first["accessToken"], second["accessToken"]]  # fmt: skip
+               first["accessToken"], second["accessToken"], third["accessToken"]]  # fmt: skip
 
     logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     events = "\n".join(

@@ -14,5 +14,5 @@ async def admit(state: GatewayState, identity: Identity, client: str) -> None:
     limiter = state.limiter
     caller = identity.caller
     limit = limiter.user_limit if caller else limiter.anonymous_limit
-    window = limiter.window(subject(caller, client), caller is not None, SCOPE, limit)
+    window = limiter.window(subject(caller, client), caller is not None, SCOPE, limit, caller)
     refuse_over_limit(await limiter.check(window), state.metrics.rate_limited.inc)

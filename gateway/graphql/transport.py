@@ -23,9 +23,10 @@ from gateway.graphql.errors import coded, format_error, platform_error, quiet_lo
 from gateway.graphql.graphiql import GraphiQL
 from gateway.graphql.schema import GatewaySchema
 from gateway.routes import RouteTable
+from gateway.session_watch import SessionWatch
 from gateway.state import GatewayState
 from gateway.subscriptions import EventHub, Subscription
-from gateway.websocket import ExpiryWatch, close_expired, identify
+from gateway.websocket import close_unauthorized, identify
 from pipelines.identity import Caller
 
 MAX_OPERATIONS = 100  # subscriptions (and queries in flight) per connection
@@ -110,7 +111,7 @@ class ConnectionHandler(GraphQLTransportWSHandler):
         self.state, self.hub, self.handlers = state, hub, handlers
         self.identity = ANONYMOUS
         self.subscriptions: list[Subscription] = []
-        self._expiry = ExpiryWatch()
+        self._session = SessionWatch(state.sockets)
         self._serve(None)
 
     def _serve(self, caller: Caller | None) -> None:
@@ -134,7 +135,7 @@ class ConnectionHandler(GraphQLTransportWSHandler):
         try:
             await super().handle_websocket(websocket)
         finally:  # an operation cancelled before it started never closes its subscription
-            self._expiry.stop()
+            self._session.stop()
             for subscription in self.subscriptions:
                 subscription.close()
 
@@ -149,7 +150,7 @@ class ConnectionHandler(GraphQLTransportWSHandler):
                 await websocket.close(close, f"{exc.code}: {exc.message}"[:120])
                 return
             self._serve(self.identity.caller)
-            self._expiry.watch(self.identity, lambda: close_expired(websocket))
+            self._session.watch(self.identity, lambda error: close_unauthorized(websocket, error))
         await super().handle_websocket_connection_init_message(websocket, message, client_context)
 
     async def handle_websocket_subscribe(

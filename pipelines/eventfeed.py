@@ -1,10 +1,12 @@
-"""The gateway's own view of the event bus: one exclusive queue per gateway process.
+"""A process's own view of the event bus: one exclusive queue per process.
 
 Every gateway instance must see every registry change (to rebuild its routes) and every
-event its WebSocket and GraphQL subscribers asked for, so each binds its own server-named,
-auto-deleted queue and adds bindings as subscriptions appear. It passes on only the events the
-event log's relay signed (`pipelines.event_signing`): the others are dropped, logged and
-counted in `banyan_forged_events_total{service="gateway"}`, before they are decompressed.
+event its WebSocket and GraphQL subscribers asked for, and every process every revocation of
+an access token (`pipelines.revocation`), so each binds its own server-named, auto-deleted
+queue and adds bindings as it needs them. (Competing consumers of a service's durable queues
+would each see only some of them.) It passes on only the events the event log's relay signed
+(`pipelines.event_signing`): the others are dropped, logged and counted in
+`banyan_forged_events_total`, before they are decompressed.
 """
 
 import json
@@ -21,14 +23,15 @@ from pipelines.messages import Incoming
 from pipelines.telemetry.metrics import METRICS
 from pipelines.topology import EVENTS_EXCHANGE
 
-log = logging.getLogger("banyan.gateway.events")
+log = logging.getLogger("banyan.events")
 Listener = Callable[[str, dict[str, Any], dict[str, Any]], Awaitable[None]]
 
 
 class EventFeed:
-    def __init__(self, url: str, signatures: EventSignatures) -> None:
+    def __init__(self, url: str, signatures: EventSignatures, process: str) -> None:
         self.url = url
         self.signatures = signatures
+        self.process = process  # the forged events it drops are counted under its name
         self.listeners: list[Listener] = []
         self._bound: set[str] = set()
         self._connection: AbstractRobustConnection | None = None
@@ -57,7 +60,7 @@ class EventFeed:
         headers = message.headers or {}
         forgery = self.signatures.forgery(headers, message.body, message.content_encoding)
         if forgery is not None:
-            METRICS.forged_events.labels("gateway", forgery).inc()
+            METRICS.forged_events.labels(self.process, forgery).inc()
             log.warning("dropped a forged event (%s) from %s", forgery, message.routing_key)
             return
         incoming = Incoming.from_raw(message)
