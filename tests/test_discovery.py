@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import aio_pika
 import httpx
 import pytest
 from pydantic import create_model
@@ -753,6 +754,43 @@ async def test_a_refused_version_consumes_nothing(discovery, settings, rpc) -> N
     finally:
         for instance in reversed(running):
             await instance.stop()
+
+
+async def test_a_refused_version_takes_none_of_the_requests_waiting_for_it(
+    discovery, settings, rpc
+) -> None:
+    """Requests queued while no instance runs stay for a compatible one: a new instance asks
+    discovery before it consumes, so a refused one takes nothing, not even at its start."""
+    v1, handled_by_v1 = shelves("1.0.0", "book")
+    v2, handled_by_v2 = shelves("1.1.0", "book", "room")  # a required field: breaking
+    first = v1.instance(announcing(settings))
+    await first.start()
+    await eventually(lambda: first.announcer.registered.is_set(), what="v1 registered")
+    await first.stop()  # 1.0.0 stays the registered version, its callers' contract
+    queue = "service.shelves.commands.Shelve"
+    waiting = [
+        asyncio.create_task(rpc.request(queue, b'{"book": "dune"}', timeout=30)) for _ in range(4)
+    ]
+    await eventually(lambda: _depth(settings, queue, 4), what="4 requests waiting in the queue")
+    second = v2.instance(announcing(settings))
+    try:
+        await second.start()
+        assert second.refused is not None and handled_by_v2 == Counter()
+        assert await _depth(settings, queue, 4), "the refused version took waiting requests"
+        first = v1.instance(announcing(settings))
+        await first.start()
+        replies = await asyncio.gather(*waiting)
+        assert [r.json() for r in replies] == ["1.0.0"] * 4 and handled_by_v1["1.0.0"] == 4
+    finally:
+        await second.stop()
+        await first.stop()
+
+
+async def _depth(settings: Settings, queue: str, messages: int) -> bool:
+    async with await aio_pika.connect(settings.rabbitmq_url) as connection:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        return declared.declaration_result.message_count == messages
 
 
 async def test_banyan_contracts_pull_writes_a_services_contracts(
