@@ -1,0 +1,161 @@
+"""The rolling-deploy drill: two releases of a service run at once, as separate processes on the
+same queues and database, under load through the gateway; a third, breaking release is refused
+and consumes nothing. The releases are in tests/rolling/."""
+
+import asyncio
+import itertools
+from collections import Counter
+from typing import Any
+
+import httpx
+
+from tests.conftest import eventually
+from tests.rolling.rig import BORROW, CLIENTS, Platform, Reader, Tally
+
+LOAD_SECONDS = 30.0
+PERMISSIONS = ("library:lend", "library:read")
+
+
+async def test_two_releases_serve_side_by_side_and_a_breaking_one_is_refused(
+    settings, token
+) -> None:
+    platform = Platform(settings)
+    try:
+        await platform.start()
+        for version in ("1.0.0", "1.1.0"):
+            await platform.release(version).start(ready=f"registered library {version}")
+        await eventually(
+            lambda: gateway_knows_notes(platform.http), timeout=30,
+            what="the gateway to route BorrowBook with 1.1.0's schema",
+        )  # fmt: skip
+        tally = Tally()
+        await under_load(platform, tally, token)
+        try:
+            await assert_served(platform, tally)
+            await assert_log_and_read_model(platform)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{platform.tail()}") from None
+    finally:
+        await platform.close()
+
+
+async def under_load(platform: Platform, tally: Tally, token: Any) -> None:
+    """Clients borrow and read for LOAD_SECONDS; 1.2.0 is started (and refused) meanwhile."""
+    stopping = asyncio.Event()
+    readers = [
+        Reader(platform.http, token(f"member-{n}", *PERMISSIONS), f"member-{n}", tally)
+        for n in range(CLIENTS)
+    ]
+    clients = [asyncio.create_task(reader.run(stopping)) for reader in readers]
+    loop = asyncio.get_running_loop()
+    until = loop.time() + LOAD_SECONDS
+    try:
+        await eventually(lambda: sum(tally.answered.values()) >= 50, timeout=20, what="load")
+        refused = platform.release("1.2.0")
+        await refused.start()  # and serving /health
+        await refused.wait_for("refused by discovery")
+        await assert_refused(platform)
+        await asyncio.sleep(until - loop.time())  # the load's duration, not a synchronisation
+    finally:
+        stopping.set()
+        await asyncio.gather(*clients)
+
+
+async def gateway_knows_notes(http: httpx.AsyncClient) -> bool:
+    paths = (await http.get("/openapi.json")).json()["paths"]
+    if BORROW not in paths:
+        return False
+    body = paths[BORROW]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    return "note" in body["properties"]
+
+
+async def assert_refused(platform: Platform) -> None:
+    """1.2.0 says it is refused, and why; `banyan status` shows it; discovery lists only the
+    two compatible releases' instances."""
+    health = (await platform.get("1.2.0", "/health")).json()
+    assert health["status"] == "refused", health
+    assert health["refused"]["code"] == "CONFLICT", health
+    reason = health["refused"]["message"]
+    assert "would break callers of 1.1.0" in reason and "member" in reason, reason
+    status = await platform.cli("1.2.0", "status")
+    assert f"refused: {reason}"[:60] in status, status
+    ids = {
+        (await platform.get(version, "/health")).json()["instanceId"]
+        for version in ("1.0.0", "1.1.0")
+    }
+    library = await platform.registry("library")
+    assert library["version"] == "1.1.0", library
+    assert {i["instanceId"] for i in library["instances"]} == ids, library
+
+
+async def assert_served(platform: Platform, tally: Tally) -> None:
+    """Every answer a 2xx showing the book as its log says; both compatible releases handled
+    commands and queries, the refused one nothing."""
+    assert not tally.errors, f"{len(tally.errors)} errors, the first: {tally.errors[:10]}"
+    assert min(tally.answered[kind] for kind in ("borrow", "borrow+note", "read")) > 0, tally
+    for version in ("1.0.0", "1.1.0"):
+        handled = await platform.handled(version)
+        assert handled["BorrowBook"] and handled["GetBook"], (version, handled)
+    assert await platform.handled("1.2.0") == Counter(), "the refused release handled messages"
+
+
+async def assert_log_and_read_model(platform: Platform) -> None:
+    """Books hold events of both releases in turn; nothing was dead-lettered; the read model is
+    the fold of the log, and so is a rebuild of it."""
+    histories = await borrow_histories(platform)
+    mixed = [book for book, writers in histories.items() if interleaved(writers)]
+    assert mixed, f"no book's history has 1.0.0's events after 1.1.0's and back: {histories}"
+    await eventually(lambda: caught_up(platform), timeout=30, what="book_loans to catch up")
+    assert await projected(platform) == await folded(platform)
+    await eventually(
+        lambda: drained(platform), timeout=30, what="every queue empty, no dead letter"
+    )
+    await platform.cli("1.1.0", "projections", "rebuild", "book_loans")
+    assert await projected(platform) == await folded(platform)
+
+
+async def borrow_histories(platform: Platform) -> dict[str, list[str]]:
+    """Each book's borrows in order, by the release that recorded them (1.1.0's carry `note`)."""
+    rows = await platform.fetch(
+        "SELECT aggregate_id, array_agg(CASE WHEN data ? 'note' THEN '1.1.0' ELSE '1.0.0' END "
+        "ORDER BY version) AS writers FROM events WHERE event_type = 'BookBorrowed' "
+        "GROUP BY aggregate_id"
+    )
+    return {row["aggregate_id"]: row["writers"] for row in rows}
+
+
+def interleaved(writers: list[str]) -> bool:
+    pairs = set(itertools.pairwise(writers))
+    return {("1.0.0", "1.1.0"), ("1.1.0", "1.0.0")} <= pairs
+
+
+async def caught_up(platform: Platform) -> bool:
+    (row,) = await platform.fetch(
+        "SELECT (SELECT position FROM projection_positions WHERE name = 'book_loans') >= "
+        "(SELECT max(position) FROM events WHERE event_type = 'BookBorrowed') AS done"
+    )
+    return bool(row["done"])
+
+
+async def folded(platform: Platform) -> dict[str, dict[str, Any]]:
+    """book_loans as a plain fold of the log."""
+    books: dict[str, dict[str, Any]] = {}
+    rows = await platform.fetch(
+        "SELECT data FROM events WHERE event_type = 'BookBorrowed' ORDER BY position"
+    )
+    for row in rows:
+        book, seen = row["data"]["bookId"], books.get(row["data"]["bookId"])
+        times = seen["timesBorrowed"] + 1 if seen else 1
+        books[book] = {"bookId": book, "member": row["data"]["member"], "timesBorrowed": times}
+    return books
+
+
+async def projected(platform: Platform) -> dict[str, dict[str, Any]]:
+    return {row["id"]: row["doc"] for row in await platform.fetch("SELECT id, doc FROM book_loans")}
+
+
+async def drained(platform: Platform) -> bool:
+    queues = await platform.queues()
+    dead = {name: count for name, count in queues.items() if name.startswith("dlq.") and count}
+    assert not dead, f"dead letters: {dead}"
+    return not any(queues.values())
