@@ -21,7 +21,7 @@ from pipelines.telemetry import appending
 
 EVENT_COLUMNS = (
     "position, event_id, aggregate_type, aggregate_id, version, event_type, data, metadata, "
-    "occurred_at, correlation_id, causation_id"
+    "occurred_at, correlation_id, causation_id, schema_version"
 )
 # SKIP LOCKED: instances sweeping at the same time take different rows instead of waiting
 EXPIRE_COMMAND_RESULTS = (
@@ -61,6 +61,7 @@ class NewEvent:
     data: str  # JSON text
     metadata: dict[str, Any] = field(default_factory=dict)
     event_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    schema_version: int = 1  # of the event's class (see pipelines.upcasting)
 
 
 @dataclass(slots=True, frozen=True)
@@ -76,6 +77,7 @@ class RecordedEvent:
     occurred_at: datetime
     correlation_id: str | None
     causation_id: str | None
+    schema_version: int = 1  # the version of the class that wrote it
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> "RecordedEvent":

@@ -22,7 +22,8 @@ READ_POSITION = "x-read-position"
 EVENT_ID = "x-event-id"
 AGGREGATE_TYPE = "x-aggregate-type"
 AGGREGATE_ID = "x-aggregate-id"
-EVENT_VERSION = "x-event-version"
+EVENT_VERSION = "x-event-version"  # its position in its aggregate's stream
+SCHEMA_VERSION = "x-schema-version"  # the version of its class that wrote it (upcasting)
 GLOBAL_POSITION = "x-global-position"
 OCCURRED_AT = "x-occurred-at"
 

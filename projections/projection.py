@@ -24,6 +24,7 @@ from pipelines.database import Pool
 from pipelines.eventstore import RecordedEvent
 from pipelines.notifier import Notifier
 from pipelines.settings import Settings
+from pipelines.upcasting import read_event
 from projections.documents import DocumentReader, Documents, field_sql
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
@@ -126,7 +127,8 @@ class Projection:
             if entry is None:
                 continue
             try:
-                await entry[1](entry[0].model_validate(recorded.data), writer, recorded)
+                event = read_event(entry[0], recorded.data, recorded.schema_version)
+                await entry[1](event, writer, recorded)
             except Exception as exc:
                 raise ProjectionError(recorded.position, recorded.event_type, exc) from exc
         await writer.flush()

@@ -20,7 +20,7 @@ from discovery import service as discovery_service
 from discovery.compatibility import breaking_changes
 from discovery.registrar import Registrar
 from examples.orders import service as orders_service
-from pipelines import Caller, Command, Context, Event, Model, Service
+from pipelines import Caller, Command, Context, Event, Model, Service, upcaster
 from pipelines.cli import parser
 from pipelines.contracts import Contract
 from pipelines.idempotency import record_id
@@ -345,7 +345,8 @@ def lockers_v1() -> list[ContractInfo]:
 
 
 def lockers_v1_compatible() -> list[ContractInfo]:
-    """Adds an optional input field, accepts more input, adds an event field: fine."""
+    """Adds an optional input field, accepts more input, adds an optional event field: fine
+    (a required one would leave the events already stored unreadable)."""
 
     class WideLine(Model):
         sku: str
@@ -360,13 +361,14 @@ def lockers_v1_compatible() -> list[ContractInfo]:
     class LockerRented(Event, service="lockers"):
         rental_id: str
         lines: list[Line]
-        warehouse: str
+        warehouse: str = "main"
 
     return [describe(RentLocker), describe(LockerRented)]
 
 
-def lockers_v2() -> list[ContractInfo]:
-    """Drops a field, adds a required one, changes a nested type."""
+def lockers_v2(event_version: int = 1) -> list[ContractInfo]:
+    """Drops a field, adds a required one, changes a nested type (of the event too: from
+    `event_version` 2, with the upcaster that reads the stored events)."""
 
     class Line(Model):
         sku: str
@@ -376,10 +378,12 @@ def lockers_v2() -> list[ContractInfo]:
         lines: list[Line]
         warehouse: str
 
-    class LockerRented(Event, service="lockers"):
+    class LockerRented(Event, service="lockers", version=event_version):
         rental_id: str
         lines: list[Line]
 
+    if event_version > 1:
+        upcaster(LockerRented, 1)(lambda data: data)
     return [describe(RentLocker), describe(LockerRented)]
 
 
@@ -431,6 +435,7 @@ async def test_incompatible_change_is_rejected_with_the_diff(
     ] == [
         {"contract": "LockerRented", "schema": "input", "path": "lines[].quantity",
          "change": "type-changed", "old": "integer", "new": "string"},
+        {"contract": "LockerRented", "change": "version-not-bumped", "old": "1"},
         {"contract": "RentLocker", "schema": "input", "path": "customerId",
          "change": "field-removed"},
         {"contract": "RentLocker", "schema": "input", "path": "lines[].quantity",
@@ -448,7 +453,10 @@ async def test_incompatible_change_is_rejected_with_the_diff(
         "accepted": True, "serviceName": "lockers", "version": "1.1.0", "changed": True,
     }  # fmt: skip
 
-    major = await send(rpc, registration("lockers", "2.0.0", lockers_v2()))
+    # a new major may break callers, never the log: the event's new shape needs an upcaster
+    unreadable = await send(rpc, registration("lockers", "2.0.0", lockers_v2()))
+    assert "stored events cannot be read" in unreadable.json()["error"]["message"]
+    major = await send(rpc, registration("lockers", "2.0.0", lockers_v2(event_version=2)))
     assert major.result()["changed"] is True
     await eventually(
         lambda: any(

@@ -1,0 +1,31 @@
+-- Each event records the schema version of the class that wrote it (upcasters turn older
+-- versions into the current one on read). Events written before count as version 1.
+ALTER TABLE events ADD COLUMN schema_version integer NOT NULL DEFAULT 1
+    CHECK (schema_version > 0);
+
+-- read_log returns it too (last, so readers that take the columns in order keep working).
+DROP FUNCTION read_log(bigint, integer, text[]);
+CREATE FUNCTION read_log(p_after bigint, p_limit integer, p_types text[])
+RETURNS TABLE (
+    bound bigint, "position" bigint, event_id uuid, aggregate_type text, aggregate_id text,
+    version integer, event_type text, data jsonb, metadata jsonb, occurred_at timestamptz,
+    correlation_id text, causation_id text, schema_version integer
+)
+LANGUAGE plpgsql VOLATILE SET search_path FROM CURRENT AS $$
+#variable_conflict use_column
+BEGIN
+    bound := readable_bound();
+    RETURN QUERY
+        SELECT bound, e.position, e.event_id, e.aggregate_type, e.aggregate_id, e.version,
+               e.event_type, e.data, e.metadata, e.occurred_at, e.correlation_id, e.causation_id,
+               e.schema_version
+          FROM events e
+         WHERE e.position > p_after AND e.position < bound
+           AND (p_types IS NULL OR e.event_type = ANY (p_types))
+         ORDER BY e.position
+         LIMIT p_limit;
+    IF NOT FOUND THEN
+        RETURN NEXT;
+    END IF;
+END;
+$$;

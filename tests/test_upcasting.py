@@ -1,0 +1,347 @@
+"""Event versions: older events in the log and on the bus are read as the current version,
+through the upcasters declared with their class; a gap in the chain fails clearly, once."""
+
+import asyncio
+import io
+import json
+import uuid
+from typing import Any
+
+import aio_pika
+import asyncpg
+import pytest
+
+from discovery.compatibility import breaking_changes, log_breaking_changes
+from pipelines import Aggregate, Context, Event, Service, UpcastError, applies, upcaster
+from pipelines import headers as h
+from pipelines.context import Context as HandlerContext
+from pipelines.contracts import InvalidContract
+from pipelines.eventstore import NewEvent, RecordedEvent
+from pipelines.registry import describe
+from pipelines.topology import dead_letter_queue_name, event_queue_name
+from projections import Documents, Projection
+from projections.progress import Progress
+from projections.rebuild import Rebuild
+from tests.conftest import eventually, purge
+
+# --- the classes as the current code declares them --------------------------------------------
+
+
+class Shelved(Event, service="stacks", version=2):
+    """Version 1 had one `title`; version 2 has `titles`."""
+
+    book_id: str
+    titles: list[str]
+
+
+@upcaster(Shelved, 1)
+def one_title_to_many(data: dict[str, Any]) -> dict[str, Any]:
+    title = data.pop("title")  # a version-2 payload has none: upcasting it twice would fail
+    return {**data, "titles": [title]}
+
+
+class Weighed(Event, service="stacks", version=3):
+    """Version 1: `grams` as text; 2: `grams` as a number; 3: `kilograms`."""
+
+    book_id: str
+    kilograms: float
+
+
+@upcaster(Weighed, 1)
+def grams_as_number(data: dict[str, Any]) -> dict[str, Any]:
+    return {**data, "grams": int(data["grams"])}
+
+
+@upcaster(Weighed, 2)
+def grams_to_kilograms(data: dict[str, Any]) -> dict[str, Any]:
+    return {"bookId": data["bookId"], "kilograms": data["grams"] / 1000}
+
+
+class Stamped(Event, service="stacks", version=3):
+    """Only 2 -> 3 is declared: a version-1 event cannot be read."""
+
+    book_id: str
+    stamp: str
+
+
+@upcaster(Stamped, 2)
+def stamp_v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
+    return data
+
+
+class StackedBook(Aggregate):
+    aggregate_type = "StackedBook"
+    titles: list[str] = []
+    kilograms: float = 0.0
+    stamp: str = ""
+
+    @applies(Shelved)
+    def _shelved(self, event: Shelved) -> None:
+        self.titles = event.titles
+
+    @applies(Weighed)
+    def _weighed(self, event: Weighed) -> None:
+        self.kilograms = event.kilograms
+
+    @applies(Stamped)
+    def _stamped(self, event: Stamped) -> None:
+        self.stamp = event.stamp
+
+
+def written(book_id: str, version: int, event_type: str, data: dict[str, Any], at: int) -> NewEvent:
+    """An event as the code of schema version `at` appended it."""
+    return NewEvent(
+        "StackedBook",
+        book_id,
+        version,
+        event_type,
+        json.dumps(data),
+        {"service": "stacks"},
+        schema_version=at,
+    )
+
+
+def context(store: Any) -> HandlerContext:
+    return Context("stacks", "Test", uuid.uuid4().hex, uuid.uuid4().hex, None, store)
+
+
+# --- aggregates --------------------------------------------------------------------------------
+
+
+async def test_an_aggregate_with_version_1_history_loads_under_version_2(orders) -> None:
+    store = orders.runtime.store
+    book_id = uuid.uuid4().hex
+    await store.append(
+        [
+            written(book_id, 1, "Shelved", {"bookId": book_id, "title": "Dune"}, at=1),
+            written(book_id, 2, "Shelved", {"bookId": book_id, "titles": ["Emma", "Ulysses"]}, 2),
+        ]
+    )
+    stored = await store.read_stream("StackedBook", book_id)
+    assert [e.schema_version for e in stored] == [1, 2]
+    book = await context(store).load(StackedBook, book_id)
+    assert (book.version, book.titles) == (2, ["Emma", "Ulysses"])
+
+    other = uuid.uuid4().hex
+    await store.append([written(other, 1, "Shelved", {"bookId": other, "title": "Dune"}, at=1)])
+    assert (await context(store).load(StackedBook, other)).titles == ["Dune"]
+
+
+async def test_upcasters_chain_from_version_1_to_3(orders) -> None:
+    store = orders.runtime.store
+    book_id = uuid.uuid4().hex
+    await store.append([written(book_id, 1, "Weighed", {"bookId": book_id, "grams": "1500"}, at=1)])
+    assert (await context(store).load(StackedBook, book_id)).kilograms == 1.5
+
+
+async def test_new_events_record_their_classs_version(orders) -> None:
+    store = orders.runtime.store
+    ctx = context(store)
+    book = ctx.create(StackedBook, uuid.uuid4().hex)
+    book.record(Weighed(book_id=book.id, kilograms=2.0))
+    await store.append(ctx.new_events())
+    assert [e.schema_version for e in await store.read_stream("StackedBook", book.id)] == [3]
+    assert (await context(store).load(StackedBook, book.id)).kilograms == 2.0
+
+
+async def test_a_missing_step_fails_naming_the_event_the_version_and_the_step(orders) -> None:
+    store = orders.runtime.store
+    book_id = uuid.uuid4().hex
+    await store.append([written(book_id, 1, "Stamped", {"bookId": book_id, "stamp": "x"}, at=1)])
+    with pytest.raises(UpcastError) as failure:
+        await context(store).load(StackedBook, book_id)
+    message = failure.value.message
+    assert "Stamped stored at version 1" in message
+    assert "no upcaster from version 1 to 2" in message
+    assert "@upcaster(Stamped, 1)" in message
+
+
+def test_a_snapshot_of_an_older_event_version_is_not_reused() -> None:
+    class Older(Event, service="stacks-shape"):
+        book_id: str
+
+    class Newer(Event, service="stacks-shape", version=2):
+        book_id: str
+
+    def fold(event_class: type[Event]) -> type[Aggregate]:
+        class Folding(Aggregate):
+            aggregate_type = "Folding"
+
+            @applies(event_class)
+            def _seen(self, event: Event) -> None:
+                pass
+
+        return Folding
+
+    Newer.__name__ = Older.__name__  # the same event type, one version apart
+    assert fold(Older).snapshot_shape != fold(Newer).snapshot_shape
+
+
+# --- declaring upcasters -----------------------------------------------------------------------
+
+
+def test_upcasters_are_checked_when_declared() -> None:
+    with pytest.raises(InvalidContract, match="Shelved is at version 2"):
+        upcaster(Shelved, 2)
+    with pytest.raises(InvalidContract, match="declared twice"):
+        upcaster(Shelved, 1)
+    with pytest.raises(InvalidContract, match="only events have a schema version"):
+        from pipelines import Command
+
+        class Versioned(Command, version=2):
+            pass
+
+    assert (Shelved.__version__, Event.__version__) == (2, 1)
+
+
+# --- projections, live and rebuilt ------------------------------------------------------------
+
+titles = Projection("stacks_titles")
+
+
+@titles.on(Shelved)
+async def shelved(event: Shelved, docs: Documents, meta: RecordedEvent) -> None:
+    docs.put(event.book_id, {"titles": event.titles})
+
+
+async def _titles(pool: Any, book_id: str) -> list[str] | None:
+    try:
+        doc = await pool.fetchval("SELECT doc FROM stacks_titles WHERE id = $1", book_id)
+    except asyncpg.UndefinedTableError:  # the runner has not created it yet
+        return None
+    return None if doc is None else doc["titles"]
+
+
+async def test_a_projection_and_its_rebuild_read_version_1_events_as_version_2(
+    settings, orders
+) -> None:
+    store, pool = orders.runtime.store, orders.runtime.pool
+    old, new = uuid.uuid4().hex, uuid.uuid4().hex
+    await store.append([written(old, 1, "Shelved", {"bookId": old, "title": "Dune"}, at=1)])
+    await store.append([written(new, 1, "Shelved", {"bookId": new, "titles": ["Emma"]}, at=2)])
+    runner = asyncio.create_task(titles.runner(settings, pool, None).run())
+    try:
+
+        async def projected() -> bool:
+            return await _titles(pool, new) is not None
+
+        await eventually(projected, what="the live projection to apply both events")
+        assert await _titles(pool, old) == ["Dune"]
+        assert await _titles(pool, new) == ["Emma"]
+        await Rebuild(titles, settings, pool, Progress("t", io.StringIO())).run()
+        assert await _titles(pool, old) == ["Dune"]
+        assert await _titles(pool, new) == ["Emma"]
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+
+
+# --- subscribers, through the relay ------------------------------------------------------------
+
+reader = Service("stacks-reader")
+received: dict[str, Any] = {}
+
+
+@reader.on(Shelved)
+async def note_shelved(event: Shelved, ctx: Context) -> None:
+    received[event.book_id] = event.titles
+
+
+@reader.on(Stamped)
+async def note_stamped(event: Stamped, ctx: Context) -> None:
+    received[event.book_id] = event.stamp
+
+
+async def test_a_subscriber_receives_relayed_version_1_events_as_version_2(
+    settings, orders
+) -> None:
+    dead = dead_letter_queue_name(event_queue_name("stacks-reader", Stamped))
+    await purge(settings, dead)
+    instance = reader.instance(settings.model_copy(update={"relay_enabled": False}))
+    await instance.start()
+    try:
+        store = orders.runtime.store  # the orders instance relays the log
+        old, new, gap = uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex
+        await store.append([written(old, 1, "Shelved", {"bookId": old, "title": "Dune"}, at=1)])
+        await store.append([written(new, 1, "Shelved", {"bookId": new, "titles": ["Emma"]}, 2)])
+        await store.append([written(gap, 1, "Stamped", {"bookId": gap, "stamp": "x"}, at=1)])
+        await eventually(
+            lambda: old in received and new in received, what="both Shelved events delivered"
+        )
+        assert (received[old], received[new]) == (["Dune"], ["Emma"])
+
+        letter = await _one_dead_letter(settings, dead)
+        assert gap not in received
+        headers = letter.headers or {}
+        assert headers[h.ERROR_TYPE] == "UpcastError"
+        assert "Stamped stored at version 1" in str(headers[h.ERROR_MESSAGE])
+        assert headers[h.RETRY_COUNT] == 1  # not retried: it cannot succeed later
+        assert headers[h.SCHEMA_VERSION] == 1  # the relay said which version it carries
+    finally:
+        await instance.stop()
+
+
+async def _one_dead_letter(settings: Any, queue: str) -> aio_pika.abc.AbstractIncomingMessage:
+    async with await aio_pika.connect(settings.rabbitmq_url) as connection:
+        dlq = await (await connection.channel()).get_queue(queue, ensure=False)
+        found: list[aio_pika.abc.AbstractIncomingMessage] = []
+
+        async def arrived() -> bool:  # polled: a dead letter announces itself to no one
+            message = await dlq.get(no_ack=True, fail=False)
+            if message is not None:
+                found.append(message)
+            return bool(found)
+
+        await eventually(arrived, what=f"the dead letter in {queue}")
+        return found[0]
+
+
+# --- the registry's compatibility check -------------------------------------------------------
+
+
+def _shelved_v1() -> Any:
+    class Shelved(Event, service="stacks"):
+        book_id: str
+        title: str
+
+    return describe(Shelved)
+
+
+def _shelved_v2(*, bump: bool, upcast: bool) -> Any:
+    class Shelved(Event, service="stacks", version=2 if bump else 1):
+        book_id: str
+        titles: list[str]
+
+    if upcast:
+        upcaster(Shelved, 1)(one_title_to_many)
+    return describe(Shelved)
+
+
+def test_the_registry_records_each_events_version_and_what_it_upcasts() -> None:
+    info = describe(Weighed)
+    assert (info.schema_version, info.upcasts_from) == (3, [1, 2])
+    assert (describe(Stamped).schema_version, describe(Stamped).upcasts_from) == (3, [2])
+
+
+def test_a_breaking_event_change_needs_a_version_and_an_upcaster() -> None:
+    old = {"Shelved": _shelved_v1()}
+    unversioned = breaking_changes(old, {"Shelved": _shelved_v2(bump=False, upcast=False)})
+    assert [c.change for c in unversioned] == [
+        "field-removed",
+        "required-field-added",
+        "version-not-bumped",
+    ]
+    assert "raise its version and declare @upcaster(Shelved, 1)" in unversioned[-1].describe()
+
+    no_upcaster = breaking_changes(old, {"Shelved": _shelved_v2(bump=True, upcast=False)})
+    assert [c.describe() for c in no_upcaster] == [
+        "Shelved: version 2 cannot read the stored events of version 1: "
+        "declare @upcaster(Shelved, 1)"
+    ]
+    assert breaking_changes(old, {"Shelved": _shelved_v2(bump=True, upcast=True)}) == []
+
+
+def test_a_new_major_version_must_still_read_the_log() -> None:
+    old = {"Shelved": _shelved_v1()}
+    assert log_breaking_changes(old, {"Shelved": _shelved_v2(bump=True, upcast=False)})
+    assert log_breaking_changes(old, {"Shelved": _shelved_v2(bump=True, upcast=True)}) == []
