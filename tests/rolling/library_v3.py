@@ -1,7 +1,7 @@
 """The library service, release 1.2.0, which discovery refuses: members are numbered now, so
-a borrow's `member` is an integer, in the command and in its event. Under the same major version
-that breaks 1.1.0's callers and the events already recorded (no upcaster turns a name into a
-number), so this instance must consume nothing while 1.1.0 answers."""
+a borrow's `member` is an integer, in the command and in its event (raised to version 3, with no
+upcaster: none turns a name into a number). That breaks 1.1.0's callers and leaves the events
+already recorded unreadable, so this instance must consume nothing while 1.1.0 answers."""
 
 from pipelines import Aggregate, Command, Context, Event, applies
 from tests.rolling.shelf import BookId, Loan, library
@@ -12,7 +12,7 @@ class BorrowBook(Command, permissions=["library:lend"]):
     member: int
 
 
-class BookBorrowed(Event, service="library", permissions=["library:read"]):
+class BookBorrowed(Event, service="library", permissions=["library:read"], version=3):
     book_id: str
     member: int
 
