@@ -4,10 +4,12 @@ and consumes nothing. The releases are in tests/rolling/."""
 
 import asyncio
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
+from pipelines.settings import Settings
 from tests.conftest import eventually
 from tests.rolling.rig import BORROW, CLIENTS, Platform, Reader, Tally
 
@@ -16,7 +18,7 @@ PERMISSIONS = ("library:lend", "library:read")
 
 
 async def test_two_releases_serve_side_by_side_and_a_breaking_one_is_refused(
-    settings, token
+    settings: Settings, token: Callable[..., str]
 ) -> None:
     platform = Platform(settings)
     try:
@@ -38,7 +40,7 @@ async def test_two_releases_serve_side_by_side_and_a_breaking_one_is_refused(
         await platform.close()
 
 
-async def under_load(platform: Platform, tally: Tally, token: Any) -> None:
+async def under_load(platform: Platform, tally: Tally, token: Callable[..., str]) -> None:
     """Clients borrow and read for LOAD_SECONDS; 1.2.0 is started (and refused) meanwhile."""
     stopping = asyncio.Event()
     readers = [

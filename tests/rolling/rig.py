@@ -184,7 +184,8 @@ class Reader:
         self.loans[book] += 1
         expected = {"bookId": book, "timesBorrowed": self.loans[book]}
         if answer.json() != expected or "X-Event-Position" not in answer.headers:
-            return self.wrong(answer, f"borrow of {book}: expected {expected}")
+            self.wrong(answer, f"borrow of {book}: expected {expected}")
+            return None
         self.tally.answered["borrow+note" if note else "borrow"] += 1
         return answer.headers["X-Event-Position"]
 
