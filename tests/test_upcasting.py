@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from discovery.compatibility import breaking_changes, log_breaking_changes
+from gateway.subscriptions import Delivery
 from pipelines import Aggregate, Context, Event, Service, UpcastError, applies, upcaster
 from pipelines import headers as h
 from pipelines.context import Context as HandlerContext
@@ -294,6 +295,17 @@ async def _one_dead_letter(settings: Any, queue: str) -> aio_pika.abc.AbstractIn
 
         await eventually(arrived, what=f"the dead letter in {queue}")
         return found[0]
+
+
+# --- the gateway's clients ---------------------------------------------------------------------
+
+
+def test_clients_are_told_which_version_an_event_was_written_in() -> None:
+    data = {"bookId": "b-1", "title": "Dune"}
+    older = Delivery.of("Shelved", data, {h.SCHEMA_VERSION: 1, h.GLOBAL_POSITION: 7}).envelope()
+    assert (older["schemaVersion"], older["data"]) == (1, data)  # as written: no upcasting
+    assert Delivery.of("Shelved", data, {h.SCHEMA_VERSION: b"2"}).schema_version == 2
+    assert Delivery.of("Shelved", data, {}).schema_version == 1  # relayed before versions
 
 
 # --- the registry's compatibility check -------------------------------------------------------
