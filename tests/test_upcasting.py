@@ -11,7 +11,11 @@ import aio_pika
 import asyncpg
 import pytest
 
+import flows
 from discovery.compatibility import breaking_changes, log_breaking_changes
+from flows import Flow, Run
+from flows.runs import RunTable
+from gateway.subscriptions import Delivery
 from pipelines import Aggregate, Context, Event, Service, UpcastError, applies, upcaster
 from pipelines import headers as h
 from pipelines.context import Context as HandlerContext
@@ -22,7 +26,7 @@ from pipelines.topology import dead_letter_queue_name, event_queue_name
 from projections import Documents, Projection
 from projections.progress import Progress
 from projections.rebuild import Rebuild
-from tests.conftest import eventually, purge
+from tests.conftest import eventually, purge, started
 
 # --- the classes as the current code declares them --------------------------------------------
 
@@ -294,6 +298,46 @@ async def _one_dead_letter(settings: Any, queue: str) -> aio_pika.abc.AbstractIn
 
         await eventually(arrived, what=f"the dead letter in {queue}")
         return found[0]
+
+
+# --- flows: a run started by an older version of its event --------------------------------------
+
+shelving = Flow("shelving", starts_with=Shelved, key=lambda event: event.book_id)
+driven: dict[str, list[str]] = {}
+
+
+@shelving.steps
+async def note_titles(event: Shelved, run: Run) -> None:
+    driven[event.book_id] = event.titles
+
+
+shelver = Service("stacks-shelver", migrations=flows.MIGRATIONS)
+shelving_host = flows.host(shelver, shelving)
+
+
+async def test_a_run_started_by_a_version_1_event_is_driven_with_version_2(settings) -> None:
+    instance = await started(shelver, settings)
+    try:
+        book_id = uuid.uuid4().hex
+        runs = RunTable(instance.runtime.pool)
+        await runs.start("shelving", book_id, {"bookId": book_id, "title": "Dune"}, "c", "c", 1)
+        for engine in shelving_host.engines:
+            engine.wake()
+        await eventually(lambda: book_id in driven, what="the run to be driven")
+        assert driven[book_id] == ["Dune"]
+    finally:
+        await instance.stop()
+
+
+# --- the gateway's clients ---------------------------------------------------------------------
+
+
+def test_clients_are_told_which_version_an_event_was_written_in() -> None:
+    data = {"bookId": "b-1", "title": "Dune"}
+    older = Delivery.of("Shelved", data, {h.SCHEMA_VERSION: 1, h.GLOBAL_POSITION: 7}).envelope()
+    assert (older["schemaVersion"], older["data"]) == (1, data)  # as written: no upcasting
+    assert Delivery.of("Shelved", data, {h.SCHEMA_VERSION: b"2"}).schema_version == 2
+    assert Delivery.of("Shelved", data, {}).schema_version == 1  # relayed before versions
 
 
 # --- the registry's compatibility check -------------------------------------------------------
