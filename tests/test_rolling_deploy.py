@@ -30,8 +30,8 @@ async def test_two_releases_serve_side_by_side_and_a_breaking_one_is_refused(
             what="the gateway to route BorrowBook with 1.1.0's schema",
         )  # fmt: skip
         tally = Tally()
-        await under_load(platform, tally, token)
         try:
+            await under_load(platform, tally, token)
             await assert_served(platform, tally)
             await assert_log_and_read_model(platform)
         except AssertionError as exc:

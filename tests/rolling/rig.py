@@ -2,6 +2,7 @@
 processes, a gateway in this process that follows discovery, and a few clients."""
 
 import asyncio
+import contextlib
 import os
 import sys
 import uuid
@@ -14,10 +15,10 @@ import httpx
 from gateway.app import create_app
 from pipelines import Caller
 from pipelines.database import connect
-from pipelines.http import HttpServer
 from pipelines.identity import TokenCodec
 from pipelines.settings import Settings
 from tests.drill_rig import Child, error_code, queue_depths
+from tests.gateway_rig import serving
 from tests.isolation import create_isolated_env, drop_isolated_env
 from tests.tcp_proxy import free_port
 
@@ -52,8 +53,7 @@ class Platform:
         self.releases: dict[str, Child] = {}
         self.ports: dict[str, int] = {}
         self.app = create_app(self.settings)  # the registry as discovery holds it
-        self.server = HttpServer(self.app, "127.0.0.1", 0)
-        self.http = httpx.AsyncClient(timeout=20)
+        self._gateway = contextlib.AsyncExitStack()
 
     def child(self, name: str, app: str, modules: str, **env: str) -> Child:
         return Child(
@@ -82,14 +82,10 @@ class Platform:
 
     async def start(self) -> None:
         await self.discovery.start(ready="registered discovery")
-        await self.app.state.gateway.start()
-        await self.server.start()
-        self.http.base_url = httpx.URL(f"http://127.0.0.1:{self.server.port}")
+        self.http = await self._gateway.enter_async_context(serving(self.app))
 
     async def close(self) -> None:
-        await self.http.aclose()
-        await self.server.stop()
-        await self.app.state.gateway.stop()
+        await self._gateway.aclose()
         await asyncio.gather(*(c.stop() for c in self.releases.values()))
         await self.discovery.stop()
         await drop_isolated_env(self.env)
