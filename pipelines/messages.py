@@ -134,14 +134,20 @@ def decode(contract: type[Contract], incoming: Incoming) -> Contract:
         raise ValidationError(f"invalid {contract.message_type()}", details) from exc
 
 
-def _schema_version(incoming: Incoming) -> int:
-    """The version of its class an event was written with (none said: 1, as before versions)."""
-    text = incoming.header(h.SCHEMA_VERSION)
+def schema_version(value: Any) -> int | None:
+    """An `x-schema-version` header: the version of its class an event was written with
+    (absent: 1, as before versions); None when it is not a version."""
+    text = _text(value)
     if text is None:
         return 1
-    if not (text.isdigit() and len(text) < 6 and int(text) > 0):
+    return int(text) if text.isdigit() and len(text) < 6 and int(text) > 0 else None
+
+
+def _schema_version(incoming: Incoming) -> int:
+    version = schema_version(incoming.headers.get(h.SCHEMA_VERSION))
+    if version is None:
         raise ValidationError(f"bad {h.SCHEMA_VERSION} header", [{"field": h.SCHEMA_VERSION}])
-    return int(text)
+    return version
 
 
 def _json_object(body: bytes) -> dict[str, Any]:

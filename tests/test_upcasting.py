@@ -20,7 +20,9 @@ from pipelines import Aggregate, Context, Event, Service, UpcastError, applies, 
 from pipelines import headers as h
 from pipelines.context import Context as HandlerContext
 from pipelines.contracts import InvalidContract
+from pipelines.errors import ValidationError
 from pipelines.eventstore import NewEvent, RecordedEvent
+from pipelines.messages import Incoming, decode
 from pipelines.registry import describe
 from pipelines.topology import dead_letter_queue_name, event_queue_name
 from projections import Documents, Projection
@@ -196,6 +198,26 @@ def test_upcasters_are_checked_when_declared() -> None:
             pass
 
     assert (Shelved.__version__, Event.__version__) == (2, 1)
+
+
+# --- the bus ---------------------------------------------------------------------------------
+
+
+def incoming(body: dict[str, Any], **headers: Any) -> Incoming:
+    return Incoming(None, "c", None, None, None, headers, json.dumps(body).encode())
+
+
+def test_a_message_is_upcast_by_the_version_its_header_names() -> None:
+    v1, v2 = {"bookId": "b", "title": "Dune"}, {"bookId": "b", "titles": ["Emma"]}
+    assert decode(Shelved, incoming(v1, **{h.SCHEMA_VERSION: 1})) == Shelved(
+        book_id="b", titles=["Dune"]
+    )
+    assert decode(Shelved, incoming(v1)).titles == ["Dune"]  # no header: relayed before versions
+    assert decode(Shelved, incoming(v2, **{h.SCHEMA_VERSION: 2})).titles == ["Emma"]
+    assert decode(Shelved, incoming(v2, **{h.SCHEMA_VERSION: 9})).titles == ["Emma"]  # newer
+    for bad in ("0", "two", "-1", "1234567"):
+        with pytest.raises(ValidationError, match="bad x-schema-version header"):
+            decode(Shelved, incoming(v2, **{h.SCHEMA_VERSION: bad}))
 
 
 # --- projections, live and rebuilt ------------------------------------------------------------
