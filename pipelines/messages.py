@@ -12,13 +12,14 @@ from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError as PydanticValidationError
 
 from pipelines import headers as h
-from pipelines.contracts import Contract
+from pipelines.contracts import MAX_SCHEMA_VERSION, Contract
 from pipelines.errors import PlatformError, ValidationError
 from pipelines.settings import MAX_MESSAGE_BYTES
 from pipelines.upcasting import read_event
 
 COMPRESS_ABOVE = 1024  # bytes; larger bodies travel gzip-compressed
 GZIP_WBITS = 16 + zlib.MAX_WBITS  # zlib reads the gzip format
+VERSION_DIGITS = len(str(MAX_SCHEMA_VERSION))
 
 
 def encode_body(body: bytes) -> tuple[bytes, str | None]:
@@ -140,7 +141,9 @@ def schema_version(value: Any) -> int | None:
     text = _text(value)
     if text is None:
         return 1
-    return int(text) if text.isdigit() and len(text) < 6 and int(text) > 0 else None
+    if not (text.isdigit() and len(text) <= VERSION_DIGITS):
+        return None
+    return int(text) if 0 < int(text) <= MAX_SCHEMA_VERSION else None
 
 
 def _schema_version(incoming: Incoming) -> int:

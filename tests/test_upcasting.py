@@ -13,17 +13,18 @@ import pytest
 
 import flows
 from discovery.compatibility import breaking_changes, log_breaking_changes
+from discovery.validation import check_registration
 from flows import Flow, Run
 from flows.runs import RunTable
 from gateway.subscriptions import Delivery
-from pipelines import Aggregate, Context, Event, Service, UpcastError, applies, upcaster
+from pipelines import Aggregate, Command, Context, Event, Service, UpcastError, applies, upcaster
 from pipelines import headers as h
 from pipelines.context import Context as HandlerContext
 from pipelines.contracts import InvalidContract
 from pipelines.errors import ValidationError
 from pipelines.eventstore import NewEvent, RecordedEvent
 from pipelines.messages import Incoming, decode
-from pipelines.registry import describe
+from pipelines.registry import RegisterService, describe
 from pipelines.topology import dead_letter_queue_name, event_queue_name
 from projections import Documents, Projection
 from projections.progress import Progress
@@ -192,9 +193,13 @@ def test_upcasters_are_checked_when_declared() -> None:
     with pytest.raises(InvalidContract, match="declared twice"):
         upcaster(Shelved, 1)
     with pytest.raises(InvalidContract, match="only events have a schema version"):
-        from pipelines import Command
 
         class Versioned(Command, version=2):
+            pass
+
+    with pytest.raises(InvalidContract, match="at most 99999"):
+
+        class Overflowing(Event, service="stacks", version=100_000):
             pass
 
     assert (Shelved.__version__, Event.__version__) == (2, 1)
@@ -215,7 +220,7 @@ def test_a_message_is_upcast_by_the_version_its_header_names() -> None:
     assert decode(Shelved, incoming(v1)).titles == ["Dune"]  # no header: relayed before versions
     assert decode(Shelved, incoming(v2, **{h.SCHEMA_VERSION: 2})).titles == ["Emma"]
     assert decode(Shelved, incoming(v2, **{h.SCHEMA_VERSION: 9})).titles == ["Emma"]  # newer
-    for bad in ("0", "two", "-1", "1234567"):
+    for bad in ("0", "two", "-1", "100000", "0" * 5000 + "1"):
         with pytest.raises(ValidationError, match="bad x-schema-version header"):
             decode(Shelved, incoming(v2, **{h.SCHEMA_VERSION: bad}))
 
@@ -411,3 +416,27 @@ def test_a_new_major_version_must_still_read_the_log() -> None:
     old = {"Shelved": _shelved_v1()}
     assert log_breaking_changes(old, {"Shelved": _shelved_v2(bump=True, upcast=False)})
     assert log_breaking_changes(old, {"Shelved": _shelved_v2(bump=True, upcast=True)}) == []
+
+
+def test_discovery_refuses_versions_out_of_bounds() -> None:
+    event = describe(Shelved)
+    bad = [
+        event.model_copy(update={"schema_version": 100_000}),
+        event.model_copy(update={"upcasts_from": [2]}),
+        event.model_copy(update={"upcasts_from": [1, 1]}),
+        describe(Ping).model_copy(update={"schema_version": 2}),
+    ]
+    for contract in bad:
+        registering = RegisterService(
+            service_name="stacks", version="1.0.0", instance_id="i", contracts=[contract]
+        )
+        with pytest.raises(ValidationError, match=r"schema version|upcasts from"):
+            check_registration(registering)
+    fine = [describe(Weighed), describe(Ping)]
+    check_registration(
+        RegisterService(service_name="stacks", version="1.0.0", instance_id="i", contracts=fine)
+    )
+
+
+class Ping(Command):
+    book_id: str
