@@ -5,6 +5,7 @@ import asyncio
 import io
 import json
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import aio_pika
@@ -232,7 +233,8 @@ titles = Projection("stacks_titles")
 
 @titles.on(Shelved)
 async def shelved(event: Shelved, docs: Documents, meta: RecordedEvent) -> None:
-    docs.put(event.book_id, {"titles": event.titles})
+    # meta.data, the wire form, is upcast too: handlers copy it into documents
+    docs.put(event.book_id, {**meta.data, "version": meta.schema_version})
 
 
 async def _titles(pool: Any, book_id: str) -> list[str] | None:
@@ -240,7 +242,10 @@ async def _titles(pool: Any, book_id: str) -> list[str] | None:
         doc = await pool.fetchval("SELECT doc FROM stacks_titles WHERE id = $1", book_id)
     except asyncpg.UndefinedTableError:  # the runner has not created it yet
         return None
-    return None if doc is None else doc["titles"]
+    if doc is None:
+        return None
+    assert (doc["version"], "title" in doc) == (2, False)
+    return list(doc["titles"])
 
 
 async def test_a_projection_and_its_rebuild_read_version_1_events_as_version_2(
@@ -250,7 +255,12 @@ async def test_a_projection_and_its_rebuild_read_version_1_events_as_version_2(
     old, new = uuid.uuid4().hex, uuid.uuid4().hex
     await store.append([written(old, 1, "Shelved", {"bookId": old, "title": "Dune"}, at=1)])
     await store.append([written(new, 1, "Shelved", {"bookId": new, "titles": ["Emma"]}, at=2)])
-    runner = asyncio.create_task(titles.runner(settings, pool, None).run())
+    invalidated: list[RecordedEvent] = []
+
+    async def invalidate(projection: str, events: Sequence[RecordedEvent]) -> None:
+        invalidated.extend(events)
+
+    runner = asyncio.create_task(titles.runner(settings, pool, invalidate).run())
     try:
 
         async def projected() -> bool:
@@ -259,6 +269,9 @@ async def test_a_projection_and_its_rebuild_read_version_1_events_as_version_2(
         await eventually(projected, what="the live projection to apply both events")
         assert await _titles(pool, old) == ["Dune"]
         assert await _titles(pool, new) == ["Emma"]
+        # the query cache is invalidated by the fields of the current version
+        seen = {e.data["bookId"]: e.data for e in invalidated}
+        assert seen[old] == {"bookId": old, "titles": ["Dune"]}
         await Rebuild(titles, settings, pool, Progress("t", io.StringIO())).run()
         assert await _titles(pool, old) == ["Dune"]
         assert await _titles(pool, new) == ["Emma"]
