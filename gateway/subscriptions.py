@@ -25,6 +25,7 @@ from gateway.fanout import EventRoute, Fanout
 from gateway.state import GatewayState
 from pipelines import headers as h
 from pipelines.identity import Caller
+from pipelines.messages import schema_version
 from pipelines.registry import ContractInfo
 from pipelines.topology import event_routing_key
 
@@ -47,7 +48,6 @@ class Delivery:
     @classmethod
     def of(cls, event_type: str, data: dict[str, Any], headers: Mapping[str, Any]) -> "Delivery":
         position = _text(headers.get(h.GLOBAL_POSITION))
-        version = _text(headers.get(h.SCHEMA_VERSION)) or "1"
         return cls(
             event_type,
             data,
@@ -55,7 +55,7 @@ class Delivery:
             _text(headers.get(h.EVENT_ID)),
             _text(headers.get(h.OCCURRED_AT)),
             _text(headers.get(h.CORRELATION_ID)),
-            int(version) if version.isdigit() and len(version) < 6 else 1,
+            schema_version(headers.get(h.SCHEMA_VERSION)) or 1,
         )
 
     def envelope(self) -> dict[str, Any]:

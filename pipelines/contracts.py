@@ -29,6 +29,7 @@ from pydantic.alias_generators import to_camel
 
 PERMISSION_PATTERN = re.compile(r"^[a-z][a-z0-9-]*:[a-z][a-z0-9-]*$")
 CONTRACT_NAME_PATTERN = re.compile(r"^[A-Z][A-Za-z0-9]*$")
+MAX_SCHEMA_VERSION = 99_999  # of an event: `x-schema-version` carries at most five digits
 
 Kind = Literal["command", "query", "event", "model"]
 
@@ -93,6 +94,8 @@ def _version(cls: type["Contract"], version: int) -> int:
         raise InvalidContract(f"{cls.__name__}: only events have a schema version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise InvalidContract(f"{cls.__name__}: version must be a whole number from 1")
+    if version > MAX_SCHEMA_VERSION:
+        raise InvalidContract(f"{cls.__name__}: version must be at most {MAX_SCHEMA_VERSION}")
     return version
 
 

@@ -2,7 +2,7 @@
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from itertools import islice
 from typing import Any, TypeAlias
@@ -14,10 +14,12 @@ from pipelines.append_statements import (
     append_statement,
     event_arguments,
 )
+from pipelines.contracts import Event
 from pipelines.database import Pool, delete_in_batches, encode_json
 from pipelines.errors import ConcurrencyError
 from pipelines.notifier import Notifier
 from pipelines.telemetry import appending
+from pipelines.upcasting import upcast
 
 EVENT_COLUMNS = (
     "position, event_id, aggregate_type, aggregate_id, version, event_type, data, metadata, "
@@ -87,6 +89,14 @@ class RecordedEvent:
     def from_log(cls, row: asyncpg.Record) -> "RecordedEvent":
         """From a row of `read_log`: the bound, then the event."""
         return cls(*islice(row.values(), 1, None))
+
+    def read_as(self, event: type[Event]) -> "RecordedEvent":
+        """This event with the data `event` reads: upcast when it was written by an older
+        version of the class (no work otherwise)."""
+        if self.schema_version >= event.__version__:
+            return self
+        data = upcast(event, self.data, self.schema_version)
+        return replace(self, data=data, schema_version=event.__version__)
 
 
 @dataclass(slots=True, frozen=True)

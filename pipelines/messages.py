@@ -12,13 +12,14 @@ from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError as PydanticValidationError
 
 from pipelines import headers as h
-from pipelines.contracts import Contract
+from pipelines.contracts import MAX_SCHEMA_VERSION, Contract
 from pipelines.errors import PlatformError, ValidationError
 from pipelines.settings import MAX_MESSAGE_BYTES
 from pipelines.upcasting import read_event
 
 COMPRESS_ABOVE = 1024  # bytes; larger bodies travel gzip-compressed
 GZIP_WBITS = 16 + zlib.MAX_WBITS  # zlib reads the gzip format
+VERSION_DIGITS = len(str(MAX_SCHEMA_VERSION))
 
 
 def encode_body(body: bytes) -> tuple[bytes, str | None]:
@@ -118,8 +119,8 @@ def decode(contract: type[Contract], incoming: Incoming) -> Contract:
     if b"\\u0000" in body:  # PostgreSQL cannot store it in text or jsonb
         raise ValidationError("NUL characters are not allowed", [{"field": "(body)"}])
     try:
-        written = _schema_version(incoming)
-        if written < contract.__version__:  # an older event: upcast the decoded payload
+        current = contract.__version__  # 1 for commands, queries and most events: no work
+        if current > 1 and (written := _schema_version(incoming)) < current:
             return read_event(contract, _json_object(body), written)  # type: ignore[type-var]
         return contract.model_validate_json(body)
     except PydanticValidationError as exc:
@@ -134,14 +135,22 @@ def decode(contract: type[Contract], incoming: Incoming) -> Contract:
         raise ValidationError(f"invalid {contract.message_type()}", details) from exc
 
 
-def _schema_version(incoming: Incoming) -> int:
-    """The version of its class an event was written with (none said: 1, as before versions)."""
-    text = incoming.header(h.SCHEMA_VERSION)
+def schema_version(value: Any) -> int | None:
+    """An `x-schema-version` header: the version of its class an event was written with
+    (absent: 1, as before versions); None when it is not a version."""
+    text = _text(value)
     if text is None:
         return 1
-    if not (text.isdigit() and len(text) < 6 and int(text) > 0):
+    if not (text.isdigit() and len(text) <= VERSION_DIGITS):
+        return None
+    return int(text) if 0 < int(text) <= MAX_SCHEMA_VERSION else None
+
+
+def _schema_version(incoming: Incoming) -> int:
+    version = schema_version(incoming.headers.get(h.SCHEMA_VERSION))
+    if version is None:
         raise ValidationError(f"bad {h.SCHEMA_VERSION} header", [{"field": h.SCHEMA_VERSION}])
-    return int(text)
+    return version
 
 
 def _json_object(body: bytes) -> dict[str, Any]:

@@ -24,7 +24,6 @@ from pipelines.database import Pool
 from pipelines.eventstore import RecordedEvent
 from pipelines.notifier import Notifier
 from pipelines.settings import Settings
-from pipelines.upcasting import read_event
 from projections.documents import DocumentReader, Documents, field_sql
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
@@ -119,19 +118,22 @@ class Projection:
 
     async def apply(
         self, conn: asyncpg.Connection, generation: int, events: Sequence[RecordedEvent]
-    ) -> None:
-        """Fold `events` into the given generation, inside the caller's transaction."""
+    ) -> list[RecordedEvent]:
+        """Fold `events` into the given generation, inside the caller's transaction; returns
+        them as the handlers saw them (events of older versions upcast)."""
         writer = self.writer(conn, generation)
+        applied = []
         for recorded in events:
             entry = self.handlers.get(recorded.event_type)
-            if entry is None:
-                continue
-            try:
-                event = read_event(entry[0], recorded.data, recorded.schema_version)
-                await entry[1](event, writer, recorded)
-            except Exception as exc:
-                raise ProjectionError(recorded.position, recorded.event_type, exc) from exc
+            if entry is not None:
+                try:
+                    recorded = recorded.read_as(entry[0])
+                    await entry[1](entry[0].model_validate(recorded.data), writer, recorded)
+                except Exception as exc:
+                    raise ProjectionError(recorded.position, recorded.event_type, exc) from exc
+            applied.append(recorded)
         await writer.flush()
+        return applied
 
     def runner(
         self,

@@ -5,6 +5,7 @@ import asyncio
 import io
 import json
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import aio_pika
@@ -13,15 +14,18 @@ import pytest
 
 import flows
 from discovery.compatibility import breaking_changes, log_breaking_changes
+from discovery.validation import check_registration
 from flows import Flow, Run
 from flows.runs import RunTable
 from gateway.subscriptions import Delivery
-from pipelines import Aggregate, Context, Event, Service, UpcastError, applies, upcaster
+from pipelines import Aggregate, Command, Context, Event, Service, UpcastError, applies, upcaster
 from pipelines import headers as h
 from pipelines.context import Context as HandlerContext
 from pipelines.contracts import InvalidContract
+from pipelines.errors import ValidationError
 from pipelines.eventstore import NewEvent, RecordedEvent
-from pipelines.registry import describe
+from pipelines.messages import Incoming, decode
+from pipelines.registry import RegisterService, describe
 from pipelines.topology import dead_letter_queue_name, event_queue_name
 from projections import Documents, Projection
 from projections.progress import Progress
@@ -190,12 +194,36 @@ def test_upcasters_are_checked_when_declared() -> None:
     with pytest.raises(InvalidContract, match="declared twice"):
         upcaster(Shelved, 1)
     with pytest.raises(InvalidContract, match="only events have a schema version"):
-        from pipelines import Command
 
         class Versioned(Command, version=2):
             pass
 
+    with pytest.raises(InvalidContract, match="at most 99999"):
+
+        class Overflowing(Event, service="stacks", version=100_000):
+            pass
+
     assert (Shelved.__version__, Event.__version__) == (2, 1)
+
+
+# --- the bus ---------------------------------------------------------------------------------
+
+
+def incoming(body: dict[str, Any], **headers: Any) -> Incoming:
+    return Incoming(None, "c", None, None, None, headers, json.dumps(body).encode())
+
+
+def test_a_message_is_upcast_by_the_version_its_header_names() -> None:
+    v1, v2 = {"bookId": "b", "title": "Dune"}, {"bookId": "b", "titles": ["Emma"]}
+    assert decode(Shelved, incoming(v1, **{h.SCHEMA_VERSION: 1})) == Shelved(
+        book_id="b", titles=["Dune"]
+    )
+    assert decode(Shelved, incoming(v1)).titles == ["Dune"]  # no header: relayed before versions
+    assert decode(Shelved, incoming(v2, **{h.SCHEMA_VERSION: 2})).titles == ["Emma"]
+    assert decode(Shelved, incoming(v2, **{h.SCHEMA_VERSION: 9})).titles == ["Emma"]  # newer
+    for bad in ("0", "two", "-1", "100000", "0" * 5000 + "1"):
+        with pytest.raises(ValidationError, match="bad x-schema-version header"):
+            decode(Shelved, incoming(v2, **{h.SCHEMA_VERSION: bad}))
 
 
 # --- projections, live and rebuilt ------------------------------------------------------------
@@ -205,7 +233,8 @@ titles = Projection("stacks_titles")
 
 @titles.on(Shelved)
 async def shelved(event: Shelved, docs: Documents, meta: RecordedEvent) -> None:
-    docs.put(event.book_id, {"titles": event.titles})
+    # meta.data, the wire form, is upcast too: handlers copy it into documents
+    docs.put(event.book_id, {**meta.data, "version": meta.schema_version})
 
 
 async def _titles(pool: Any, book_id: str) -> list[str] | None:
@@ -213,7 +242,10 @@ async def _titles(pool: Any, book_id: str) -> list[str] | None:
         doc = await pool.fetchval("SELECT doc FROM stacks_titles WHERE id = $1", book_id)
     except asyncpg.UndefinedTableError:  # the runner has not created it yet
         return None
-    return None if doc is None else doc["titles"]
+    if doc is None:
+        return None
+    assert (doc["version"], "title" in doc) == (2, False)
+    return list(doc["titles"])
 
 
 async def test_a_projection_and_its_rebuild_read_version_1_events_as_version_2(
@@ -223,7 +255,12 @@ async def test_a_projection_and_its_rebuild_read_version_1_events_as_version_2(
     old, new = uuid.uuid4().hex, uuid.uuid4().hex
     await store.append([written(old, 1, "Shelved", {"bookId": old, "title": "Dune"}, at=1)])
     await store.append([written(new, 1, "Shelved", {"bookId": new, "titles": ["Emma"]}, at=2)])
-    runner = asyncio.create_task(titles.runner(settings, pool, None).run())
+    invalidated: list[RecordedEvent] = []
+
+    async def invalidate(projection: str, events: Sequence[RecordedEvent]) -> None:
+        invalidated.extend(events)
+
+    runner = asyncio.create_task(titles.runner(settings, pool, invalidate).run())
     try:
 
         async def projected() -> bool:
@@ -232,6 +269,9 @@ async def test_a_projection_and_its_rebuild_read_version_1_events_as_version_2(
         await eventually(projected, what="the live projection to apply both events")
         assert await _titles(pool, old) == ["Dune"]
         assert await _titles(pool, new) == ["Emma"]
+        # the query cache is invalidated by the fields of the current version
+        seen = {e.data["bookId"]: e.data for e in invalidated}
+        assert seen[old] == {"bookId": old, "titles": ["Dune"]}
         await Rebuild(titles, settings, pool, Progress("t", io.StringIO())).run()
         assert await _titles(pool, old) == ["Dune"]
         assert await _titles(pool, new) == ["Emma"]
@@ -389,3 +429,27 @@ def test_a_new_major_version_must_still_read_the_log() -> None:
     old = {"Shelved": _shelved_v1()}
     assert log_breaking_changes(old, {"Shelved": _shelved_v2(bump=True, upcast=False)})
     assert log_breaking_changes(old, {"Shelved": _shelved_v2(bump=True, upcast=True)}) == []
+
+
+def test_discovery_refuses_versions_out_of_bounds() -> None:
+    event = describe(Shelved)
+    bad = [
+        event.model_copy(update={"schema_version": 100_000}),
+        event.model_copy(update={"upcasts_from": [2]}),
+        event.model_copy(update={"upcasts_from": [1, 1]}),
+        describe(Ping).model_copy(update={"schema_version": 2}),
+    ]
+    for contract in bad:
+        registering = RegisterService(
+            service_name="stacks", version="1.0.0", instance_id="i", contracts=[contract]
+        )
+        with pytest.raises(ValidationError, match=r"schema version|upcasts from"):
+            check_registration(registering)
+    fine = [describe(Weighed), describe(Ping)]
+    check_registration(
+        RegisterService(service_name="stacks", version="1.0.0", instance_id="i", contracts=fine)
+    )
+
+
+class Ping(Command):
+    book_id: str
