@@ -15,6 +15,7 @@ from tests.rolling.rig import BORROW, CLIENTS, Platform, Reader, Tally
 
 LOAD_SECONDS = 30.0
 PERMISSIONS = ("library:lend", "library:read")
+KINDS = ("BorrowBook", "GetBook", "BookBorrowed")  # a command, a query, an event subscriber
 
 
 async def test_two_releases_serve_side_by_side_and_a_breaking_one_is_refused(
@@ -96,18 +97,21 @@ async def assert_served(platform: Platform, tally: Tally) -> None:
     assert min(tally.answered[kind] for kind in ("borrow", "borrow+note", "read")) > 0, tally
     for version in ("1.0.0", "1.1.0"):
         handled = await platform.handled(version)
-        assert handled["BorrowBook"] and handled["GetBook"], (version, handled)
+        assert all(handled[kind] for kind in KINDS), (version, handled)
     refused = await platform.handled("1.2.0")
     assert sum(refused.values()) == 0, f"the refused release handled messages: {refused}"
 
 
 async def assert_log_and_read_model(platform: Platform) -> None:
-    """Books hold events of both releases in turn; nothing was dead-lettered; the read model is
-    the fold of the log, and so is a rebuild of it."""
+    """Books hold events of both releases in turn; the subscriber handled every event; nothing
+    was dead-lettered; the read model is the fold of the log, and so is a rebuild of it."""
     histories = await borrow_histories(platform)
     mixed = [book for book, versions in histories.items() if interleaved(versions)]
     assert mixed, f"no book's history has 1.0.0's events after 1.1.0's and back: {histories}"
     await eventually(lambda: caught_up(platform), timeout=30, what="book_loans to catch up")
+    await eventually(
+        lambda: all_noted(platform), timeout=30, what="the subscriber to handle every borrow"
+    )
     assert await projected(platform) == await folded(platform)
     await eventually(
         lambda: drained(platform), timeout=30, what="every queue empty, no dead letter"
@@ -137,6 +141,15 @@ async def caught_up(platform: Platform) -> bool:
         "(SELECT max(position) FROM events WHERE event_type = 'BookBorrowed') AS done"
     )
     return bool(row["done"])
+
+
+async def all_noted(platform: Platform) -> bool:
+    (row,) = await platform.fetch(
+        "SELECT count(*) AS unhandled FROM events e WHERE e.event_type = 'BookBorrowed' "
+        "AND NOT EXISTS (SELECT 1 FROM processed_events p "
+        "WHERE p.subscriber = 'library' AND p.event_id = e.event_id)"
+    )
+    return bool(row["unhandled"] == 0)
 
 
 async def folded(platform: Platform) -> dict[str, dict[str, Any]]:

@@ -27,7 +27,7 @@ BORROW = "/api/library/borrow-book"
 GET_BOOK = "/api/library/get-book"
 CLIENTS = 6
 BOOKS_PER_CLIENT = 3  # each client's own: no two requests race on one book
-PAUSE = 0.1  # seconds between one client's rounds (a borrow and a read): about 40 requests/s
+PAUSE = 0.1  # seconds between one client's rounds (a borrow and a read): about 30 requests/s
 
 
 def release_module(version: str) -> str:
@@ -88,7 +88,7 @@ class Platform:
         await self._gateway.aclose()
         await asyncio.gather(*(c.stop() for c in self.releases.values()))
         await self.discovery.stop()
-        await drop_isolated_env(self.env)
+        await drop_isolated_env(self.env, self.settings.cache_prefix)
 
     async def cli(self, version: str, *args: str) -> str:
         """`banyan ARGS` as an operator of the library at `version` runs it."""

@@ -1,6 +1,7 @@
 """What every release of the library service keeps as it was: the book query, its answer,
 and the read model counting loans (built over each release's own `BookBorrowed`)."""
 
+import logging
 from typing import Annotated, Any
 
 from pydantic import Field
@@ -10,6 +11,7 @@ from pipelines.eventstore import RecordedEvent
 from pipelines.querycache import Cached
 from projections import Documents, Projection
 
+log = logging.getLogger("library")
 BookId = Annotated[str, Field(min_length=1, max_length=64)]
 Member = Annotated[str, Field(min_length=1, max_length=64)]
 
@@ -46,11 +48,19 @@ def book_loans(borrowed: type[Event]) -> Projection:
 
 
 def library(version: str, description: str, borrowed: type[Event]) -> Service:
-    """The service at `version`, publishing `borrowed`, with the read model and its query."""
+    """The service at `version`, publishing `borrowed`: the read model, its query, and a
+    subscriber of its own events."""
     service = Service("library", version=version, description=description)
     service.publishes(borrowed)
     loans = book_loans(borrowed)
     service.projection(loans)
+
+    @service.on(borrowed)
+    async def note_loan(event: Any, ctx: Context) -> None:
+        """Every borrow also reaches the library's own subscriber, decoded as this release's
+        class whichever release wrote it (1.1.0 upcasts 1.0.0's events; 1.0.0 reads 1.1.0's
+        as they are)."""
+        log.debug("%s borrowed %s", event.member, event.book_id)
 
     @service.query(GetBook, result=BookView, reads=loans, cache=Cached(ttl=60, key="book_id"))
     async def get_book(query: GetBook, ctx: Context) -> BookView:
