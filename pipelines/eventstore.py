@@ -51,6 +51,16 @@ COMMAND_RESULT = (
     "WHERE command_id = $1"
 )
 READ_LOG = "SELECT * FROM read_log($1, $2, $3::text[])"
+# One snapshot per shape, so that two releases running side by side (a rolling deploy) each
+# start from their own; a shape no release has written for a day is gone with its class.
+SAVE_SNAPSHOT = (
+    "WITH stale AS (DELETE FROM snapshots WHERE aggregate_type = $1 AND aggregate_id = $2 "
+    "AND shape <> $5 AND created_at < now() - interval '1 day') "
+    "INSERT INTO snapshots (aggregate_type, aggregate_id, version, state, shape) "
+    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (aggregate_type, aggregate_id, shape) DO UPDATE "
+    "SET version = excluded.version, state = excluded.state, created_at = now() "
+    "WHERE snapshots.version < excluded.version"
+)
 Runner: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 
@@ -276,13 +286,10 @@ class EventStore:
     async def save_snapshot(
         self, aggregate_type: str, aggregate_id: str, version: int, state: str, shape: str
     ) -> None:
-        """Keep the newest snapshot, or replace one of another shape whatever its version."""
+        """Keep the newest snapshot of this shape (others stay, for the release that wrote them,
+        until none has been written for a day)."""
         await self.pool.execute(
-            "INSERT INTO snapshots (aggregate_type, aggregate_id, version, state, shape) "
-            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE "
-            "SET version = excluded.version, state = excluded.state, shape = excluded.shape, "
-            "created_at = now() "
-            "WHERE snapshots.version < excluded.version OR snapshots.shape <> excluded.shape",
+            SAVE_SNAPSHOT,
             aggregate_type,
             aggregate_id,
             version,

@@ -103,11 +103,16 @@ async def assert_served(platform: Platform, tally: Tally) -> None:
 
 
 async def assert_log_and_read_model(platform: Platform) -> None:
-    """Books hold events of both releases in turn; the subscriber handled every event; nothing
-    was dead-lettered; the read model is the fold of the log, and so is a rebuild of it."""
+    """Books hold events of both releases in turn, and a snapshot of each; the subscriber
+    handled every event; nothing was dead-lettered; the read model is the fold of the log, and
+    so is a rebuild of it."""
     histories = await borrow_histories(platform)
     mixed = [book for book, versions in histories.items() if interleaved(versions)]
     assert mixed, f"no book's history has 1.0.0's events after 1.1.0's and back: {histories}"
+    shapes = await platform.fetch(
+        "SELECT aggregate_id FROM snapshots GROUP BY aggregate_id HAVING count(*) = 2"
+    )
+    assert shapes, "no book has a snapshot of each release: they replaced each other's"
     await eventually(lambda: caught_up(platform), timeout=30, what="book_loans to catch up")
     await eventually(
         lambda: all_noted(platform), timeout=30, what="the subscriber to handle every borrow"
