@@ -2,7 +2,7 @@
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 from typing import Any, TypeAlias
@@ -96,7 +96,11 @@ class RecordedEvent:
         if self.schema_version >= event.__version__:
             return self
         data = upcast(event, self.data, self.schema_version)
-        return replace(self, data=data, schema_version=event.__version__)
+        return RecordedEvent(  # twice as fast as dataclasses.replace, on every upcast event
+            self.position, self.event_id, self.aggregate_type, self.aggregate_id, self.version,
+            self.event_type, data, self.metadata, self.occurred_at, self.correlation_id,
+            self.causation_id, event.__version__,
+        )  # fmt: skip
 
 
 @dataclass(slots=True, frozen=True)
