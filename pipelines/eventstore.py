@@ -50,7 +50,7 @@ COMMAND_RESULT = (
     "SELECT result, position, fingerprint, result IS NULL AS withheld FROM command_results "
     "WHERE command_id = $1"
 )
-READ_LOG = "SELECT * FROM read_log($1, $2, $3::text[])"
+READ_LOG = "SELECT * FROM read_log_versioned($1, $2, $3::text[])"
 Runner: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 
@@ -87,7 +87,7 @@ class RecordedEvent:
 
     @classmethod
     def from_log(cls, row: asyncpg.Record) -> "RecordedEvent":
-        """From a row of `read_log`: the bound, then the event."""
+        """From a row of `read_log_versioned`: the bound, then the event."""
         return cls(*islice(row.values(), 1, None))
 
     def read_as(self, event: type[Event]) -> "RecordedEvent":
