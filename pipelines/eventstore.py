@@ -2,7 +2,7 @@
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 from typing import Any, TypeAlias
@@ -50,7 +50,7 @@ COMMAND_RESULT = (
     "SELECT result, position, fingerprint, result IS NULL AS withheld FROM command_results "
     "WHERE command_id = $1"
 )
-READ_LOG = "SELECT * FROM read_log($1, $2, $3::text[])"
+READ_LOG = "SELECT * FROM read_log_versioned($1, $2, $3::text[])"
 # One snapshot per shape, so that two releases running side by side (a rolling deploy) each
 # start from their own; a shape no release has written for a day is gone with its class.
 SAVE_SNAPSHOT = (
@@ -97,7 +97,7 @@ class RecordedEvent:
 
     @classmethod
     def from_log(cls, row: asyncpg.Record) -> "RecordedEvent":
-        """From a row of `read_log`: the bound, then the event."""
+        """From a row of `read_log_versioned`: the bound, then the event."""
         return cls(*islice(row.values(), 1, None))
 
     def read_as(self, event: type[Event]) -> "RecordedEvent":
@@ -106,7 +106,11 @@ class RecordedEvent:
         if self.schema_version >= event.__version__:
             return self
         data = upcast(event, self.data, self.schema_version)
-        return replace(self, data=data, schema_version=event.__version__)
+        return RecordedEvent(  # twice as fast as dataclasses.replace, on every upcast event
+            self.position, self.event_id, self.aggregate_type, self.aggregate_id, self.version,
+            self.event_type, data, self.metadata, self.occurred_at, self.correlation_id,
+            self.causation_id, event.__version__,
+        )  # fmt: skip
 
 
 @dataclass(slots=True, frozen=True)

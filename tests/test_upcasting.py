@@ -135,6 +135,20 @@ async def test_an_aggregate_with_version_1_history_loads_under_version_2(orders)
     assert (await context(store).load(StackedBook, other)).titles == ["Dune"]
 
 
+async def test_the_previous_releases_readers_still_read_the_log(orders) -> None:
+    """During the deploy of this release, the instances of the previous one read `read_log`
+    and take its columns in order."""
+    pool, book_id = orders.runtime.pool, uuid.uuid4().hex
+    await orders.runtime.store.append(
+        [written(book_id, 1, "Shelved", {"bookId": book_id, "titles": []}, at=2)]
+    )
+    rows = await pool.fetch("SELECT * FROM read_log(0, 3, NULL)")
+    versioned = await pool.fetch("SELECT * FROM read_log_versioned(0, 3, NULL)")
+    assert len(rows) == len(versioned) > 0
+    assert [list(r.values()) for r in rows] == [list(r.values())[:-1] for r in versioned]
+    assert list(rows[0].keys())[-1] == "causation_id"
+
+
 async def test_upcasters_chain_from_version_1_to_3(orders) -> None:
     store = orders.runtime.store
     book_id = uuid.uuid4().hex

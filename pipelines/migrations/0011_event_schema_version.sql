@@ -3,9 +3,9 @@
 ALTER TABLE events ADD COLUMN schema_version integer NOT NULL DEFAULT 1
     CHECK (schema_version > 0);
 
--- read_log returns it too (last, so readers that take the columns in order keep working).
-DROP FUNCTION read_log(bigint, integer, text[]);
-CREATE FUNCTION read_log(p_after bigint, p_limit integer, p_types text[])
+-- read_log with the version (last). read_log keeps its columns for the instances of the
+-- previous release that run beside this one during a rolling deploy (it reads through this).
+CREATE FUNCTION read_log_versioned(p_after bigint, p_limit integer, p_types text[])
 RETURNS TABLE (
     bound bigint, "position" bigint, event_id uuid, aggregate_type text, aggregate_id text,
     version integer, event_type text, data jsonb, metadata jsonb, occurred_at timestamptz,
@@ -28,4 +28,17 @@ BEGIN
         RETURN NEXT;
     END IF;
 END;
+$$;
+
+-- The previous release's readers get the same page, without the version.
+CREATE OR REPLACE FUNCTION read_log(p_after bigint, p_limit integer, p_types text[])
+RETURNS TABLE (
+    bound bigint, "position" bigint, event_id uuid, aggregate_type text, aggregate_id text,
+    version integer, event_type text, data jsonb, metadata jsonb, occurred_at timestamptz,
+    correlation_id text, causation_id text
+)
+LANGUAGE sql VOLATILE SET search_path FROM CURRENT AS $$
+    SELECT bound, "position", event_id, aggregate_type, aggregate_id, version, event_type, data,
+           metadata, occurred_at, correlation_id, causation_id
+      FROM read_log_versioned(p_after, p_limit, p_types)
 $$;
