@@ -467,3 +467,22 @@ def test_discovery_refuses_versions_out_of_bounds() -> None:
 
 class Ping(Command):
     book_id: str
+
+
+def _stamped(version: int, *steps: int) -> Any:
+    class Stamped(Event, service="stacks", version=version):
+        book_id: str
+        stamp: str
+
+    for step in steps:
+        upcaster(Stamped, step)(stamp_v2_to_v3)
+    return describe(Stamped)
+
+
+def test_an_upcaster_dropped_by_a_later_version_breaks_the_older_events() -> None:
+    old = {"Stamped": _stamped(2, 1)}
+    for dropped in (_stamped(3, 2), _stamped(2)):
+        changes = breaking_changes(old, {"Stamped": dropped})
+        assert [(c.change, c.old) for c in changes] == [("upcaster-missing", "1")]
+        assert "cannot read the stored events of version 1" in changes[0].describe()
+    assert breaking_changes(old, {"Stamped": _stamped(3, 1, 2)}) == []
