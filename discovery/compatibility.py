@@ -12,7 +12,8 @@ A type change in neither direction's favour (`integer` -> `string`) breaks both.
 Events also stay readable from the log, whatever the major version: the new class must read
 the payloads already stored (no field it requires missing, no type it accepts narrowed),
 unless the event's version is raised and upcasters lead from the previous registered version
-to the new one. A raised version without that chain of upcasters breaks too.
+to the new one. A version without that chain of upcasters breaks too, as does one that drops
+an upcaster its predecessor had (the events of that version are still in the log).
 """
 
 import json
@@ -104,11 +105,8 @@ def _event(before: ContractInfo, after: ContractInfo, readers: bool) -> Iterator
     `readers`, by the readers of the old version (they read new payloads); a raised version
     with upcasters from the old one carries the stored payloads over."""
     name, old, new = before.message_type, before.schema_version, after.schema_version
+    yield from _missing_upcasters(before, after)
     if new > old:
-        upcasts = set(after.upcasts_from)  # versions are bounded at registration
-        missing = [v for v in range(old, new) if v not in upcasts]
-        if missing:
-            yield BreakingChange(name, "", "", "upcaster-missing", str(missing[-1]), str(new))
         return
     schemas = before.input_schema, after.input_schema
     diffs = [*SchemaDiff(name, "input", *schemas, False)]
@@ -118,6 +116,17 @@ def _event(before: ContractInfo, after: ContractInfo, readers: bool) -> Iterator
     yield from changes
     if changes:
         yield BreakingChange(name, "", "", "version-not-bumped", str(old))
+
+
+def _missing_upcasters(before: ContractInfo, after: ContractInfo) -> Iterator[BreakingChange]:
+    """Every version the old class read (its own, those it upcast) the new one must still
+    read: each step from the oldest of them up to the new version needs its upcaster."""
+    oldest = min([before.schema_version, *before.upcasts_from])
+    upcasts = set(after.upcasts_from)  # versions are bounded at registration
+    for step in range(oldest, after.schema_version):
+        if step not in upcasts:
+            new = str(after.schema_version)
+            yield BreakingChange(before.message_type, "", "", "upcaster-missing", str(step), new)
 
 
 class SchemaDiff:

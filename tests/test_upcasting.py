@@ -310,6 +310,38 @@ async def note_stamped(event: Stamped, ctx: Context) -> None:
     received[event.book_id] = event.stamp
 
 
+class Stamp(Command):
+    book_id: str
+
+
+stamps: list[str] = []
+
+
+@reader.command(Stamp)
+async def stamp(command: Stamp, ctx: Context) -> str:
+    stamps.append(command.book_id)
+    return (await ctx.load(StackedBook, command.book_id)).stamp
+
+
+async def test_a_command_on_an_unreadable_history_is_answered_once_not_retried(
+    settings, orders, rpc
+) -> None:
+    instance = reader.instance(settings.model_copy(update={"relay_enabled": False}))
+    await instance.start()
+    try:
+        book_id = uuid.uuid4().hex
+        event = written(book_id, 1, "Stamped", {"bookId": book_id, "stamp": "x"}, at=1)
+        await orders.runtime.store.append([event])
+        reply = await rpc.send("stacks-reader", Stamp(book_id=book_id))
+        error = reply.json()["error"]
+        assert (reply.ok, error["code"]) == (False, "INTERNAL_ERROR")
+        assert "Stamped stored at version 1 cannot be read as version 3" in error["message"]
+        assert error["details"]["step"] == 1
+        assert stamps.count(book_id) == 1  # not retried: it cannot succeed later
+    finally:
+        await instance.stop()
+
+
 async def test_a_subscriber_receives_relayed_version_1_events_as_version_2(
     settings, orders
 ) -> None:
@@ -467,3 +499,22 @@ def test_discovery_refuses_versions_out_of_bounds() -> None:
 
 class Ping(Command):
     book_id: str
+
+
+def _stamped(version: int, *steps: int) -> Any:
+    class Stamped(Event, service="stacks", version=version):
+        book_id: str
+        stamp: str
+
+    for step in steps:
+        upcaster(Stamped, step)(stamp_v2_to_v3)
+    return describe(Stamped)
+
+
+def test_an_upcaster_dropped_by_a_later_version_breaks_the_older_events() -> None:
+    old = {"Stamped": _stamped(2, 1)}
+    for dropped in (_stamped(3, 2), _stamped(2)):
+        changes = breaking_changes(old, {"Stamped": dropped})
+        assert [(c.change, c.old) for c in changes] == [("upcaster-missing", "1")]
+        assert "cannot read the stored events of version 1" in changes[0].describe()
+    assert breaking_changes(old, {"Stamped": _stamped(3, 1, 2)}) == []
