@@ -5,6 +5,8 @@
 
 1. Rebuild of `order_summary` (`projections.rebuild.Rebuild`) over a generated log versus a
    hand-written asyncpg replay into its own table (same batch size, same documents).
+   1b. The same rebuild reading every event through a one-step upcaster (its classes one
+   version up, the log as written) versus without: what upcasting costs (goal: <= 10%).
 2. Live lag while PlaceOrder arrives at a steady rate: the orders service's projection runner
    versus a hand-written LISTEN loop, both following the same log at the same time. The lag of
    an event runs from its commit (its `occurred_at`: the start of its one-statement append) to
@@ -20,6 +22,7 @@ import argparse
 import asyncio
 import io
 import os
+import types
 from bisect import bisect_left
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
@@ -50,6 +53,7 @@ from bench.environment import isolated_settings
 from examples.orders import service
 from examples.orders.contracts import GetOrder, PlaceOrder
 from examples.orders.summary import order_summary
+from pipelines import upcaster
 from pipelines.database import create_pool, migrate
 from pipelines.identity import Caller, TokenCodec
 from pipelines.instance import ServiceInstance
@@ -58,6 +62,7 @@ from pipelines.rpc import Response, RpcClient
 from pipelines.settings import Settings
 from pipelines.testing.isolation import drop_isolated_env
 from pipelines.topology import request_queue_name
+from projections import Projection
 from projections.progress import Progress
 from projections.rebuild import Rebuild
 
@@ -65,6 +70,7 @@ BASELINE_TABLE = "bench_order_summary"
 BASELINE_QUERY_QUEUE = "bench.baseline.queries.GetOrder"
 PROJECTION = "order_summary"
 REBUILD_GOAL_S = 60.0  # per 1,000,000 events
+UPCAST_GOAL = 0.9  # rebuild throughput through a one-step upcaster on every event / without
 LAG_GOAL_MS = 50.0  # p99, at 500 events/s
 T = TypeVar("T")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -74,6 +80,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 class Sizes:
     events: int = 1_000_000  # generated log the rebuilds replay
     rebuilds: int = 2  # rebuilds per side, alternating which goes first
+    upcast_rebuilds: int = 4  # rebuilds per side through upcasters and without (1b)
     batch: int = 5000  # events per rebuild batch, both sides
     rate: int = 500  # PlaceOrder per second while measuring lag
     seconds: int = 10  # of steady load (after half a second of warm-up)
@@ -82,7 +89,9 @@ class Sizes:
     warmup: int = 200  # queries per side before measuring
 
 
-QUICK = Sizes(events=60_000, rebuilds=1, seconds=2, queries=600, rounds=2, warmup=100)
+QUICK = Sizes(
+    events=60_000, rebuilds=1, upcast_rebuilds=3, seconds=2, queries=600, rounds=2, warmup=100
+)
 
 
 @dataclass(frozen=True)
@@ -114,7 +123,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
 # --- 1. rebuild -------------------------------------------------------------------------------
 
 
-async def bench_rebuild(settings: Settings, sizes: Sizes) -> Comparison:
+async def bench_rebuild(settings: Settings, sizes: Sizes) -> list[Comparison]:
     own = settings.model_copy(
         update={"database_schema": rebuild_schema(settings), "rebuild_batch_size": sizes.batch}
     )
@@ -147,8 +156,50 @@ async def bench_rebuild(settings: Settings, sizes: Sizes) -> Comparison:
             unit="events",
         )
         await check_same_documents(conn)
+        upcasting = await bench_upcasting(own, pool, sizes)
     await drop_schema(settings.database_url, own.database_schema)
-    return result
+    return [result, upcasting]
+
+
+async def bench_upcasting(settings: Settings, pool: asyncpg.Pool, sizes: Sizes) -> Comparison:
+    """1b: the rebuild with every event upcast once on its way in, against the plain one."""
+    upcast = one_version_up(order_summary)
+
+    def rebuild(projection: Projection) -> Op:
+        async def op() -> None:
+            await Rebuild(projection, settings, pool, Progress(PROJECTION, io.StringIO())).run()
+
+        return op
+
+    return await compare(
+        f"1b. rebuild {PROJECTION} through a one-step upcaster on every event vs without",
+        rebuild(upcast),
+        rebuild(order_summary),
+        count=sizes.upcast_rebuilds,
+        rounds=sizes.upcast_rebuilds,
+        warmup=0,
+        items_per_op=sizes.events,
+        unit="events",
+        scored=False,  # its goal is UPCAST_GOAL, among the goals
+    )
+
+
+def one_version_up(projection: Projection) -> Projection:
+    """`projection` with each event class one version newer than the log it reads, and an
+    upcaster from the stored version (it adds a field, as a typical step does)."""
+    newer = Projection(
+        projection.name, indexes=projection.indexes, batch_size=projection.batch_size
+    )
+    for event, fn in projection.handlers.values():
+        version = event.__version__
+        successor = types.new_class(event.__name__, (event,), {"version": version + 1})
+        upcaster(successor, version)(with_channel)
+        newer.on(successor)(fn)
+    return newer
+
+
+def with_channel(data: dict[str, Any]) -> dict[str, Any]:
+    return {**data, "channel": "web"}
 
 
 async def check_same_documents(conn: asyncpg.Connection) -> None:
@@ -421,10 +472,12 @@ async def run(settings: Settings, options: Options) -> None:
     results: list[Comparison] = []
     goals: list[Goal] = []
     if only in (None, "rebuild"):
-        rebuild = await bench_rebuild(settings, sizes)
-        results.append(rebuild)
+        rebuild, upcasting = await bench_rebuild(settings, sizes)
+        results += [rebuild, upcasting]
         seconds = rebuild.sdk.median_ms / 1000 * 1_000_000 / sizes.events
         goals.append(Goal("SDK rebuild of 1,000,000 events", seconds, REBUILD_GOAL_S, " s", True))
+        what = "rebuild through upcasters / without (median ratio)"
+        goals.append(Goal(what, upcasting.median_ratio, UPCAST_GOAL))
     if only != "rebuild":
         async with AsyncExitStack() as stack:
             live = await start_live(settings, stack)

@@ -8,6 +8,12 @@ Callers write inputs (commands, queries) and read outputs and event payloads. Br
 - outputs and events: a field no longer always present, or a type that may carry more than
   before (`string` -> `string|null`), which readers never had to handle.
 A type change in neither direction's favour (`integer` -> `string`) breaks both.
+
+Events also stay readable from the log, whatever the major version: the new class must read
+the payloads already stored (no field it requires missing, no type it accepts narrowed),
+unless the event's version is raised and upcasters lead from the previous registered version
+to the new one. A version without that chain of upcasters breaks too, as does one that drops
+an upcaster its predecessor had (the events of that version are still in the log).
 """
 
 import json
@@ -31,6 +37,10 @@ DESCRIPTIONS = {
     "field-became-required": "{field} became required",
     "field-no-longer-required": "{field} is no longer always present",
     "type-changed": "{field} changed type from {old} to {new}",
+    "version-not-bumped": "changed at version {old} so that the stored events cannot be read; "
+    "raise its version and declare @upcaster({contract}, {old})",
+    "upcaster-missing": "version {new} cannot read the stored events of version {old}: "
+    "declare @upcaster({contract}, {old})",
 }
 
 
@@ -45,7 +55,9 @@ class BreakingChange:
 
     def describe(self) -> str:
         field = f"field {self.path!r}" if self.path else "the schema"
-        text = DESCRIPTIONS[self.change].format(field=field, old=self.old, new=self.new)
+        text = DESCRIPTIONS[self.change].format(
+            field=field, old=self.old, new=self.new, contract=self.contract
+        )
         return f"{' '.join(filter(None, (self.contract, self.schema)))}: {text}"
 
     def detail(self) -> dict[str, str]:
@@ -59,6 +71,18 @@ def breaking_changes(
     return [change for name in sorted(old) for change in _contract(old[name], new.get(name))]
 
 
+def log_breaking_changes(
+    old: Mapping[str, ContractInfo], new: Mapping[str, ContractInfo]
+) -> list[BreakingChange]:
+    """What in `new` leaves events already in the log unreadable (checked across majors too)."""
+    return [
+        change
+        for name, before in sorted(old.items())
+        if before.kind == "event" and (after := new.get(name)) is not None and after.kind == "event"
+        for change in _event(before, after, readers=False)
+    ]
+
+
 def _contract(before: ContractInfo, after: ContractInfo | None) -> Iterator[BreakingChange]:
     name = before.message_type
     if after is None:
@@ -66,12 +90,43 @@ def _contract(before: ContractInfo, after: ContractInfo | None) -> Iterator[Brea
     elif after.kind != before.kind:
         yield BreakingChange(name, "", "", "kind-changed", before.kind, after.kind)
     else:
-        reads = before.kind == "event"  # subscribers read event payloads
-        yield from SchemaDiff(name, "input", before.input_schema, after.input_schema, reads)
+        if before.kind == "event":
+            yield from _event(before, after, readers=True)
+        else:
+            yield from SchemaDiff(name, "input", before.input_schema, after.input_schema, False)
         if before.output_schema is not None and after.output_schema is None:
             yield BreakingChange(name, "output", "", "output-removed")
         elif before.output_schema is not None and after.output_schema is not None:
             yield from SchemaDiff(name, "output", before.output_schema, after.output_schema, True)
+
+
+def _event(before: ContractInfo, after: ContractInfo, readers: bool) -> Iterator[BreakingChange]:
+    """An event stays readable from the log (the new class reads the stored payloads) and, with
+    `readers`, by the readers of the old version (they read new payloads); a raised version
+    with upcasters from the old one carries the stored payloads over."""
+    name, old, new = before.message_type, before.schema_version, after.schema_version
+    yield from _missing_upcasters(before, after)
+    if new > old:
+        return
+    schemas = before.input_schema, after.input_schema
+    diffs = [*SchemaDiff(name, "input", *schemas, False)]
+    if readers:
+        diffs += SchemaDiff(name, "input", *schemas, True)
+    changes = list(dict.fromkeys(diffs))  # a change both ways is named once
+    yield from changes
+    if changes:
+        yield BreakingChange(name, "", "", "version-not-bumped", str(old))
+
+
+def _missing_upcasters(before: ContractInfo, after: ContractInfo) -> Iterator[BreakingChange]:
+    """Every version the old class read (its own, those it upcast) the new one must still
+    read: each step from the oldest of them up to the new version needs its upcaster."""
+    oldest = min([before.schema_version, *before.upcasts_from])
+    upcasts = set(after.upcasts_from)  # versions are bounded at registration
+    for step in range(oldest, after.schema_version):
+        if step not in upcasts:
+            new = str(after.schema_version)
+            yield BreakingChange(before.message_type, "", "", "upcaster-missing", str(step), new)
 
 
 class SchemaDiff:

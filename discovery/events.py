@@ -47,6 +47,7 @@ async def record(
                 event.message_type(),
                 event.model_dump_json(),
                 {"service": DISCOVERY},
+                schema_version=event.__version__,
             )
             for i, event in enumerate(events)
         ],

@@ -14,7 +14,7 @@ import asyncpg
 
 from discovery import store
 from discovery.cache import current_cache
-from discovery.compatibility import breaking_changes
+from discovery.compatibility import breaking_changes, log_breaking_changes
 from discovery.events import Cause, record
 from discovery.semver import compare, major, same_major
 from discovery.store import Connection, connection
@@ -194,12 +194,12 @@ def _check_compatible(
     incoming: Contracts,
     newer: bool,
 ) -> None:
-    """Under one major version, each version must keep its predecessors' callers working."""
+    """Under one major version, each version must keep its predecessors' callers working;
+    across major versions, the events already in the log must stay readable."""
     version = message.version
-    if not same_major(version, current_version):
-        return
     old, new = (current, incoming) if newer else (incoming, current)
-    changes = breaking_changes(old, new)
+    compatible = same_major(version, current_version)
+    changes = breaking_changes(old, new) if compatible else log_breaking_changes(old, new)
     if not changes:
         return
     relation = (
@@ -207,10 +207,16 @@ def _check_compatible(
         if newer
         else f"is older than {current_version}, which would break its callers"
     )
+    advice = (
+        "Keep the contracts compatible, or release the change under a new major version "
+        f"({major(current_version) + 1}.0.0)"
+        if compatible
+        else "A new major version does not change the log: raise the event's version "
+        "and declare upcasters from the stored one"
+    )
     raise Conflict(
         f"{message.service_name} {version} {relation}: "
-        f"{'; '.join(c.describe() for c in changes)}. Keep the contracts compatible, "
-        f"or release the change under a new major version ({major(current_version) + 1}.0.0)",
+        f"{'; '.join(c.describe() for c in changes)}. {advice}",
         {
             "service": message.service_name,
             "version": version,

@@ -7,7 +7,7 @@ from typing import Any
 
 from discovery.schemas import schema_problems
 from discovery.semver import parse
-from pipelines.contracts import CONTRACT_NAME_PATTERN, PERMISSION_PATTERN
+from pipelines.contracts import CONTRACT_NAME_PATTERN, MAX_SCHEMA_VERSION, PERMISSION_PATTERN
 from pipelines.errors import ValidationError
 from pipelines.registry import ContractInfo, RegisterService
 
@@ -78,6 +78,7 @@ def _contract_problems(contract: ContractInfo, where: str) -> Iterator[Problem]:
                 f"matching {PERMISSION_PATTERN.pattern}",
             )
     yield from _access_problems(contract, where)
+    yield from _version_problems(contract, where)
     yield from _schema_problems(name, contract.input_schema, f"{where}.inputSchema")
     if contract.input_schema.get("type") != "object":
         yield _problem(f"{where}.inputSchema.type", f"{name}: a message must be a JSON object")
@@ -111,6 +112,19 @@ def _access_problems(contract: ContractInfo, where: str) -> Iterator[Problem]:
             yield _problem(
                 f"{where}.audience.admin[{j}]", f"{name}: invalid permission {permission!r}"
             )
+
+
+def _version_problems(contract: ContractInfo, where: str) -> Iterator[Problem]:
+    """An event's schema version is 1 to MAX_SCHEMA_VERSION, and it upcasts from older versions
+    only, each once; other contracts have no version but 1."""
+    name, version, older = contract.message_type, contract.schema_version, contract.upcasts_from
+    top = MAX_SCHEMA_VERSION if contract.kind == "event" else 1
+    if not 1 <= version <= top:
+        yield _problem(f"{where}.schemaVersion", f"{name}: schema version must be 1 to {top}")
+    if any(not 1 <= v < version for v in older) or len(set(older)) != len(older):
+        yield _problem(
+            f"{where}.upcastsFrom", f"{name}: upcasts from distinct versions below {version} only"
+        )
 
 
 def _schema_problems(name: str, schema: Any, where: str) -> Iterator[Problem]:

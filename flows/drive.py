@@ -12,6 +12,7 @@ from flows.runs import RunRecord, RunTable, Status
 from flows.sender import Sender
 from flows.settings import FlowSettings
 from pipelines.contracts import Event
+from pipelines.upcasting import read_event
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +77,8 @@ class Drive:
         return "compensated"
 
     def _input(self) -> Event:
-        event: Event = self.flow.trigger.model_validate(self.record.input)
+        """The event that started the run, as the flow's trigger class reads it now."""
+        event: Event = read_event(self.flow.trigger, self.record.input, self.record.input_version)
         return event
 
     def _run(self, phase: Phase) -> Run:

@@ -51,7 +51,8 @@ class Host:
             causation = str(ctx.event.event_id) if ctx.event is not None else ctx.message_id
             data = event.model_dump(mode="json")
             runs = RunTable(ctx.store.pool)
-            if await runs.start(flow.name, key, data, ctx.correlation_id, causation):
+            version = event.__version__
+            if await runs.start(flow.name, key, data, ctx.correlation_id, causation, version):
                 crashpoints.reached("started", run_id(flow.name, key))
             for engine in self.engines:
                 engine.wake()

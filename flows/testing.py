@@ -103,7 +103,10 @@ def in_memory_starter(flow: Flow[Any], runtime: Runtime) -> HandlerFn:
         causation = str(ctx.event.event_id) if ctx.event is not None else ctx.message_id
         data = event.model_dump(mode="json")
         correlation = ctx.correlation_id
-        record = RunRecord(run, flow.name, key, "running", data, None, correlation, causation)
+        record = RunRecord(
+            run, flow.name, key, "running", data, None, correlation, causation,
+            type(event).__version__,
+        )  # fmt: skip
         journal = MemoryJournal(run)
         drive = Drive(flow, record, journal, MemoryRuns(record), Sender(runtime), settings)
         while isinstance(await drive.outcome(), Suspended):

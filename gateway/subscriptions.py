@@ -25,6 +25,7 @@ from gateway.fanout import EventRoute, Fanout
 from gateway.state import GatewayState
 from pipelines import headers as h
 from pipelines.identity import Caller
+from pipelines.messages import schema_version
 from pipelines.registry import ContractInfo
 from pipelines.topology import event_routing_key
 
@@ -42,6 +43,7 @@ class Delivery:
     event_id: str | None
     occurred_at: str | None
     correlation_id: str | None
+    schema_version: int = 1  # of the class that wrote `data` (the gateway cannot upcast)
 
     @classmethod
     def of(cls, event_type: str, data: dict[str, Any], headers: Mapping[str, Any]) -> "Delivery":
@@ -53,6 +55,7 @@ class Delivery:
             _text(headers.get(h.EVENT_ID)),
             _text(headers.get(h.OCCURRED_AT)),
             _text(headers.get(h.CORRELATION_ID)),
+            schema_version(headers.get(h.SCHEMA_VERSION)) or 1,
         )
 
     def envelope(self) -> dict[str, Any]:
@@ -62,6 +65,7 @@ class Delivery:
             "position": self.position,
             "occurredAt": self.occurred_at,
             "correlationId": self.correlation_id,
+            "schemaVersion": self.schema_version,
             "data": self.data,
         }
 

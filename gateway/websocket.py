@@ -20,7 +20,7 @@ Server -> client:
     {"type": "authenticated", "userId": "u-1"}            (userId null: anonymous)
     {"type": "subscribed", "id": "s1", "eventType": "OrderPlaced", "filters": {...}}
     {"type": "event", "id": "s1", "eventType", "eventId", "position", "occurredAt",
-     "correlationId", "data"}
+     "correlationId", "schemaVersion", "data"}
     {"type": "unsubscribed", "id": "s1"}
     {"type": "pong"}
     {"type": "error", "id": "s1", "error": {"code", "message", "details"}}  (id when it has one)

@@ -15,6 +15,7 @@ from pipelines.errors import (
 from pipelines.identity import Caller
 from pipelines.service import Service
 from pipelines.settings import Settings, get_settings
+from pipelines.upcasting import UpcastError, upcaster
 
 __all__ = [
     "Aggregate",
@@ -34,7 +35,9 @@ __all__ = [
     "Sensitive",
     "Service",
     "Settings",
+    "UpcastError",
     "ValidationError",
     "applies",
     "get_settings",
+    "upcaster",
 ]

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from pipelines.contracts import Event
+from pipelines.upcasting import read_event
 
 E = TypeVar("E", bound=Event)
 Applier = Callable[[Any, Any], None]
@@ -38,9 +39,10 @@ class Aggregate(BaseModel):
 
     Every `snapshot_every` events (50; 0: never) the platform keeps a snapshot of the state,
     from which `ctx.load` starts instead of the first event. A snapshot records the class's
-    `snapshot_shape` (its fields and the code of its `@applies` methods): after a change to either,
-    older snapshots are ignored and the events folded again, so a snapshot never hides a
-    change of the fold. Raise `snapshot_version` to drop them for a reason the shape misses.
+    `snapshot_shape` (its fields, the code of its `@applies` methods, their events' schema
+    versions): after a change to any, older snapshots are ignored and the events folded again,
+    so a snapshot never hides a change of the fold. Raise `snapshot_version` to drop them for
+    a reason the shape misses.
     """
 
     model_config = ConfigDict(validate_assignment=False)
@@ -77,11 +79,11 @@ class Aggregate(BaseModel):
         self._apply(event)
         self._pending.append(event)
 
-    def replay(self, event_type: str, data: dict[str, Any]) -> None:
-        """Apply an event read from the log."""
+    def replay(self, event_type: str, data: dict[str, Any], schema_version: int = 1) -> None:
+        """Apply an event read from the log (written at `schema_version` of its class)."""
         entry = self.appliers.get(event_type)
         if entry is not None:
-            entry[1](self, entry[0].model_validate(data))
+            entry[1](self, read_event(entry[0], data, schema_version))
         self.version += 1
 
     def _apply(self, event: Event) -> None:
@@ -101,11 +103,15 @@ class Aggregate(BaseModel):
 
 
 def _shape(cls: type[Aggregate]) -> str:
-    """A digest of what a snapshot of `cls` depends on: its fields, its fold, its version."""
+    """A digest of what a snapshot of `cls` depends on: its fields, its fold (with the schema
+    versions of the events it folds, above 1: a version bump may change what a fold sees),
+    its version."""
     digest = hashlib.sha256(json.dumps(cls.model_json_schema(), sort_keys=True).encode())
     digest.update(str(cls.snapshot_version).encode())
-    for event_type, (_, fn) in sorted(cls.appliers.items()):
+    for event_type, (event, fn) in sorted(cls.appliers.items()):
         digest.update(event_type.encode())
+        if event.__version__ > 1:
+            digest.update(f"@{event.__version__}".encode())
         _digest_code(digest, fn.__code__)
     return digest.hexdigest()[:32]
 

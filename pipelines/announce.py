@@ -2,9 +2,11 @@
 
 Discovery may start after the service, or restart: registration is retried in the background
 with backoff, and a heartbeat that discovery does not recognise triggers a new registration.
-A rejected registration (an incompatible contract change, a message type owned by another
-service) is logged with discovery's reason and handed to `on_refused`: the instance then
-consumes nothing (see `ServiceInstance.refuse`).
+An instance introduces itself before it consumes anything (`introduce`), so that a version
+discovery refuses never takes a message; if discovery does not answer in time the instance
+consumes all the same and keeps trying. A rejected registration (an incompatible contract
+change, a message type owned by another service) is logged with discovery's reason and handed
+to `on_refused`: the instance then consumes nothing (see `ServiceInstance.refuse`).
 """
 
 import asyncio
@@ -18,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from pipelines.errors import PlatformError
 from pipelines.registry import DISCOVERY, DeregisterService, Heartbeat, RegisterService
 from pipelines.retry import backoff_delay
-from pipelines.rpc import RpcClient
+from pipelines.rpc import Response, RpcClient
 from pipelines.settings import Settings
 
 log = logging.getLogger("banyan.announce")
@@ -53,6 +55,21 @@ class Announcer:
                 await asyncio.sleep(self.settings.heartbeat_interval)
                 await self._heartbeat()
 
+    async def introduce(self) -> None:
+        """One registration attempt, made before the instance consumes anything: accepted,
+        refused (`on_refused` has run), or unanswered (`run` keeps trying)."""
+        try:
+            reply = await self.rpc.send(DISCOVERY, self.message, timeout=REPLY_TIMEOUT)
+        except PlatformError:
+            log.warning(
+                "discovery did not answer %s %s's registration; consuming, and registering "
+                "as soon as it answers",
+                self.message.service_name,
+                self.message.version,
+            )
+            return
+        await self._answered(reply)
+
     async def _register(self) -> None:
         attempt = 0
         while True:
@@ -62,20 +79,23 @@ class Announcer:
             except PlatformError:  # no answer yet: discovery is not running
                 await asyncio.sleep(min(30.0, backoff_delay(self.settings, attempt)))
                 continue
-            if reply.ok:
-                self.registered.set()
-                log.info("registered %s %s", self.message.service_name, self.message.version)
-            else:
-                self.rejection = reply.error()
-                log.error(
-                    "discovery rejected %s %s: %s %s",
-                    self.message.service_name,
-                    self.message.version,
-                    self.rejection.message,
-                    self.rejection.details or "",
-                )
-                await self.on_refused(self.rejection)
+            await self._answered(reply)
             return
+
+    async def _answered(self, reply: Response) -> None:
+        if reply.ok:
+            self.registered.set()
+            log.info("registered %s %s", self.message.service_name, self.message.version)
+            return
+        self.rejection = reply.error()
+        log.error(
+            "discovery rejected %s %s: %s %s",
+            self.message.service_name,
+            self.message.version,
+            self.rejection.message,
+            self.rejection.details or "",
+        )
+        await self.on_refused(self.rejection)
 
     async def _heartbeat(self) -> None:
         beat = Heartbeat(

@@ -20,19 +20,19 @@ IN_FLIGHT_LOCK = (
 )
 INSERT_EVENTS = (
     "INSERT INTO events (position, event_id, aggregate_type, aggregate_id, version, event_type, "
-    "data, metadata, correlation_id, causation_id) "
+    "data, metadata, schema_version, correlation_id, causation_id) "
     "SELECT nextval('events_position_seq'), {source} WHERE "
     + IN_FLIGHT_LOCK
     + " RETURNING position"
 )
-ONE_EVENT = "$1, $2, $3, $4, $5, $6, $7, $8, $9"
+ONE_EVENT = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10"
 MANY_EVENTS = (
-    "e.*, $8, $9 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], "
-    "$6::jsonb[], $7::jsonb[]) AS e"
+    "e.*, $9, $10 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], "
+    "$6::jsonb[], $7::jsonb[], $8::int[]) AS e"
 )
 RECORD_COMMAND = (
     "INSERT INTO command_results (command_id, message_type, result, fingerprint, position) "
-    "SELECT $10, $11, $12, $13, max(position) FROM added"
+    "SELECT $11, $12, $13, $14, max(position) FROM added"
 )
 RECORD_COMMAND_ALONE = (
     "INSERT INTO command_results (command_id, message_type, result, fingerprint, position) "
@@ -48,6 +48,7 @@ class Event(Protocol):
     version: int
     event_type: str
     data: str
+    schema_version: int
 
 
 @cache
@@ -69,12 +70,12 @@ def event_arguments(
     correlation_id: str | None,
     causation_id: str | None,
 ) -> tuple[Any, ...]:
-    """$1..$9 of `append_statement`: scalars for one event, arrays for more."""
+    """$1..$10 of `append_statement`: scalars for one event, arrays for more."""
     if len(events) == 1:
         e = events[0]
         return (
             e.event_id, e.aggregate_type, e.aggregate_id, e.version, e.event_type, e.data,
-            metadata[0], correlation_id, causation_id,
+            metadata[0], e.schema_version, correlation_id, causation_id,
         )  # fmt: skip
     return (
         [e.event_id for e in events],
@@ -84,6 +85,7 @@ def event_arguments(
         [e.event_type for e in events],
         [e.data for e in events],
         list(metadata),
+        [e.schema_version for e in events],
         correlation_id,
         causation_id,
     )

@@ -94,7 +94,7 @@ class Context:
         for event in await self.store.read_stream(
             cls.aggregate_type, aggregate_id, aggregate.version
         ):
-            aggregate.replay(event.event_type, event.data)
+            aggregate.replay(event.event_type, event.data, event.schema_version)
         if snapshot is None and cls.snapshot_every and aggregate.version >= cls.snapshot_every:
             self._snapshots_due.append(aggregate)  # none of this shape yet: a command keeps one
         self._aggregates[key] = aggregate
@@ -125,6 +125,7 @@ class Context:
                     event.message_type(),
                     event.model_dump_json(),
                     metadata,
+                    schema_version=event.__version__,
                 )
                 for i, event in enumerate(pending)
             )

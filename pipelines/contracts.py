@@ -15,9 +15,13 @@ An event declares who may receive it on the gateway's sockets (its audience): `p
 `owner` (a text field that must equal the caller's user id) unless the caller holds `admin`.
 An event that declares neither is not delivered to clients at all.
 Mark a field `Annotated[str, Sensitive]` to have its value redacted in logs.
+
+An event has a schema version (`version=2`, default 1), recorded with every event it writes;
+`@upcaster(OrderPlaced, 1)` (pipelines.upcasting) turns older payloads into the current one.
 """
 
 import re
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict
@@ -25,6 +29,7 @@ from pydantic.alias_generators import to_camel
 
 PERMISSION_PATTERN = re.compile(r"^[a-z][a-z0-9-]*:[a-z][a-z0-9-]*$")
 CONTRACT_NAME_PATTERN = re.compile(r"^[A-Z][A-Za-z0-9]*$")
+MAX_SCHEMA_VERSION = 99_999  # of an event: `x-schema-version` carries at most five digits
 
 Kind = Literal["command", "query", "event", "model"]
 
@@ -84,6 +89,16 @@ def _permissions(cls: type, permissions: list[str] | tuple[str, ...]) -> tuple[s
     return tuple(permissions)
 
 
+def _version(cls: type["Contract"], version: int) -> int:
+    if cls.__kind__ != "event":
+        raise InvalidContract(f"{cls.__name__}: only events have a schema version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise InvalidContract(f"{cls.__name__}: version must be a whole number from 1")
+    if version > MAX_SCHEMA_VERSION:
+        raise InvalidContract(f"{cls.__name__}: version must be at most {MAX_SCHEMA_VERSION}")
+    return version
+
+
 def _check_audience(cls: type["Contract"]) -> None:
     """An event's audience must say one thing: public, or permissions (+ owner, + admin)."""
     name, owner = cls.__name__, cls.__owner__
@@ -115,6 +130,9 @@ class Contract(Model):
     __public__: ClassVar[bool] = False
     __owner__: ClassVar[str | None] = None
     __admin__: ClassVar[tuple[str, ...]] = ()
+    # events only: the schema version this class reads and writes (see pipelines.upcasting)
+    __version__: ClassVar[int] = 1
+    __upcasters__: ClassVar[dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {}
 
     def __init_subclass__(
         cls,
@@ -128,9 +146,11 @@ class Contract(Model):
         public: bool | None = None,
         owner: str | None = None,
         admin: str | list[str] | tuple[str, ...] | None = None,
+        version: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init_subclass__(**kwargs)
+        cls.__upcasters__ = {}  # each class its own: an upcaster belongs to one class
         if permissions is not None:
             cls.__permissions__ = _permissions(cls, permissions)
         if description is not None:
@@ -153,6 +173,8 @@ class Contract(Model):
             cls.__owner__ = owner
         if admin is not None:
             cls.__admin__ = _permissions(cls, [admin] if isinstance(admin, str) else admin)
+        if version is not None:
+            cls.__version__ = _version(cls, version)
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:

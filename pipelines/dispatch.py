@@ -461,4 +461,5 @@ def recorded_from_headers(incoming: Incoming, event: Contract) -> RecordedEvent:
         occurred_at=datetime.fromisoformat(occurred) if occurred else datetime.min,
         correlation_id=incoming.correlation_id,
         causation_id=incoming.causation_id,
+        schema_version=event.__version__,  # `data` is the event as its class reads it
     )

@@ -33,6 +33,7 @@ SIGNED_HEADERS = (
     h.OCCURRED_AT,
     h.CORRELATION_ID,
     h.CAUSATION_ID,
+    h.SCHEMA_VERSION,
 )
 # every field's length first: no two different sets of fields read the same
 LENGTHS = struct.Struct(f">{len(SIGNED_HEADERS) + 2}Q")

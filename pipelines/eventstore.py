@@ -14,14 +14,16 @@ from pipelines.append_statements import (
     append_statement,
     event_arguments,
 )
+from pipelines.contracts import Event
 from pipelines.database import Pool, delete_in_batches, encode_json
 from pipelines.errors import ConcurrencyError
 from pipelines.notifier import Notifier
 from pipelines.telemetry import appending
+from pipelines.upcasting import upcast
 
 EVENT_COLUMNS = (
     "position, event_id, aggregate_type, aggregate_id, version, event_type, data, metadata, "
-    "occurred_at, correlation_id, causation_id"
+    "occurred_at, correlation_id, causation_id, schema_version"
 )
 # SKIP LOCKED: instances sweeping at the same time take different rows instead of waiting
 EXPIRE_COMMAND_RESULTS = (
@@ -48,8 +50,18 @@ COMMAND_RESULT = (
     "SELECT result, position, fingerprint, result IS NULL AS withheld FROM command_results "
     "WHERE command_id = $1"
 )
-READ_LOG = "SELECT * FROM read_log($1, $2, $3::text[])"
+READ_LOG = "SELECT * FROM read_log_versioned($1, $2, $3::text[])"
 EVENT_ID_CONSTRAINT = "events_event_id_key"
+# One snapshot per shape, so that two releases running side by side (a rolling deploy) each
+# start from their own; a shape no release has written for a day is gone with its class.
+SAVE_SNAPSHOT = (
+    "WITH stale AS (DELETE FROM snapshots WHERE aggregate_type = $1 AND aggregate_id = $2 "
+    "AND shape <> $5 AND created_at < now() - interval '1 day') "
+    "INSERT INTO snapshots (aggregate_type, aggregate_id, version, state, shape) "
+    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (aggregate_type, aggregate_id, shape) DO UPDATE "
+    "SET version = excluded.version, state = excluded.state, created_at = now() "
+    "WHERE snapshots.version < excluded.version"
+)
 Runner: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 
@@ -62,6 +74,7 @@ class NewEvent:
     data: str  # JSON text
     metadata: dict[str, Any] = field(default_factory=dict)
     event_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    schema_version: int = 1  # of the event's class (see pipelines.upcasting)
 
 
 @dataclass(slots=True, frozen=True)
@@ -77,6 +90,7 @@ class RecordedEvent:
     occurred_at: datetime
     correlation_id: str | None
     causation_id: str | None
+    schema_version: int = 1  # the version of the class that wrote it
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> "RecordedEvent":
@@ -84,8 +98,20 @@ class RecordedEvent:
 
     @classmethod
     def from_log(cls, row: asyncpg.Record) -> "RecordedEvent":
-        """From a row of `read_log`: the bound, then the event."""
+        """From a row of `read_log_versioned`: the bound, then the event."""
         return cls(*islice(row.values(), 1, None))
+
+    def read_as(self, event: type[Event]) -> "RecordedEvent":
+        """This event with the data `event` reads: upcast when it was written by an older
+        version of the class (no work otherwise)."""
+        if self.schema_version >= event.__version__:
+            return self
+        data = upcast(event, self.data, self.schema_version)
+        return RecordedEvent(  # twice as fast as dataclasses.replace, on every upcast event
+            self.position, self.event_id, self.aggregate_type, self.aggregate_id, self.version,
+            self.event_type, data, self.metadata, self.occurred_at, self.correlation_id,
+            self.causation_id, event.__version__,
+        )  # fmt: skip
 
 
 @dataclass(slots=True, frozen=True)
@@ -271,13 +297,10 @@ class EventStore:
     async def save_snapshot(
         self, aggregate_type: str, aggregate_id: str, version: int, state: str, shape: str
     ) -> None:
-        """Keep the newest snapshot, or replace one of another shape whatever its version."""
+        """Keep the newest snapshot of this shape (others stay, for the release that wrote them,
+        until none has been written for a day)."""
         await self.pool.execute(
-            "INSERT INTO snapshots (aggregate_type, aggregate_id, version, state, shape) "
-            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE "
-            "SET version = excluded.version, state = excluded.state, shape = excluded.shape, "
-            "created_at = now() "
-            "WHERE snapshots.version < excluded.version OR snapshots.shape <> excluded.shape",
+            SAVE_SNAPSHOT,
             aggregate_type,
             aggregate_id,
             version,

@@ -21,6 +21,7 @@ from pipelines.positions import PositionWatcher
 from pipelines.production import refuse_private_key
 from pipelines.querycache import QueryCache, keyed_fields
 from pipelines.redisclient import connect_redis
+from pipelines.registry import DISCOVERY
 from pipelines.relay import EventRelay
 from pipelines.revocation import follow
 from pipelines.rpc import RpcClient
@@ -48,6 +49,10 @@ async def _as_is(message: Any) -> Any:
     return message
 
 
+# a handler's processor, its queue, the exchange the queue is bound to, and its channel
+Consumer = tuple[Processor, Any, Any, Channel]
+
+
 def _consumer(processor: Processor) -> Any:
     async def consume(message):  # type: ignore[no-untyped-def]  # the RabbitMessage (_as_is)
         await processor(message)
@@ -70,7 +75,6 @@ class ServiceInstance:
         )
         self.runtime = Runtime(service.calls, settings, self.broker)
         self.notifier = Notifier(settings)
-        self.queues: list[str] = []
         self.instance_id = new_instance_id(service.name)
         self.announcer: Announcer | None = None
         self.http: HttpServer | None = None
@@ -81,7 +85,8 @@ class ServiceInstance:
         self.revocations_feed = EventFeed(
             settings.rabbitmq_url, self.runtime.signatures, service.name
         )
-        self._register()
+        self._consumers = self._plan()
+        self.queues = [queue.name for _, queue, _, _ in self._consumers]
         self.app = FastStream(
             self.broker,
             on_startup=[self._setup],
@@ -91,33 +96,35 @@ class ServiceInstance:
             specification=ServiceAsyncAPI(service, settings.rabbitmq_url),
         )
 
-    def _register(self) -> None:
+    def _plan(self) -> list[Consumer]:
+        """A consumer per handler: what processes its messages, its queue and its channel."""
         requests = Channel(prefetch_count=self.settings.prefetch_count)
         events = Channel(prefetch_count=self.settings.event_prefetch_count)
+        planned: list[Consumer] = []
         for handler in self.service.requests.values():
             name = request_queue_name(self.service.name, handler.contract)
             kind = CommandProcessor if handler.contract.__kind__ == "command" else QueryProcessor
-            self._subscribe(
-                kind(self.runtime, handler, name), work_queue(self.settings, name), None, requests
-            )
+            queue = work_queue(self.settings, name)
+            planned.append((kind(self.runtime, handler, name), queue, None, requests))
         for handler in self.service.subscriptions.values():
             assert handler.subscriber is not None
             name = event_queue_name(handler.subscriber, handler.contract)  # type: ignore[arg-type]
             queue = work_queue(self.settings, name, event_binding_key(handler.contract))  # type: ignore[arg-type]
-            self._subscribe(
-                EventProcessor(self.runtime, handler, name), queue, events_exchange, events
+            planned.append(
+                (EventProcessor(self.runtime, handler, name), queue, events_exchange, events)
             )
+        return planned
 
-    def _subscribe(self, processor: Processor, queue: Any, exchange: Any, channel: Channel) -> None:
-        self.queues.append(queue.name)
-        self.broker.subscriber(
-            queue,
-            exchange,
-            channel=channel,
-            ack_policy=AckPolicy.MANUAL,
-            no_reply=True,
-            decoder=_as_is,
-        )(_consumer(processor))
+    def _subscribe(self) -> None:
+        for processor, queue, exchange, channel in self._consumers:
+            self.broker.subscriber(
+                queue,
+                exchange,
+                channel=channel,
+                ack_policy=AckPolicy.MANUAL,
+                no_reply=True,
+                decoder=_as_is,
+            )(_consumer(processor))
 
     async def start(self) -> None:
         """Start without the FastStream runner (tests, embedding)."""
@@ -157,6 +164,9 @@ class ServiceInstance:
         ).connect()
         if self.service.calls.contracts and (problem := self.runtime.identity.credential_problem()):
             self.log.error("%s: its sends will be refused until then", problem)
+        await self._introduce()
+        if self.refused is None:
+            self._subscribe()
 
     async def _follow_revocations(self) -> None:
         """Before the first request: tokens revoked are refused from then on."""
@@ -167,6 +177,16 @@ class ServiceInstance:
             await follow(revocations, self.revocations_feed, client, prefix)
         finally:
             await client.aclose()
+
+    async def _introduce(self) -> None:
+        """Register with discovery before consuming anything: a version it refuses takes no
+        message, not even one waiting in a queue when it starts."""
+        if not self.settings.announce_enabled or self.runtime.rpc is None:
+            return
+        registration = self.service.registration(self.instance_id)
+        self.announcer = Announcer(registration, self.runtime.rpc, self.settings, self.refuse)
+        if self.service.name != DISCOVERY:  # which answers registrations once it consumes
+            await self.announcer.introduce()
 
     async def _open_database(self) -> Any:
         await migrate(self.settings, [self.service.migrations] if self.service.migrations else [])
@@ -187,23 +207,20 @@ class ServiceInstance:
             channel = await self.runtime.channel(CONFIRM_CHANNEL)
             self.relay = EventRelay(self.settings, channel, notifier=self.notifier)
             self._spawn(self.relay.run, "relay")
-        if self.settings.announce_enabled and self.runtime.rpc is not None:
-            registration = self.service.registration(self.instance_id)
-            self.announcer = Announcer(registration, self.runtime.rpc, self.settings, self.refuse)
+        if self.announcer is not None:
             self._spawn(self.announcer.run, "announcer")
         await self._start_http()
         self._spawn(lambda: telemetry.sample_forever(self), "telemetry")
         invalidate = self.runtime.cache.invalidate if self.runtime.cache else None
         for task in self.service.background_tasks:
             self._spawn(functools.partial(task, self), task.__name__)
-        for projection in self.service.projections:
+        for projection in self.service.projections if self.refused is None else []:
             runner = projection.runner(self.settings, pool, invalidate, self.notifier)
             self.runners[projection.name] = runner
             self._spawn(runner.run, f"projection {projection.name}")
 
     async def _start_http(self) -> None:
-        port = getattr(self.settings, f"{self.service.name}_port", None)
-        port = self.service.http_port if port is None else port
+        port = self.settings.http_port(self.service.name, self.service.http_port)
         if port is None:
             return
         app = self.service.http

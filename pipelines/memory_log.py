@@ -43,7 +43,7 @@ class MemoryEventStore(EventStore):
         self._results: dict[str, StoredResult] = {}
         self._result_times: dict[str, float] = {}
         self._processed: dict[tuple[str, str], float] = {}
-        self._snapshots: dict[StreamKey, tuple[int, dict[str, Any], str]] = {}
+        self._snapshots: dict[tuple[str, str, str], tuple[int, dict[str, Any]]] = {}
         self._other_writers: list[list[NewEvent]] = []
 
     def before_next_append(self, events: Sequence[NewEvent]) -> None:
@@ -112,6 +112,7 @@ class MemoryEventStore(EventStore):
                     occurred_at=now,
                     correlation_id=correlation_id,
                     causation_id=causation_id,
+                    schema_version=event.schema_version,
                 )
             )
         return len(self.events) if events else None
@@ -179,17 +180,18 @@ class MemoryEventStore(EventStore):
     async def load_snapshot(
         self, aggregate_type: str, aggregate_id: str, shape: str
     ) -> tuple[int, dict[str, Any]] | None:
-        kept = self._snapshots.get((aggregate_type, aggregate_id))
-        if kept is None or kept[2] != shape:
+        kept = self._snapshots.get((aggregate_type, aggregate_id, shape))
+        if kept is None:
             return None
         return kept[0], json.loads(json.dumps(kept[1]))  # a copy: the caller may change it
 
     async def save_snapshot(
         self, aggregate_type: str, aggregate_id: str, version: int, state: str, shape: str
     ) -> None:
-        kept = self._snapshots.get((aggregate_type, aggregate_id))
-        if kept is None or kept[0] < version or kept[2] != shape:
-            self._snapshots[(aggregate_type, aggregate_id)] = (version, json.loads(state), shape)
+        key = (aggregate_type, aggregate_id, shape)  # one per shape, as in PostgreSQL
+        kept = self._snapshots.get(key)
+        if kept is None or kept[0] < version:
+            self._snapshots[key] = (version, json.loads(state))
 
 
 def _expire(times: dict[K, float], older_than: float, at_most: int) -> list[K]:

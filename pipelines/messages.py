@@ -12,12 +12,14 @@ from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError as PydanticValidationError
 
 from pipelines import headers as h
-from pipelines.contracts import Contract
+from pipelines.contracts import MAX_SCHEMA_VERSION, Contract
 from pipelines.errors import PlatformError, ValidationError
 from pipelines.settings import MAX_MESSAGE_BYTES
+from pipelines.upcasting import read_event
 
 COMPRESS_ABOVE = 1024  # bytes; larger bodies travel gzip-compressed
 GZIP_WBITS = 16 + zlib.MAX_WBITS  # zlib reads the gzip format
+VERSION_DIGITS = len(str(MAX_SCHEMA_VERSION))
 
 
 def encode_body(body: bytes) -> tuple[bytes, str | None]:
@@ -117,6 +119,9 @@ def decode(contract: type[Contract], incoming: Incoming) -> Contract:
     if b"\\u0000" in body:  # PostgreSQL cannot store it in text or jsonb
         raise ValidationError("NUL characters are not allowed", [{"field": "(body)"}])
     try:
+        current = contract.__version__  # 1 for commands, queries and most events: no work
+        if current > 1 and (written := _schema_version(incoming)) < current:
+            return read_event(contract, _json_object(body), written)  # type: ignore[type-var]
         return contract.model_validate_json(body)
     except PydanticValidationError as exc:
         details = [
@@ -128,6 +133,34 @@ def decode(contract: type[Contract], incoming: Incoming) -> Contract:
             for e in exc.errors(include_url=False, include_input=False)
         ]
         raise ValidationError(f"invalid {contract.message_type()}", details) from exc
+
+
+def schema_version(value: Any) -> int | None:
+    """An `x-schema-version` header: the version of its class an event was written with
+    (absent: 1, as before versions); None when it is not a version."""
+    text = _text(value)
+    if text is None:
+        return 1
+    if not (text.isdigit() and len(text) <= VERSION_DIGITS):
+        return None
+    return int(text) if 0 < int(text) <= MAX_SCHEMA_VERSION else None
+
+
+def _schema_version(incoming: Incoming) -> int:
+    version = schema_version(incoming.headers.get(h.SCHEMA_VERSION))
+    if version is None:
+        raise ValidationError(f"bad {h.SCHEMA_VERSION} header", [{"field": h.SCHEMA_VERSION}])
+    return version
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise ValidationError("the body is not JSON", [{"field": "(body)"}]) from exc
+    if not isinstance(data, dict):
+        raise ValidationError("the body is not a JSON object", [{"field": "(body)"}])
+    return data
 
 
 @dataclass(slots=True, frozen=True)

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from pipelines.contracts import Command, Contract, Event, Model, Query
 from pipelines.querycache import key_alias
+from pipelines.upcasting import upcasts_from
 
 DISCOVERY = "discovery"
 
@@ -50,6 +51,8 @@ class ContractInfo(Model):
     has_policies: bool = False
     cache: CacheInfo | None = None
     audience: Audience | None = None  # events only
+    schema_version: int = 1  # events: the version their class writes
+    upcasts_from: list[int] = []  # events: the older versions it reads through upcasters
 
 
 class RegisterService(Command, internal=True):
@@ -167,6 +170,8 @@ def describe(contract: type[Contract], handler: Any = None) -> ContractInfo:
         has_policies=bool(getattr(handler, "policies", ())),
         cache=_cache_info(handler),
         audience=_audience(contract),
+        schema_version=contract.__version__,
+        upcasts_from=upcasts_from(contract) if issubclass(contract, Event) else [],
     )
 
 

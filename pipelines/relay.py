@@ -32,7 +32,8 @@ log = logging.getLogger("banyan.relay")
 # the next events below the readable bound, in one round trip (see EventStore.read_page)
 READ_BATCH = (
     "SELECT position, event_id, aggregate_type, aggregate_id, version, event_type, data::text, "
-    "metadata, occurred_at, correlation_id, causation_id FROM read_log($1, $2, NULL) "
+    "metadata, occurred_at, correlation_id, causation_id, schema_version "
+    "FROM read_log_versioned($1, $2, NULL) "
     "WHERE position IS NOT NULL"
 )
 
@@ -47,6 +48,7 @@ def event_message(row: asyncpg.Record, signatures: EventSignatures) -> tuple[str
         h.AGGREGATE_TYPE: row["aggregate_type"],
         h.AGGREGATE_ID: row["aggregate_id"],
         h.EVENT_VERSION: row["version"],
+        h.SCHEMA_VERSION: row["schema_version"],
         h.GLOBAL_POSITION: row["position"],
         h.OCCURRED_AT: row["occurred_at"].isoformat(),
         h.CORRELATION_ID: row["correlation_id"] or "",

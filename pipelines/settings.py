@@ -1,5 +1,6 @@
 """Platform settings, read from environment variables (and `.env`)."""
 
+import os
 from functools import lru_cache
 from typing import Literal
 
@@ -98,6 +99,14 @@ class Settings(BaseSettings):
     rebuild_batch_size: int = 5000
     # modules exposing a `service`: their migrations, projections and processes
     service_modules: str = "auth,discovery,examples.orders,examples.inventory,examples.fulfilment"
+
+    def http_port(self, service: str, declared: int | None) -> int | None:
+        """Where a service serves `/health`: `{NAME}_PORT` (`AUTH_PORT`; `LIBRARY_PORT` from the
+        environment for a service the settings do not name), else the port it declares."""
+        port = getattr(self, f"{service}_port", None)
+        if port is None and (raw := os.environ.get(f"{service.upper().replace('-', '_')}_PORT")):
+            port = int(raw)
+        return declared if port is None else port
 
 
 @lru_cache

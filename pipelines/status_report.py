@@ -83,9 +83,7 @@ def _service_line(service: ServiceInfo) -> str:
 async def processes(settings: Settings) -> list[Section]:
     targets = {"gateway": settings.gateway_port}
     for service in load_services(settings):
-        port = getattr(settings, f"{service.name}_port", None)
-        port = service.http_port if port is None else port
-        if port:
+        if port := settings.http_port(service.name, service.http_port):
             targets[service.name] = port
     results = await asyncio.gather(*(asyncio.to_thread(_probe, p) for p in targets.values()))
     lines = [f"{name:<16} :{port:<6} {result}" for (name, port), result in

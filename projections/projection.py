@@ -125,21 +125,26 @@ class Projection:
 
     async def apply(
         self, conn: asyncpg.Connection, generation: int, events: Sequence[RecordedEvent]
-    ) -> None:
-        """Fold `events` into the given generation, inside the caller's transaction."""
-        await self.fold(self.writer(conn, generation), events)
+    ) -> list[RecordedEvent]:
+        """Fold `events` into the given generation, inside the caller's transaction; returns
+        them as the handlers saw them (events of older versions upcast)."""
+        return await self.fold(self.writer(conn, generation), events)
 
-    async def fold(self, writer: Writer, events: Sequence[RecordedEvent]) -> None:
-        """Hand each event this projection handles to its handler, with `writer`; then flush."""
+    async def fold(self, writer: Writer, events: Sequence[RecordedEvent]) -> list[RecordedEvent]:
+        """Hand each event this projection handles to its handler, with `writer`; then flush.
+        Returns the events as the handlers saw them."""
+        applied = []
         for recorded in events:
             entry = self.handlers.get(recorded.event_type)
-            if entry is None:
-                continue
-            try:
-                await entry[1](entry[0].model_validate(recorded.data), writer, recorded)
-            except Exception as exc:
-                raise ProjectionError(recorded.position, recorded.event_type, exc) from exc
+            if entry is not None:
+                try:
+                    recorded = recorded.read_as(entry[0])
+                    await entry[1](entry[0].model_validate(recorded.data), writer, recorded)
+                except Exception as exc:
+                    raise ProjectionError(recorded.position, recorded.event_type, exc) from exc
+            applied.append(recorded)
         await writer.flush()
+        return applied
 
     def runner(
         self,

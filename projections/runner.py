@@ -92,9 +92,9 @@ class ProjectionRunner:
         except ProjectionError as exc:
             await self._stop_at(conn, events, exc)
             return False
-        if not applied:
+        if applied is None:
             return True
-        await self._published(conn, events)
+        await self._published(conn, applied)
         return len(events) == self.projection.batch_size
 
     async def _published(self, conn: asyncpg.Connection, events: list[RecordedEvent]) -> None:
@@ -109,13 +109,14 @@ class ProjectionRunner:
 
     async def _commit(
         self, conn: asyncpg.Connection, events: list[RecordedEvent], covered: int
-    ) -> bool:
-        """Apply and checkpoint atomically; False if a rebuild or a skip moved the checkpoint."""
+    ) -> list[RecordedEvent] | None:
+        """Apply and checkpoint atomically: the events as applied (upcast), or None if a
+        rebuild or a skip moved the checkpoint."""
         name = self.projection.name
         try:
             async with conn.transaction():
                 with telemetry.applying(name, events):
-                    await self.projection.apply(conn, self.generation, events)
+                    applied = await self.projection.apply(conn, self.generation, events)
                 expected = (self.position, self.generation)
                 if not await state.advance(conn, name, expected, covered):
                     raise Superseded
@@ -123,10 +124,10 @@ class ProjectionRunner:
             # Applied to a generation a swap has replaced (its table may be gone already):
             # rolled back, and nothing to report; the next step reads the new checkpoint.
             if await self._follow_checkpoint(conn):
-                return False
+                return None
             raise
         self.position = covered
-        return True
+        return applied
 
     async def _follow_checkpoint(self, conn: asyncpg.Connection) -> bool:
         """Take the stored checkpoint if it moved under this runner; False if it did not."""
@@ -141,9 +142,10 @@ class ProjectionRunner:
     ) -> None:
         good = [e for e in events if e.position < exc.position]
         if good:
-            if not await self._commit(conn, good, good[-1].position):
+            applied = await self._commit(conn, good, good[-1].position)
+            if applied is None:
                 return  # superseded: the next step meets the event again, if at all
-            await self._published(conn, good)
+            await self._published(conn, applied)
         await state.fail(conn, self.projection.name, exc.position, repr(exc.cause))
         self.failed = True
         log.error("projection %s stopped: %s", self.projection.name, exc)

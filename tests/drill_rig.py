@@ -310,12 +310,7 @@ class Rig:
 
     async def backlog(self) -> dict[str, tuple[int, int]]:
         """Queues holding ready or unacknowledged messages: name -> (ready, unacked)."""
-        output = await run(
-            "rabbitmqctl", "-q", "list_queues", "-p", self.env["BANYAN_TEST_VHOST"],
-            "name", "messages_ready", "messages_unacknowledged", "--no-table-headers",
-        )  # fmt: skip
-        rows = (line.split("\t") for line in output.splitlines() if line.count("\t") == 2)
-        counts = {name: (int(ready), int(unacked)) for name, ready, unacked in rows}
+        counts = await queue_depths(self.env["BANYAN_TEST_VHOST"])
         return {name: count for name, count in counts.items() if count != (0, 0)}
 
     async def dead_letters(self, queue: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
@@ -350,6 +345,16 @@ class Rig:
 def _error(message: aio_pika.abc.AbstractIncomingMessage) -> str:
     headers = message.headers or {}
     return f"{headers.get(h.ERROR_TYPE)!r}: {headers.get(h.ERROR_MESSAGE)!r}"
+
+
+async def queue_depths(vhost: str) -> dict[str, tuple[int, int]]:
+    """Every queue of a virtual host: name -> (ready, unacknowledged) messages."""
+    output = await run(
+        "rabbitmqctl", "-q", "list_queues", "-p", vhost,
+        "name", "messages_ready", "messages_unacknowledged", "--no-table-headers",
+    )  # fmt: skip
+    rows = (line.split("\t") for line in output.splitlines() if line.count("\t") == 2)
+    return {name: (int(ready), int(unacked)) for name, ready, unacked in rows}
 
 
 async def run(*argv: str, timeout: float = 120) -> str:

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import aio_pika
 import httpx
 import pytest
 from pydantic import create_model
@@ -20,7 +21,7 @@ from discovery.compatibility import breaking_changes
 from discovery.registrar import Registrar
 from examples.orders import service as orders_service
 from examples.orders.contracts import GetOrder, ListOrders
-from pipelines import Caller, Command, Context, Event, Model, Service
+from pipelines import Caller, Command, Context, Event, Model, Service, upcaster
 from pipelines.cli import parser
 from pipelines.contracts import Contract
 from pipelines.idempotency import record_id
@@ -361,7 +362,8 @@ def lockers_v1() -> list[ContractInfo]:
 
 
 def lockers_v1_compatible() -> list[ContractInfo]:
-    """Adds an optional input field, accepts more input, adds an event field: fine."""
+    """Adds an optional input field, accepts more input, adds an optional event field: fine
+    (a required one would leave the events already stored unreadable)."""
 
     class WideLine(Model):
         sku: str
@@ -376,13 +378,14 @@ def lockers_v1_compatible() -> list[ContractInfo]:
     class LockerRented(Event, service="lockers"):
         rental_id: str
         lines: list[Line]
-        warehouse: str
+        warehouse: str = "main"
 
     return [describe(RentLocker), describe(LockerRented)]
 
 
-def lockers_v2() -> list[ContractInfo]:
-    """Drops a field, adds a required one, changes a nested type."""
+def lockers_v2(event_version: int = 1) -> list[ContractInfo]:
+    """Drops a field, adds a required one, changes a nested type (of the event too: from
+    `event_version` 2, with the upcaster that reads the stored events)."""
 
     class Line(Model):
         sku: str
@@ -392,10 +395,12 @@ def lockers_v2() -> list[ContractInfo]:
         lines: list[Line]
         warehouse: str
 
-    class LockerRented(Event, service="lockers"):
+    class LockerRented(Event, service="lockers", version=event_version):
         rental_id: str
         lines: list[Line]
 
+    if event_version > 1:
+        upcaster(LockerRented, 1)(lambda data: data)
     return [describe(RentLocker), describe(LockerRented)]
 
 
@@ -447,6 +452,7 @@ async def test_incompatible_change_is_rejected_with_the_diff(
     ] == [
         {"contract": "LockerRented", "schema": "input", "path": "lines[].quantity",
          "change": "type-changed", "old": "integer", "new": "string"},
+        {"contract": "LockerRented", "change": "version-not-bumped", "old": "1"},
         {"contract": "RentLocker", "schema": "input", "path": "customerId",
          "change": "field-removed"},
         {"contract": "RentLocker", "schema": "input", "path": "lines[].quantity",
@@ -464,7 +470,10 @@ async def test_incompatible_change_is_rejected_with_the_diff(
         "accepted": True, "serviceName": "lockers", "version": "1.1.0", "changed": True,
     }  # fmt: skip
 
-    major = await send(rpc, registration("lockers", "2.0.0", lockers_v2()))
+    # a new major may break callers, never the log: the event's new shape needs an upcaster
+    unreadable = await send(rpc, registration("lockers", "2.0.0", lockers_v2()))
+    assert "stored events cannot be read" in unreadable.json()["error"]["message"]
+    major = await send(rpc, registration("lockers", "2.0.0", lockers_v2(event_version=2)))
     assert major.result()["changed"] is True
     await eventually(
         lambda: any(
@@ -770,6 +779,43 @@ async def test_a_refused_version_consumes_nothing(discovery, settings, rpc) -> N
     finally:
         for instance in reversed(running):
             await instance.stop()
+
+
+async def test_a_refused_version_takes_none_of_the_requests_waiting_for_it(
+    discovery, settings, rpc
+) -> None:
+    """Requests queued while no instance runs stay for a compatible one: a new instance asks
+    discovery before it consumes, so a refused one takes nothing, not even at its start."""
+    v1, handled_by_v1 = shelves("1.0.0", "book")
+    v2, handled_by_v2 = shelves("1.1.0", "book", "room")  # a required field: breaking
+    first = v1.instance(announcing(settings))
+    await first.start()
+    await eventually(lambda: first.announcer.registered.is_set(), what="v1 registered")
+    await first.stop()  # 1.0.0 stays the registered version, its callers' contract
+    queue = "service.shelves.commands.Shelve"
+    waiting = [
+        asyncio.create_task(rpc.request(queue, b'{"book": "dune"}', timeout=30)) for _ in range(4)
+    ]
+    await eventually(lambda: _depth(settings, queue, 4), what="4 requests waiting in the queue")
+    second = v2.instance(announcing(settings))
+    try:
+        await second.start()
+        assert second.refused is not None and handled_by_v2 == Counter()
+        assert await _depth(settings, queue, 4), "the refused version took waiting requests"
+        first = v1.instance(announcing(settings))
+        await first.start()
+        replies = await asyncio.gather(*waiting)
+        assert [r.json() for r in replies] == ["1.0.0"] * 4 and handled_by_v1["1.0.0"] == 4
+    finally:
+        await second.stop()
+        await first.stop()
+
+
+async def _depth(settings: Settings, queue: str, messages: int) -> bool:
+    async with await aio_pika.connect(settings.rabbitmq_url) as connection:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        return declared.declaration_result.message_count == messages
 
 
 async def test_banyan_contracts_pull_writes_a_services_contracts(

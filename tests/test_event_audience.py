@@ -204,6 +204,7 @@ async def test_only_declared_audiences_receive_events(gateway, http, token) -> N
         assert pinged.json()["data"]["ping"] == 1, pinged.text
         event = await client.receive()
         assert (event["eventType"], event["data"]) == ("Pinged", {"beaconId": beacon_id})
+        assert event["schemaVersion"] == 1  # the version `data` was written in
         delivered = (await gql.receive())["payload"]["data"]["pinged"]["data"]
         assert delivered == {"beaconId": beacon_id}
 

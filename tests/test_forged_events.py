@@ -57,6 +57,7 @@ def as_relayed(event: OrderPlaced | OrderCancelled) -> Message:
         h.OCCURRED_AT: datetime.now(UTC).isoformat(),
         h.CORRELATION_ID: event_id,
         h.CAUSATION_ID: event_id,
+        h.SCHEMA_VERSION: 1,
     }
     return event.to_json(), headers, None
 

@@ -6,6 +6,7 @@ import signal
 import sys
 
 import aio_pika
+import httpx
 
 from examples.orders.contracts import PlaceOrder
 from tests.conftest import eventually
@@ -66,3 +67,20 @@ async def test_banyan_up_kills_a_process_that_ignores_sigterm(capsys) -> None:
     codes = await _stop_all(children, timeout=0.5)
     assert codes == [-signal.SIGKILL, -signal.SIGTERM]
     assert "deaf (pid" in capsys.readouterr().out
+
+
+async def test_a_services_port_is_set_by_its_name(settings, monkeypatch) -> None:
+    """`{NAME}_PORT` gives any service its `/health` port, not only the platform's own."""
+    from pipelines import Service
+    from tests.conftest import started
+    from tests.tcp_proxy import free_port
+
+    port = free_port()
+    monkeypatch.setenv("READING_ROOM_PORT", str(port))
+    instance = await started(Service("reading-room"), settings)
+    try:
+        async with httpx.AsyncClient() as client:
+            health = (await client.get(f"http://127.0.0.1:{port}/health")).json()
+        assert (health["service"], health["status"]) == ("reading-room", "ok")
+    finally:
+        await instance.stop()

@@ -79,7 +79,7 @@ async def test_the_same_class_starts_from_its_snapshot(orders) -> None:
     assert (await context(store).load(Book, book_id)).out is False
 
 
-async def test_a_snapshot_of_another_shape_is_replaced_whatever_its_version(orders) -> None:
+async def test_a_snapshot_of_a_new_shape_is_kept_whatever_the_old_ones_version(orders) -> None:
     store = orders.runtime.store
     book_id = await borrowed_book(store)
     counted = await context(store).load(CountingBook, book_id)
@@ -88,6 +88,33 @@ async def test_a_snapshot_of_another_shape_is_replaced_whatever_its_version(orde
     )
     found = await store.load_snapshot("Book", book_id, CountingBook.snapshot_shape)
     assert found is not None and found[1]["times_borrowed"] == BORROWS
+
+
+async def test_two_releases_side_by_side_each_keep_their_own_snapshot(orders) -> None:
+    """During a rolling deploy the old and the new class take turns on one aggregate: each
+    starts from its own snapshot instead of folding the whole history again."""
+    store = orders.runtime.store
+    book_id = await borrowed_book(store)
+    counted = await context(store).load(CountingBook, book_id)
+    await store.save_snapshot(
+        "Book", book_id, counted.version, counted.model_dump_json(), CountingBook.snapshot_shape
+    )
+    assert await store.load_snapshot("Book", book_id, Book.snapshot_shape) is not None
+
+
+async def test_a_shape_not_written_for_a_day_is_dropped(orders) -> None:
+    store = orders.runtime.store
+    book_id = await borrowed_book(store)
+    await store.pool.execute(
+        "UPDATE snapshots SET created_at = now() - interval '25 hours' WHERE aggregate_id = $1",
+        book_id,
+    )
+    counted = await context(store).load(CountingBook, book_id)
+    await store.save_snapshot(
+        "Book", book_id, counted.version, counted.model_dump_json(), CountingBook.snapshot_shape
+    )
+    shapes = await store.pool.fetch("SELECT shape FROM snapshots WHERE aggregate_id = $1", book_id)
+    assert [row["shape"] for row in shapes] == [CountingBook.snapshot_shape]
 
 
 SHAPE_OF = """

@@ -25,8 +25,8 @@
   HTTP request and WebSocket operation counts against the caller's rate limit (`throttle.py`);
   100 operations per WebSocket connection.
 - Subscriptions: `orderPlaced(filter: OrderPlacedFilter)` yields `{eventType, eventId,
-  position, occurredAt, correlationId, data}`; the caller authenticates with `connection_init`
-  `{"Authorization": "Bearer <jwt>"}` (or the handshake's header).
+  position, occurredAt, correlationId, schemaVersion, data}`; the caller authenticates with
+  `connection_init` `{"Authorization": "Bearer <jwt>"}` (or the handshake's header).
 """
 
 from gateway.graphql.app import mount

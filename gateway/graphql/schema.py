@@ -9,7 +9,8 @@ services share one). Commands and queries alike take one `input` argument of the
 input type, required when the contract has required fields and absent when it has no fields.
 A field returns the handler's result (`JSON` when the contract declares no result model).
 A subscription field returns an envelope (`eventType`, `eventId`, `position`, `occurredAt`,
-`correlationId`) around the event's `data`, and filters on the event's top-level scalar fields.
+`correlationId`, `schemaVersion`) around the event's `data`, and filters on the event's
+top-level scalar fields.
 `_schemaVersion` (the routing table's version) keeps `Query` non-empty for every caller.
 A caller's schema holds the operations they may call and the events they may receive
 (`gateway.audience`): an anonymous caller sees only the public events.
@@ -41,6 +42,8 @@ type {name} {{
   position: Long
   occurredAt: String
   correlationId: String
+  "The version of the event's schema `data` was written in: during a deploy, an older one."
+  schemaVersion: Int!
   data: {data}!
 }}"""
 
