@@ -8,10 +8,13 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 
 from pipelines.settings import Settings
 from tests.conftest import eventually
 from tests.rolling.rig import BORROW, CLIENTS, Platform, Reader, Tally
+
+pytestmark = pytest.mark.drill
 
 LOAD_SECONDS = 30.0
 PERMISSIONS = ("library:lend", "library:read")
@@ -64,11 +67,12 @@ async def under_load(platform: Platform, tally: Tally, token: Callable[..., str]
 
 
 async def gateway_knows_notes(http: httpx.AsyncClient) -> bool:
-    paths = (await http.get("/openapi.json")).json()["paths"]
-    if BORROW not in paths:
+    document = (await http.get("/openapi.json")).json()
+    if BORROW not in document["paths"]:
         return False
-    body = paths[BORROW]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    return "note" in body["properties"]
+    body = document["paths"][BORROW]["post"]["requestBody"]["content"]["application/json"]
+    schema = document["components"]["schemas"][body["schema"]["$ref"].rsplit("/", 1)[-1]]
+    return "note" in schema["properties"]
 
 
 async def assert_refused(platform: Platform) -> None:

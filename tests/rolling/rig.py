@@ -17,9 +17,9 @@ from pipelines import Caller
 from pipelines.database import connect
 from pipelines.identity import TokenCodec
 from pipelines.settings import Settings
+from pipelines.testing.isolation import create_isolated_env, drop_isolated_env
 from tests.drill_rig import Child, error_code, queue_depths
 from tests.gateway_rig import serving
-from tests.isolation import create_isolated_env, drop_isolated_env
 from tests.tcp_proxy import free_port
 
 RELEASES = {"1.0.0": "library_v1", "1.1.0": "library_v2", "1.2.0": "library_v3"}
