@@ -12,8 +12,10 @@ A type change in neither direction's favour (`integer` -> `string`) breaks both.
 Events also stay readable from the log, whatever the major version: the new class must read
 the payloads already stored (no field it requires missing, no type it accepts narrowed),
 unless the event's version is raised and upcasters lead from the previous registered version
-to the new one. A version without that chain of upcasters breaks too, as does one that drops
-an upcaster its predecessor had (the events of that version are still in the log).
+to the new one. Under the same major version the old version's readers, still running in a
+rolling deploy, must read the new payloads too, raised version or not. A version without that
+chain of upcasters breaks too, as does one that drops an upcaster its predecessor had (the
+events of that version are still in the log).
 """
 
 import json
@@ -106,9 +108,11 @@ def _event(before: ContractInfo, after: ContractInfo, readers: bool) -> Iterator
     with upcasters from the old one carries the stored payloads over."""
     name, old, new = before.message_type, before.schema_version, after.schema_version
     yield from _missing_upcasters(before, after)
-    if new > old:
-        return
     schemas = before.input_schema, after.input_schema
+    if new > old:  # the stored payloads are upcast; the old version's readers still read
+        if readers:  # the new ones (tolerant: a field added is fine, a type changed is not)
+            yield from SchemaDiff(name, "input", *schemas, True)
+        return
     diffs = [*SchemaDiff(name, "input", *schemas, False)]
     if readers:
         diffs += SchemaDiff(name, "input", *schemas, True)
