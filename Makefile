@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 GRAPHIQL   := gateway/graphql/static
 SWAGGER_UI := gateway/apidocs/static
 SPECS      := build/specs
-TYPED   := pipelines projections flows gateway auth discovery examples bench
+TYPED   := pipelines projections flows gateway auth discovery examples bench tests conftest.py
 
 .PHONY: run test test-fast install services browser migrate lint bench clean
 

@@ -8,6 +8,8 @@ import pytest
 from examples.orders.contracts import PlaceOrder
 from pipelines.database import connect
 from pipelines.eventstore import NewEvent
+from pipelines.instance import ServiceInstance
+from pipelines.rpc import RpcClient
 from pipelines.status_report import event_log
 from tests.conftest import eventually
 
@@ -15,25 +17,29 @@ ITEMS = [{"sku": "plum", "quantity": 1, "unitPrice": "1.00"}]
 STALL = 1.0
 
 
-async def test_a_frozen_appender_is_cut_and_readers_move_on(settings, orders, rpc, token) -> None:
+async def test_a_frozen_appender_is_cut_and_readers_move_on(
+    settings, orders: ServiceInstance, rpc: RpcClient, token
+) -> None:
     store = orders.runtime.store
+    assert store is not None
     frozen = await connect(settings.model_copy(update={"append_stall_timeout": STALL}))
     transaction = frozen.transaction()
     await transaction.start()
     stalled = await store.append(
         [NewEvent("Stall", uuid.uuid4().hex, 1, "Stalled", "{}")], conn=frozen
     )
+    assert stalled is not None
     # the appender's host freezes here: it never commits nor sends anything again
     auth = token("stall", "orders:place")
     place = PlaceOrder.model_validate({"customerId": "stall", "items": ITEMS})
-    placed = await rpc.send("orders", place, token=auth)
-    assert placed.position is not None and placed.position > stalled
+    placed_at = (await rpc.send("orders", place, token=auth)).position
+    assert placed_at is not None and placed_at > stalled
     assert await store.readable_bound() <= stalled  # readers wait for the frozen append
     assert await store.oldest_append_seconds() > 0
     assert "oldest append in flight" in "\n".join((await event_log(settings))[0].lines)
 
     async def moved_on() -> bool:
-        return await store.readable_bound() > placed.position
+        return await store.readable_bound() > placed_at
 
     await eventually(moved_on, timeout=STALL + 4, what="PostgreSQL to cut the frozen appender")
     assert await store.oldest_append_seconds() == 0

@@ -112,10 +112,11 @@ async def call(rpc: RpcClient, message: Contract, token: str | None = None, **he
     return (await send(rpc, message, token, **headers)).result()
 
 
-async def error_of(rpc: RpcClient, message: Contract, token: str | None = None) -> dict:
+async def error_of(rpc: RpcClient, message: Contract, token: str | None = None) -> dict[str, Any]:
     reply = await send(rpc, message, token)
     assert not reply.ok, reply.json()
-    return reply.json()["error"]
+    error: dict[str, Any] = reply.json()["error"]
+    return error
 
 
 async def new_user(rpc: RpcClient, token: str, **fields: Any) -> tuple[str, str, str]:
@@ -302,6 +303,7 @@ async def test_refresh_rotates_and_reuse_revokes_the_session(auth, rpc, settings
     assert new["jti"] != old["jti"] and new["sub"] == old["sub"]
 
     session_id = session_of(first["refreshToken"])
+    assert session_id is not None
     await past_the_grace_window(auth, session_id)
     reused = await error_of(rpc, RefreshToken(refresh_token=first["refreshToken"]))
     assert reused["code"] == "INVALID_TOKEN" and "already used" in reused["message"]
@@ -486,7 +488,7 @@ def forge(case: str, secret: str) -> str:
     claims = {"sub": "mallory", "permissions": sorted(AUTH_PERMISSIONS), "iat": now}
     valid = {**claims, "exp": now + 60}
     return {
-        "alg-none": lambda: jwt.encode(valid, None, algorithm="none"),
+        "alg-none": lambda: jwt.encode(valid, "", algorithm="none"),  # "": no key
         "wrong-signature": lambda: jwt.encode(valid, "x" * 32, "HS256"),
         "expired": lambda: jwt.encode({**claims, "exp": now - 10}, secret, "HS256"),
         "not-yet-valid": lambda: jwt.encode({**valid, "nbf": now + 600}, secret, "HS256"),
@@ -540,7 +542,9 @@ async def test_passwords_and_tokens_stay_out_of_logs_events_and_errors(
     await call(rpc, CreateUser(email=email, password=password, name="S"), admin)
     first = await call(rpc, login(email, password))
     second = await call(rpc, RefreshToken(refresh_token=first["refreshToken"]))
-    await past_the_grace_window(auth, session_of(first["refreshToken"]))
+    session_id = session_of(first["refreshToken"])
+    assert session_id is not None
+    await past_the_grace_window(auth, session_id)
     await error_of(rpc, RefreshToken(refresh_token=first["refreshToken"]))  # reuse
     new_password = "secret-two-" + uuid.uuid4().hex
     bad = await error_of(rpc, login(email, new_password))

@@ -47,7 +47,10 @@ def test_a_pulled_command_writes_what_the_producer_reads(pulled: ModuleType) -> 
 
 def test_a_pulled_event_reads_what_the_producer_writes(pulled: ModuleType) -> None:
     event = real.OrderPlaced(
-        order_id="o-1", customer_id="c-1", items=[real.OrderLine(**LINE)], total=Decimal("2.50")
+        order_id="o-1",
+        customer_id="c-1",
+        items=[real.OrderLine.model_validate(LINE)],
+        total=Decimal("2.50"),
     )
     copy = pulled.OrderPlaced.model_validate_json(event.to_json())
     assert (copy.order_id, copy.customer_id, copy.total) == ("o-1", "c-1", Decimal("2.50"))

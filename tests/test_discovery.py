@@ -4,6 +4,7 @@ instances silent past the retention are removed."""
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import uuid
@@ -285,7 +286,7 @@ async def test_service_stays_healthy_while_one_instance_is(
 ) -> None:
     first, second = await start_orders(), await start_orders()
     for instance in (first, second):
-        await eventually(lambda i=instance: listed_healthy(discovery, i))
+        await eventually(functools.partial(listed_healthy, discovery, instance))
 
     await silence(first)
     await eventually(lambda: health_event(announcements, first.instance_id, False))
@@ -746,9 +747,8 @@ def by_type(contracts: list[ContractInfo]) -> dict[str, ContractInfo]:
 def shelves(version: str, *fields: str) -> tuple[Service, Counter[str]]:
     """A `shelves` service at `version` whose Shelve command has `fields` (all required)."""
     handled: Counter[str] = Counter()
-    Shelve = create_model(  # a contract class, named as its message type
-        "Shelve", __base__=Command, **{name: (str, ...) for name in fields}
-    )
+    required: dict[str, Any] = {name: (str, ...) for name in fields}
+    Shelve = create_model("Shelve", __base__=Command, **required)  # named as its message type
     service = Service("shelves", version=version)
 
     @service.command(Shelve)
@@ -765,7 +765,9 @@ async def test_a_refused_version_consumes_nothing(discovery, settings, rpc) -> N
     running = [v1.instance(announcing(settings)), v2.instance(announcing(settings))]
     try:
         await running[0].start()
-        await eventually(lambda: running[0].announcer.registered.is_set(), what="v1 registered")
+        announcer = running[0].announcer
+        assert announcer is not None
+        await eventually(announcer.registered.is_set, what="v1 registered")
         await running[1].start()
         await eventually(lambda: running[1].refused is not None, what="v2 to be refused")
         for _ in range(6):
@@ -790,7 +792,8 @@ async def test_a_refused_version_takes_none_of_the_requests_waiting_for_it(
     v2, handled_by_v2 = shelves("1.1.0", "book", "room")  # a required field: breaking
     first = v1.instance(announcing(settings))
     await first.start()
-    await eventually(lambda: first.announcer.registered.is_set(), what="v1 registered")
+    assert first.announcer is not None
+    await eventually(first.announcer.registered.is_set, what="v1 registered")
     await first.stop()  # 1.0.0 stays the registered version, its callers' contract
     queue = "service.shelves.commands.Shelve"
     waiting = [

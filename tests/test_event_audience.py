@@ -348,7 +348,7 @@ def test_discovery_reads_old_registrations_and_refuses_contradictory_audiences()
     ]
     check_registration(registration.model_copy(update={"contracts": before_audiences}))
     pinged = next(c for c in registration.contracts if c.message_type == "Pinged")
-    contradictions = {
+    contradictions: dict[str, dict[str, Any]] = {  # what the error says: the change
         "a public event takes no permissions": {"required_permissions": ["beacon:read"]},
         "say who receives it": {"audience": Audience(), "is_public": False},
         "is not a field of it": {

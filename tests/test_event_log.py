@@ -6,11 +6,13 @@ import uuid
 import pytest
 
 from pipelines.eventstore import EventStore
+from pipelines.instance import ServiceInstance
 from tests.eventlog_contract import EventLogContract, new
 
 
 @pytest.fixture(scope="module")
-async def store(orders) -> EventStore:
+async def store(orders: ServiceInstance) -> EventStore:
+    assert orders.runtime.store is not None  # a started instance has its log
     return orders.runtime.store
 
 

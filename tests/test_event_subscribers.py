@@ -3,6 +3,7 @@
 import uuid
 
 import aio_pika
+from aio_pika.abc import HeadersType
 
 from pipelines import headers as h
 from pipelines.event_signing import EventSignatures
@@ -19,7 +20,7 @@ async def deliver(settings, event: sample.Nudged, event_id: str, copies: int = 1
     """Publish `copies` deliveries of one event, as an at-least-once bus may (signed as the
     relay signs it)."""
     body = event.to_json()
-    headers = {h.EVENT_ID: event_id, h.MESSAGE_TYPE: "Nudged"}
+    headers: HeadersType = {h.EVENT_ID: event_id, h.MESSAGE_TYPE: "Nudged"}
     headers[h.EVENT_SIGNATURE] = EventSignatures.of(settings).sign(headers, body, None)
     async with await aio_pika.connect(settings.rabbitmq_url) as connection:
         channel = await connection.channel()
@@ -31,10 +32,11 @@ async def deliver(settings, event: sample.Nudged, event_id: str, copies: int = 1
 
 
 async def tallied(sample_service, tally_id: str) -> int:
-    return await sample_service.runtime.pool.fetchval(
+    count: int = await sample_service.runtime.pool.fetchval(
         "SELECT count(*) FROM events WHERE event_type = 'Tallied' AND data->>'tallyId' = $1",
         tally_id,
     )
+    return count
 
 
 async def handled(sample_service, event_ids: list[str]) -> bool:

@@ -27,7 +27,8 @@ async def purge_dead_letters(settings) -> None:
 
 
 async def event_count(orders) -> int:
-    return await orders.runtime.pool.fetchval("SELECT count(*) FROM events")
+    count: int = await orders.runtime.pool.fetchval("SELECT count(*) FROM events")
+    return count
 
 
 async def test_body_that_is_not_json_gets_validation_error(orders, rpc: RpcClient, token) -> None:
@@ -85,7 +86,8 @@ async def test_handler_that_raises_is_retried_then_dead_lettered(
         await message.ack()
     assert note.encode() in message.body
     assert message.headers["x-error-type"] == "RuntimeError"
-    assert "boom" in message.headers["x-error-message"]
+    error_message = message.headers["x-error-message"]
+    assert isinstance(error_message, str) and "boom" in error_message
     assert message.headers["x-retry-count"] == settings.retry_attempts
     assert message.headers["x-original-queue"] == "service.sample.commands.Explode"
 

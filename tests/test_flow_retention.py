@@ -80,12 +80,12 @@ async def with_steps(pool: Pool, ids: list[str]) -> set[str]:
     return {row["run_id"] for row in rows}
 
 
+ENDED: tuple[Status, ...] = ("completed", "compensated", "failed")
+
+
 async def test_old_finished_runs_go_with_their_steps_and_the_rest_stay(runs: RunTable) -> None:
     pool = runs.pool
-    old = [
-        await finished(pool, 2 * DAY + i, status)
-        for i, status in enumerate(("completed", "compensated", "failed"))
-    ]
+    old = [await finished(pool, 2 * DAY + i, status) for i, status in enumerate(ENDED)]
     fresh = [await finished(pool, HOUR), await finished(pool, DAY - 60, "compensated")]
     going = [await unfinished(pool, 30 * DAY), await unfinished(pool, 30 * DAY, "compensating")]
     assert await runs.expire_finished_runs(DAY, batch=2) == len(old)

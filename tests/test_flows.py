@@ -12,6 +12,7 @@ import sys
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 # Before the engines read them: fast ticks, and a crashed process's runs resume within a second.
 os.environ.update(
@@ -64,8 +65,10 @@ class Shop:
         reply = await self.rpc.send("orders", command, token=self.customer, **headers)
         return str(reply.result()["orderId"])
 
-    async def stock(self, sku: str) -> dict:
-        return (await self.rpc.send("inventory", GetStock(sku=sku), token=self.auth)).result()
+    async def stock(self, sku: str) -> dict[str, Any]:
+        reply = await self.rpc.send("inventory", GetStock(sku=sku), token=self.auth)
+        stock: dict[str, Any] = reply.result()
+        return stock
 
     async def finished(self, *orders: str) -> bool:
         done = await self.pool.fetchval(
@@ -75,10 +78,10 @@ class Shop:
         )
         return bool(done == len(orders))
 
-    async def run(self, order: str) -> dict:
+    async def run(self, order: str) -> dict[str, Any]:
         return dict(await self.pool.fetchrow("SELECT * FROM flow_runs WHERE key = $1", order))
 
-    async def final_events(self, order: str) -> list[dict]:
+    async def final_events(self, order: str) -> list[dict[str, Any]]:
         rows = await self.pool.fetch(
             "SELECT event_type, data FROM events WHERE aggregate_id = $1 "
             "AND event_type = ANY($2::text[])",
@@ -362,6 +365,7 @@ async def test_an_engine_whose_lease_passed_to_another_takes_no_new_step(setting
     key = uuid.uuid4().hex
     run = run_id("stalling", key)
     pool = instance.runtime.pool
+    assert pool is not None  # a started instance has its pool
     try:
         await RunTable(pool).start("stalling", key, {"claimId": key}, key, key)
         (engine,) = stalling_host.engines

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import aio_pika
@@ -148,7 +149,7 @@ async def test_cancellations_the_log_did_not_sign_release_no_stock(
     (placed,) = await taken(overheard, 1)
     assert order.encode() in Incoming.from_raw(placed).body
     genuine = placed.body, dict(placed.headers), placed.content_encoding
-    line = OrderLine(sku=apples, quantity=4, unit_price=1)
+    line = OrderLine(sku=apples, quantity=4, unit_price=Decimal("1"))
     cancelled = as_relayed(OrderCancelled(order_id=order, customer_id="shopper", items=[line]))
     relabelled = genuine[0], {**genuine[1], h.MESSAGE_TYPE: "OrderCancelled"}, genuine[2]
     before = {reason: forged("fulfilment", reason) for reason in FORGERIES}
@@ -164,7 +165,7 @@ async def test_cancellations_the_log_did_not_sign_release_no_stock(
 
     letters = await taken(dead_letters, 4)
     assert [m.headers[h.ERROR_TYPE] for m in letters] == ["ForgedEvent"] * 4
-    reasons = sorted(m.headers[h.ERROR_MESSAGE] for m in letters)
+    reasons = sorted(str(m.headers[h.ERROR_MESSAGE]) for m in letters)
     assert reasons == [
         f"refused as forged ({reason}): {WHY[reason]}"
         for reason in ("bad_signature", "bad_signature", "misrouted", "unsigned")
@@ -183,8 +184,10 @@ async def test_a_forged_order_placed_starts_no_flow_and_reaches_no_socket(
     dead_letters = await emptied_dead_letters(channel, PLACED_QUEUE)
     customer = f"ws-{uuid.uuid4().hex}"
     fake = f"fake-{uuid.uuid4().hex}"
-    line = OrderLine(sku="lime", quantity=1, unit_price=1)
-    forgery = as_relayed(OrderPlaced(order_id=fake, customer_id=customer, items=[line], total=1))
+    line = OrderLine(sku="lime", quantity=1, unit_price=Decimal("1"))
+    forgery = as_relayed(
+        OrderPlaced(order_id=fake, customer_id=customer, items=[line], total=Decimal("1"))
+    )
     gateway_before = forged("gateway", "unsigned")
     async with running_gateway(settings, [orders_service]) as (_, http):
         address = f"ws://{http.base_url.host}:{http.base_url.port}/ws"
@@ -247,7 +250,7 @@ async def test_replaying_refused_events_sends_only_what_the_log_holds(
     }
     for event_id in letters.values():
         body, headers, _ = as_relayed(
-            OrderPlaced(order_id=order, customer_id="x", items=[], total=0)
+            OrderPlaced(order_id=order, customer_id="x", items=[], total=Decimal("0"))
         )
         headers.update({h.EVENT_ID: event_id, h.ERROR_TYPE: "ForgedEvent"})
         await channel.default_exchange.publish(aio_pika.Message(body, headers=headers), dlq.name)

@@ -11,6 +11,7 @@ import pytest
 from fastapi import FastAPI
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from examples.orders import service as orders_service
 from gateway.app import create_app
@@ -114,7 +115,7 @@ def gateway(served) -> str:
 @pytest.fixture(scope="module")
 def hub(served) -> EventHub:
     listeners = served[0].state.gateway.feed.listeners
-    return next(f.__self__ for f in listeners if isinstance(getattr(f, "__self__", 0), EventHub))
+    return next(o for f in listeners if isinstance(o := getattr(f, "__self__", None), EventHub))
 
 
 @pytest.fixture(scope="module")
@@ -225,11 +226,11 @@ async def test_each_caller_sees_only_what_they_may_call(http, token) -> None:
         http, '{ __type(name: "Mutation") { fields { name } } }', token("gql-placer")
     )
     assert "cancelOrder" not in json.dumps(refused.json())
-    hidden = await graphql(
+    unseen = await graphql(
         http, 'mutation { cancelOrder(input: {orderId: "x"}) { status } }', token("gql-placer")
     )
-    assert hidden.status_code == 400
-    assert hidden.json()["errors"][0]["extensions"]["code"] == "VALIDATION_ERROR"
+    assert unseen.status_code == 400
+    assert unseen.json()["errors"][0]["extensions"]["code"] == "VALIDATION_ERROR"
 
 
 async def test_errors_carry_platform_codes(http, token) -> None:
@@ -315,7 +316,8 @@ class TransportWS:
         await self.socket.send(json.dumps(message))
 
     async def receive(self) -> dict[str, Any]:
-        return json.loads(await asyncio.wait_for(self.socket.recv(), WAIT))
+        message: dict[str, Any] = json.loads(await asyncio.wait_for(self.socket.recv(), WAIT))
+        return message
 
     async def init(self, token: str | None) -> dict[str, Any]:
         payload = {"Authorization": f"Bearer {token}"} if token else {}
@@ -339,7 +341,9 @@ class TransportWS:
 
 
 async def transport_ws(gateway: str) -> ClientConnection:
-    return await connect(f"ws://{gateway}/graphql", subprotocols=["graphql-transport-ws"])
+    return await connect(
+        f"ws://{gateway}/graphql", subprotocols=[Subprotocol("graphql-transport-ws")]
+    )
 
 
 async def test_subscription_receives_events_it_may_see(gateway, http, token) -> None:
@@ -402,20 +406,20 @@ async def test_sockets_close_when_their_token_expires(gateway, token) -> None:
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
         assert closed.value.rcvd.reason.startswith("TOKEN_EXPIRED")
     async with connect(f"ws://{gateway}/ws?token={token('ws-brief', *ALL, ttl=2)}") as socket:
-        client = PlainWS(socket)
-        assert (await client.ask({"type": "subscribe", "eventType": "OrderPlaced"}))["type"] == (
+        plain = PlainWS(socket)
+        assert (await plain.ask({"type": "subscribe", "eventType": "OrderPlaced"}))["type"] == (
             "subscribed"
         )
-        assert (await client.receive())["error"]["code"] == "TOKEN_EXPIRED"
+        assert (await plain.receive())["error"]["code"] == "TOKEN_EXPIRED"
         with pytest.raises(ConnectionClosed) as closed:
-            await client.receive()
+            await plain.receive()
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
     async with connect(f"ws://{gateway}/ws?token={token('ws-renewed', ttl=2)}") as socket:
-        client = PlainWS(socket)
-        renewed = await client.ask({"type": "auth", "token": token("ws-renewed", ttl=60)})
+        plain = PlainWS(socket)
+        renewed = await plain.ask({"type": "auth", "token": token("ws-renewed", ttl=60)})
         assert renewed == {"type": "authenticated", "userId": "ws-renewed"}
         await asyncio.sleep(2.5)  # past the first token's expiry
-        assert await client.ask({"type": "ping"}) == {"type": "pong"}
+        assert await plain.ask({"type": "ping"}) == {"type": "pong"}
 
 
 async def test_subscription_refusals(gateway, token) -> None:
@@ -446,7 +450,8 @@ class PlainWS:
         return await self.receive()
 
     async def receive(self) -> dict[str, Any]:
-        return json.loads(await asyncio.wait_for(self.socket.recv(), WAIT))
+        message: dict[str, Any] = json.loads(await asyncio.wait_for(self.socket.recv(), WAIT))
+        return message
 
 
 async def test_plain_websocket_delivers_matching_events(gateway, http, token) -> None:

@@ -156,10 +156,11 @@ async def test_keys_are_checked_at_the_edge(served: Served, token) -> None:
     app, http = served
     jwt = token("idem-frank", *ALL)
     for bad in ("k" * 256, "tab\there", "caf\u00e9"):
+        headers = {**bearer(jwt), "Idempotency-Key": bad}  # sent as UTF-8 bytes
         refused = await http.post(
             "/api/orders/place-order",
             json={"customerId": "idem-frank", "items": ITEMS},
-            headers={**bearer(jwt), "Idempotency-Key": bad.encode("utf-8")},
+            headers={name.encode(): value.encode("utf-8") for name, value in headers.items()},
         )
         assert refused.status_code == 400, (bad, refused.text)
         assert error_code(refused) == "VALIDATION_ERROR"

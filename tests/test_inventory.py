@@ -11,7 +11,7 @@ from examples.inventory.contracts import AddStock, GetStock, ReleaseStock, Reser
 from flows.answers import worth_retrying
 from pipelines.contracts import Contract
 from pipelines.errors import Forbidden, NotFound
-from pipelines.rpc import Response
+from pipelines.rpc import Response, RpcClient
 
 CLERK = ("inventory:manage", "inventory:reserve", "inventory:read")
 
@@ -25,7 +25,7 @@ async def inventory(settings):
 
 
 @pytest.fixture
-def clerk(inventory, rpc, token):
+def clerk(inventory, rpc: RpcClient, token):
     auth = token("clerk", *CLERK)
 
     async def send(message: Contract) -> Response:

@@ -17,7 +17,9 @@ from typing import Annotated, Any
 import httpx
 import pytest
 import yaml
-from elastic_transport import Urllib3HttpNode
+from elastic_transport import HttpHeaders, Urllib3HttpNode
+from elastic_transport._node import NodeApiResponse
+from elastic_transport.client_utils import DEFAULT, DefaultType
 from elasticsearch import Elasticsearch
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from osmem_server import OsmemServer
@@ -258,14 +260,23 @@ async def test_an_invalid_traceparent_is_ignored_with_a_warning(
 class PlainJsonNode(Urllib3HttpNode):
     """osmem-server takes plain JSON, not the client's `compatible-with` media types."""
 
-    def perform_request(self, method, target, body=None, headers=None, **kwargs):  # type: ignore[no-untyped-def]
+    def perform_request(
+        self,
+        method: str,
+        target: str,
+        body: bytes | None = None,
+        headers: HttpHeaders | None = None,
+        request_timeout: DefaultType | float | None = DEFAULT,
+    ) -> NodeApiResponse:
         if headers:
             headers = headers.copy()
             for name in ("content-type", "accept"):
                 value = headers.get(name)
                 if value and "compatible-with" in value:
                     headers[name] = value.split(";")[0].replace("vnd.elasticsearch+", "")
-        return super().perform_request(method, target, body=body, headers=headers, **kwargs)
+        return super().perform_request(
+            method, target, body=body, headers=headers, request_timeout=request_timeout
+        )
 
 
 class Elastic:

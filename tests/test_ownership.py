@@ -130,7 +130,8 @@ async def test_the_service_never_serves_one_callers_cached_answer_to_another(
     order_id, position = await placed(http, people.auth(people.alice))
     query = GetOrder(order_id=order_id)
     alice = people.tokens[people.alice]
-    first = await rpc.send("orders", query, token=alice, **{"x-min-position": position})
+    after: dict[str, Any] = {"x-min-position": position}  # a header: no keyword argument
+    first = await rpc.send("orders", query, token=alice, **after)
     again = await rpc.send("orders", query, token=alice)
     assert first.ok and again.headers.get("x-cache") == "hit"
     theirs = await rpc.send("orders", query, token=people.tokens[people.bob])

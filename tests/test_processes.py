@@ -4,6 +4,7 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Awaitable
 
 import aio_pika
 import httpx
@@ -46,7 +47,7 @@ async def test_faststream_run_with_two_workers(settings, orders, rpc, token) -> 
         assert await asyncio.wait_for(process.wait(), 30) == 0
 
 
-async def _more(count: "asyncio.Future[int]", at_least: int) -> bool:
+async def _more(count: Awaitable[int], at_least: int) -> bool:
     return await count >= at_least
 
 

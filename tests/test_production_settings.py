@@ -3,6 +3,7 @@
 import asyncio
 import os
 import sys
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -10,7 +11,7 @@ from pydantic import SecretStr
 from pipelines.production import refuse_private_key, unsafe_settings
 from pipelines.settings import Settings
 
-SAFE = {
+SAFE: dict[str, Any] = {  # keyword arguments of Settings, of several types
     "environment": "production",
     "jwt_secret": "s" * 32,
     "event_signing_key": SecretStr("e" * 32),
@@ -42,7 +43,7 @@ def test_safe_production_settings_pass() -> None:
         ({"jwt_algorithm": "RS256"}, "JWT_PUBLIC_KEY"),
     ],
 )
-def test_each_unsafe_setting_is_named(change: dict[str, object], named: str) -> None:
+def test_each_unsafe_setting_is_named(change: dict[str, Any], named: str) -> None:
     (problem,) = unsafe_settings(Settings(**{**SAFE, **change}))
     assert problem.startswith(named)
 

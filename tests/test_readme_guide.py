@@ -6,6 +6,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,7 +86,8 @@ async def test_it_runs_and_its_read_model_rebuilds(project: Path, rpc: RpcClient
         await eventually(lent_once_started, timeout=30, what="the instance to lend b-9")
         lent = replies[0]
         assert lent.result() == {"bookId": "b-9"}
-        loans = await rpc.send("library", LoansOf(), token=ann, **{"x-min-position": lent.position})
+        after: dict[str, Any] = {"x-min-position": lent.position}  # a header: no keyword
+        loans = await rpc.send("library", LoansOf(), token=ann, **after)
         assert Loans.model_validate(loans.result()).book_ids == ["b-9"]
         code, out = await run(project, *banyan, "projections", "rebuild", "loans_by_member")
         assert code == 0, out

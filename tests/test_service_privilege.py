@@ -3,6 +3,7 @@ contracts it declares in `calls=` and no others; no token carries a wildcard; a 
 a user sends its user-facing steps as that user, and its journal says who each step was."""
 
 import uuid
+from typing import Any
 
 import jwt
 import pytest
@@ -14,7 +15,7 @@ from examples.fulfilment import service as fulfilment
 from examples.inventory.contracts import GetStock
 from examples.orders.contracts import PlaceOrder
 from flows import Flow, Run
-from flows.journal import steps_of
+from flows.journal import StepRecord, steps_of
 from flows.report import run_history
 from flows.runs import RunTable, run_id
 from pipelines import Caller, Command, Context, Event, Service
@@ -27,7 +28,7 @@ from tests.test_auth import rsa_key_pair
 ITEMS = [{"sku": "privilege-tea", "quantity": 1, "unitPrice": "2.00"}]
 
 
-def claims_of(token: str, settings) -> dict:
+def claims_of(token: str, settings) -> dict[str, Any]:
     return jwt.decode(token, settings.jwt_secret, algorithms=["HS256"])
 
 
@@ -70,7 +71,8 @@ relaying = Service("relaying", calls=[GetStock])
 async def relay(command: Relay, ctx: Context) -> str:
     if command.to == "orders":
         await ctx.send("orders", PlaceOrder.model_validate({"items": ITEMS}))
-    return (await ctx.send("inventory", GetStock(sku=command.to))).json()["error"]["code"]
+    code: str = (await ctx.send("inventory", GetStock(sku=command.to))).json()["error"]["code"]
+    return code
 
 
 async def test_sending_an_undeclared_contract_is_refused_naming_calls(settings, rpc) -> None:
@@ -171,7 +173,7 @@ async def start_run(instance, host: flows.Host, flow: str, owner: str = "nobody"
     return run_id(flow, vault)
 
 
-async def _keep(instance, owner: str) -> tuple[list, list[str]]:
+async def _keep(instance, owner: str) -> tuple[list[StepRecord], list[str]]:
     """The steps of a finished run of vault-keeping for a new vault of `owner`, and how
     `banyan flows show` prints it."""
     pool = instance.runtime.pool
@@ -233,12 +235,12 @@ async def test_a_flow_sending_what_its_service_did_not_declare_fails_that_step(s
     undeclared, hosted = one_step_flow("undeclared", Peek)  # it declares Seal only
     instance = await started(undeclared, settings)
     try:
+        pool = instance.runtime.pool
+        assert pool is not None
         run = await start_run(instance, hosted, "undeclared-flow")
         status = "SELECT status, reason FROM flow_runs WHERE id = $1 AND finished_at IS NOT NULL"
-        await eventually(
-            lambda: instance.runtime.pool.fetchrow(status, run), timeout=30, what="the run"
-        )
-        row = await instance.runtime.pool.fetchrow(status, run)
+        await eventually(lambda: pool.fetchrow(status, run), timeout=30, what="the run")
+        row = await pool.fetchrow(status, run)
     finally:
         await instance.stop()
     assert row["status"] == "compensated"
@@ -253,16 +255,18 @@ async def test_a_flow_whose_service_has_no_token_waits_rather_than_fails(setting
     public_only = {"jwt_algorithm": "RS256", "jwt_public_key": public, "jwt_secret": ""}
     instance = await started(tokenless, settings.model_copy(update=public_only))
     try:
+        pool = instance.runtime.pool
+        assert pool is not None
         run = await start_run(instance, hosted, "tokenless-flow")
 
         async def waiting() -> bool:
-            steps = await steps_of(instance.runtime.pool, run)
+            steps = await steps_of(pool, run)
             return bool(steps) and "set SERVICE_CREDENTIAL" in (steps[0].last_error or "")
 
         await eventually(waiting, timeout=30, what="the step to wait for a token")
-        [step] = await steps_of(instance.runtime.pool, run)
+        [step] = await steps_of(pool, run)
         status = "SELECT status FROM flow_runs WHERE id = $1"
         assert step.status == "pending"
-        assert await instance.runtime.pool.fetchval(status, run) == "running"
+        assert await pool.fetchval(status, run) == "running"
     finally:
         await instance.stop()

@@ -58,7 +58,9 @@ async def started_once_rabbitmq_appears(settings, down, caplog, logger: str, sta
     assert not starting.done()
     real = URL(settings.rabbitmq_url)
     proxy = TcpProxy(real.host or "127.0.0.1", real.port or 5672)
-    await proxy.start(URL(down.rabbitmq_url).port)
+    port = URL(down.rabbitmq_url).port
+    assert port is not None  # `down` names its port
+    await proxy.start(port)
     try:
         await asyncio.wait_for(starting, 15)
         yield

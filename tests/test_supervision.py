@@ -8,6 +8,7 @@ import httpx
 
 from gateway.app import create_app
 from pipelines import Service, instance
+from pipelines.database import create_pool
 from pipelines.http import HttpServer
 from pipelines.status_report import _health
 
@@ -48,13 +49,13 @@ async def test_a_failing_background_task_is_restarted_and_reported(settings, cap
 
 
 async def test_start_up_waits_for_postgresql_whatever_it_answers(settings, monkeypatch) -> None:
-    real, refusals = instance.create_pool, []
+    refusals: list[int] = []
 
     async def crowded(config):
         if not refusals:
             refusals.append(1)
             raise asyncpg.TooManyConnectionsError("sorry, too many clients already")
-        return await real(config)
+        return await create_pool(config)
 
     monkeypatch.setattr(instance, "create_pool", crowded)
     running = Service("crowded").instance(quiet(settings))

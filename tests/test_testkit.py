@@ -6,7 +6,9 @@ import subprocess
 import sys
 import time
 import uuid
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -154,7 +156,7 @@ async def test_a_flow_waiting_forever_for_a_missing_service_says_so() -> None:
     """Without inventory, the reservation's deadline passes; its undo has no deadline and
     would wait for inventory for ever: the kit stops there, naming the run."""
     kit = TestKit(orders_service, fulfilment.service)
-    line = OrderLine(sku="tea", quantity=1, unit_price=1)
+    line = OrderLine(sku="tea", quantity=1, unit_price=Decimal("1"))
     with pytest.raises(FlowError, match=r"order-fulfilment:.* waits for an answer"):
         await kit.when(PlaceOrder(items=[line]))
 
@@ -165,7 +167,7 @@ DOCS = {
     "c": {"owner": "ann", "n": 3, "ok": True},
     "d": {"owner": "ann", "at": "2026-01-02", "n": 10, "ok": False},
 }
-FINDS = [
+FINDS: list[tuple[dict[str, Any], dict[str, Any]]] = [  # (where, the other arguments)
     ({}, {}),
     ({"owner": "ann"}, {"order_by": "at"}),
     ({"owner": "ann"}, {"order_by": "at", "descending": True}),
