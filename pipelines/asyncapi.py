@@ -56,7 +56,7 @@ class ServiceAsyncAPI(AsyncAPI):
         self.service = service
         self.rabbitmq_url = rabbitmq_url
 
-    def to_specification(self) -> ServiceDocument:  # type: ignore[override]
+    def to_specification(self) -> ServiceDocument:
         return ServiceDocument(service_document(self.service, self.rabbitmq_url))
 
 

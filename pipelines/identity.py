@@ -185,7 +185,7 @@ class TokenCodec:
 
 def public_jwk(public_key_pem: str) -> dict[str, Any]:
     key = RSAAlgorithm(RSAAlgorithm.SHA256).prepare_key(public_key_pem)
-    return dict(RSAAlgorithm.to_jwk(key, as_dict=True))  # type: ignore[arg-type]
+    return dict(RSAAlgorithm.to_jwk(key, as_dict=True))
 
 
 def rsa_key_id(public_key_pem: str) -> str | None:

@@ -212,7 +212,7 @@ async def test_frozen_appender(rig: Rig) -> None:
         try:
             await frozen.execute("BEGIN")
             event = NewEvent("Stall", uuid.uuid4().hex, 1, "Stalled", "{}")
-            store = EventStore(pool=None)  # type: ignore[arg-type]  # appends on `frozen` only
+            store = EventStore(pool=None)  # appends on `frozen` only
             stalled = await store.append([event], conn=frozen)
             # the appender's host freezes here: it never commits nor sends anything again
             await eventually(

@@ -165,7 +165,7 @@ def _weak(refresh: Refresh | None) -> Callable[[], Refresh | None] | None:
     if refresh is None:
         return None
     if hasattr(refresh, "__self__"):
-        return weakref.WeakMethod(refresh)  # type: ignore[arg-type]
+        return weakref.WeakMethod(refresh)
     return lambda: refresh
 
 
