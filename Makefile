@@ -8,7 +8,7 @@ SWAGGER_UI := gateway/apidocs/static
 SPECS      := build/specs
 TYPED   := pipelines projections flows gateway auth discovery examples bench
 
-.PHONY: run test test-fast install services browser migrate lint bench clean
+.PHONY: run test test-fast install services browser migrate lint bench clean cluster cluster-down
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -60,6 +60,12 @@ bench: install services
 	$(PY) -m bench.gateway --quick
 	$(PY) -m bench.fanout --quick
 	$(PY) -m bench.load --quick
+
+cluster:  # a local cluster on its own ports: see docs/scaling.md
+	@scripts/cluster-up.sh
+
+cluster-down:
+	@scripts/cluster-down.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

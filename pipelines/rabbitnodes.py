@@ -22,6 +22,7 @@ log = logging.getLogger("banyan.rabbitmq")
 # scheme, credentials, the comma-separated hosts, then the vhost and query every node shares
 _URL_PARTS = re.compile(r"^(?P<scheme>[^:/]+://)(?:(?P<userinfo>[^@/]*)@)?(?P<hosts>[^/?#]*)")
 PROBE_TIMEOUT = 5.0  # seconds a node may take to accept a connection before the next is tried
+FAILOVER_INTERVAL = 1.0  # seconds at most between attempts when there is another node to try
 
 
 def rabbitmq_nodes(url: str) -> list[URL]:
@@ -54,6 +55,8 @@ class ClusterConnection(RobustConnection):
     def __init__(self, url: URL, *, nodes: Sequence[URL], **kwargs: Any) -> None:
         super().__init__(url, **kwargs)
         self.nodes = list(nodes)
+        if len(self.nodes) > 1:
+            self.reconnect_interval = min(self.reconnect_interval, FAILOVER_INTERVAL)
 
     async def connect(self, timeout: aio_pika.abc.TimeoutType = None) -> None:
         if not self.connection_attempt:  # the first connection: skip the nodes that refuse
