@@ -8,7 +8,7 @@ SWAGGER_UI := gateway/apidocs/static
 SPECS      := build/specs
 TYPED   := pipelines projections flows gateway auth discovery examples bench
 
-.PHONY: run test test-fast install services browser migrate lint bench clean cluster cluster-down
+.PHONY: run test test-fast install services browser migrate lint bench clean cluster cluster-down drill-cluster
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -66,6 +66,10 @@ cluster:  # a local cluster on its own ports: see docs/scaling.md
 
 cluster-down:
 	@scripts/cluster-down.sh
+
+drill-cluster: install  # the platform on a fresh local cluster through a fault of each engine
+	@scripts/cluster-up.sh
+	@$(PY) -m tests.cluster_drill; status=$$?; scripts/cluster-down.sh; exit $$status
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
