@@ -10,6 +10,7 @@ from yarl import URL
 
 from pipelines import Command, Context, Service
 from pipelines.database import connect, create_pool
+from pipelines.positions import PositionWatcher, positions_channel
 from pipelines.rabbitnodes import connect_rabbitmq, nodes_url, rabbitmq_nodes
 from pipelines.rpc import RpcClient
 from pipelines.settings import Settings
@@ -132,4 +133,28 @@ async def test_postgres_url_with_a_dead_first_host_reaches_the_read_write_one(
     try:
         assert await pool.fetchval("SELECT 1") == 1
     finally:
+        await pool.close()
+
+
+async def test_read_your_writes_hears_positions_again_after_its_connection_is_cut(
+    settings: Settings,
+) -> None:
+    """A failover (or a restart) ends the watcher's LISTEN session: it listens on a new one."""
+    pool = await create_pool(settings, 2)
+    watcher = PositionWatcher(settings, pool)
+    await watcher.start()
+    try:
+        listening = watcher._conn
+        assert listening is not None
+        await pool.execute("SELECT pg_terminate_backend($1)", listening.get_server_pid())
+        sent = iter(range(1, 1_000_000))
+
+        async def heard() -> bool:  # a NOTIFY alone, never the table, raises what it knows
+            await pool.execute("SELECT pg_notify($1, $2)", positions_channel(settings),
+                               f"failover_probe:{next(sent)}")  # fmt: skip
+            return watcher.latest.get("failover_probe", 0) > 0
+
+        await eventually(heard, timeout=15, what="a position notified after the cut")
+    finally:
+        await watcher.stop()
         await pool.close()
