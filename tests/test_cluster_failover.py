@@ -4,6 +4,7 @@ dead host first."""
 
 import json
 import subprocess
+from itertools import pairwise
 
 import pytest
 from yarl import URL
@@ -86,6 +87,36 @@ async def test_a_client_whose_node_goes_away_carries_on_through_the_next(
 
         await eventually(answered, timeout=20, what="a reply through the second node")
         assert client._connection is not None and client._connection.url.port == real.port
+
+
+async def test_a_lost_node_is_followed_by_the_next_in_the_order_written(
+    settings: Settings,
+) -> None:
+    """Nodes A, B, C (all leading to the real broker): A goes away, the connection moves to B,
+    not to C; B goes away too, it moves to C."""
+    proxies = [proxy_for(settings.rabbitmq_url) for _ in range(3)]
+    for proxy, port, _ in proxies:
+        await proxy.start(port)
+    quick = {"reconnect_interval": "0.2"}
+    connection = await connect_rabbitmq(
+        nodes_url([URL(url).update_query(quick) for _, _, url in proxies])
+    )
+    try:
+        for lost, (_, next_port, _) in pairwise(proxies):
+            await lost[0].stop()
+            await eventually(
+                lambda port=next_port: (
+                    connection.connected.is_set() and connection.url.port == port
+                ),
+                timeout=15,
+                what=f"the connection on the node at port {next_port}",
+            )
+        channel = await connection.channel()
+        await channel.declare_exchange("amq.direct", passive=True)
+    finally:
+        await connection.close()
+        for proxy, _, _ in proxies:
+            await proxy.stop()
 
 
 def queue_arguments(settings: Settings) -> dict[str, tuple[str, dict[str, object]]]:
