@@ -108,16 +108,7 @@ class Client:
             self.ledger.broken.append(f"{method} {path}: {type(exc).__name__} {exc}")
             self.ledger.outcomes.append((time.monotonic(), False))
             return None, None
-        code = None if response.status_code == 200 else error_code(response, correlation_id)
-        ok = response.status_code == 200
-        if code == "CONFLICT" and path.endswith("cancel-order"):
-            code = CANCEL_CONFLICT
-        self.ledger.outcomes.append((time.monotonic(), ok or code == CANCEL_CONFLICT))
-        if not ok:
-            if code is None:
-                self.ledger.broken.append(f"{response.status_code} {response.text[:300]}")
-            else:
-                self.ledger.refused[code] += 1
+        if not self.answered(response, correlation_id, path):
             return None, None
         body = response.json()
         if path.endswith("place-order"):
@@ -126,6 +117,19 @@ class Client:
         if path.endswith("cancel-order"):
             self.ledger.cancelled.add(json["orderId"])  # type: ignore[index]
         return None, None
+
+    def answered(self, response: httpx.Response, correlation_id: str, path: str) -> bool:
+        """Whether `response` is a success; a refusal is counted, an unclear answer noted."""
+        ok = response.status_code == 200
+        code = None if ok else error_code(response, correlation_id)
+        if code == "CONFLICT" and path.endswith("cancel-order"):
+            code = CANCEL_CONFLICT
+        self.ledger.outcomes.append((time.monotonic(), ok or code == CANCEL_CONFLICT))
+        if code is not None:
+            self.ledger.refused[code] += 1
+        elif not ok:
+            self.ledger.broken.append(f"{response.status_code} {response.text[:300]}")
+        return ok
 
 
 def cluster_settings() -> dict[str, str]:
