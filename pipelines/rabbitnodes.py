@@ -71,7 +71,8 @@ class ClusterConnection(RobustConnection):
 
 
 async def first_reachable(nodes: Sequence[URL], timeout: aio_pika.abc.TimeoutType) -> URL:
-    """The first of `nodes` that accepts a connection; the last one's error if none does."""
+    """The first of `nodes` that accepts a connection, else the last (whose connection attempt
+    then reports why it failed)."""
     for node in nodes[:-1]:
         try:
             probe = await aio_pika.connect(node, timeout=timeout or PROBE_TIMEOUT)
