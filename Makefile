@@ -8,7 +8,7 @@ SWAGGER_UI := gateway/apidocs/static
 SPECS      := build/specs
 TYPED   := pipelines projections flows gateway auth discovery examples bench tests conftest.py
 
-.PHONY: run test test-fast install services browser migrate lint bench clean
+.PHONY: run test test-fast install services browser migrate lint bench clean cluster cluster-down drill-cluster
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -60,6 +60,16 @@ bench: install services
 	$(PY) -m bench.gateway --quick
 	$(PY) -m bench.fanout --quick
 	$(PY) -m bench.load --quick
+
+cluster:  # a local cluster on its own ports: see docs/scaling.md
+	@scripts/cluster-up.sh
+
+cluster-down:
+	@scripts/cluster-down.sh
+
+drill-cluster: install  # the platform on a fresh local cluster through a fault of each engine
+	@scripts/cluster-up.sh
+	@$(PY) -m tests.cluster_drill; status=$$?; scripts/cluster-down.sh; exit $$status
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -8,13 +8,13 @@ each event it publishes, and each it subscribes to, with the routing key.
 
 import json
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import urlsplit
 
 import yaml
 from faststream.specification import AsyncAPI
 
 from pipelines.contracts import Contract, Event
 from pipelines.dispatch import Handler
+from pipelines.rabbitnodes import rabbitmq_nodes
 from pipelines.schema_components import Components
 from pipelines.topology import EVENTS_EXCHANGE, event_binding_key, event_routing_key, queue_for
 
@@ -86,9 +86,9 @@ def service_document(service: "Service", rabbitmq_url: str) -> dict[str, Any]:
 
 def _server(url: str) -> dict[str, Any]:
     """The broker's address, never its credentials."""
-    split = urlsplit(url)
-    host = f"{split.hostname or 'localhost'}:{split.port or 5672}"
-    return {"host": host, "protocol": "amqp", "pathname": split.path or "/"}
+    node = rabbitmq_nodes(url)[0]
+    host = f"{node.host or 'localhost'}:{node.port or 5672}"
+    return {"host": host, "protocol": "amqp", "pathname": node.path or "/"}
 
 
 class _Parts:

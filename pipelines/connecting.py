@@ -2,11 +2,11 @@
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import aiormq
-from yarl import URL
 
 from pipelines.retry import INFRASTRUCTURE_ERRORS, backoff_delay
 from pipelines.settings import Settings
@@ -42,5 +42,9 @@ async def until_connected(
             await asyncio.sleep(delay)
 
 
+_PASSWORD = re.compile(r"^([^:/]+://[^:@/]*:)[^@/]*@")
+
+
 def safe_url(url: str) -> str:
-    return str(URL(url).with_password("***")) if URL(url).password else url
+    """`url` without its password (it may name several hosts, which `yarl` does not read)."""
+    return _PASSWORD.sub(r"\1***@", url, count=1)

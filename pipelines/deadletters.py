@@ -15,6 +15,7 @@ from pipelines import headers as h
 from pipelines.event_signing import ForgedEvent
 from pipelines.from_log import LogCopies, log_copies
 from pipelines.messages import resent
+from pipelines.rabbitnodes import connect_rabbitmq, rabbitmq_nodes
 from pipelines.settings import Settings
 
 DLQ_PREFIX = "dlq."
@@ -31,7 +32,7 @@ class QueueDepth:
 
 def list_queues(settings: Settings) -> list[QueueDepth]:
     """Every queue of the virtual host with its depth (management API, else rabbitmqctl)."""
-    url = URL(settings.rabbitmq_url)
+    url = rabbitmq_nodes(settings.rabbitmq_url)[0]
     vhost = url.path.lstrip("/") or "/"
     try:
         return _list_over_http(settings, url, vhost)
@@ -78,7 +79,7 @@ async def replay(settings: Settings, queue: str) -> int:
     (`pipelines.from_log`); one the log does not hold for `queue` stays in the dead-letter queue."""
     dlq_name = queue if queue.startswith(DLQ_PREFIX) else DLQ_PREFIX + queue
     target = original_queue(dlq_name)
-    connection = await aio_pika.connect(settings.rabbitmq_url)
+    connection = await connect_rabbitmq(settings.rabbitmq_url)
     async with connection, log_copies(settings) as log:
         channel = await connection.channel(publisher_confirms=True)
         dlq = await channel.declare_queue(dlq_name, passive=True)

@@ -20,6 +20,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustC
 from pipelines import headers as h
 from pipelines.event_signing import EventSignatures
 from pipelines.messages import Incoming
+from pipelines.rabbitnodes import connect_rabbitmq
 from pipelines.telemetry.metrics import METRICS
 from pipelines.topology import EVENTS_EXCHANGE
 
@@ -38,7 +39,7 @@ class EventFeed:
         self._queue: AbstractQueue | None = None
 
     async def start(self, routing_keys: list[str]) -> None:
-        self._connection = await aio_pika.connect_robust(self.url)
+        self._connection = await connect_rabbitmq(self.url)
         channel = await self._connection.channel()
         await channel.declare_exchange(EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
         self._queue = await channel.declare_queue(exclusive=True, auto_delete=True)

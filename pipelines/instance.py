@@ -5,7 +5,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from faststream import AckPolicy, FastStream
-from faststream.rabbit import Channel, RabbitBroker
+from faststream.rabbit import Channel
 
 from pipelines import telemetry
 from pipelines.announce import Announcer, new_instance_id
@@ -20,6 +20,7 @@ from pipelines.notifier import Notifier
 from pipelines.positions import PositionWatcher
 from pipelines.production import refuse_private_key
 from pipelines.querycache import QueryCache, keyed_fields
+from pipelines.rabbitnodes import cluster_broker
 from pipelines.redisclient import connect_redis
 from pipelines.registry import DISCOVERY
 from pipelines.relay import EventRelay
@@ -67,7 +68,7 @@ class ServiceInstance:
         self.service = service
         self.settings = settings
         self.log = logging.getLogger(f"banyan.{service.name}")
-        self.broker = RabbitBroker(
+        self.broker = cluster_broker(
             settings.rabbitmq_url,
             graceful_timeout=settings.graceful_timeout,
             log_level=logging.DEBUG,

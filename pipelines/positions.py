@@ -2,12 +2,14 @@
 
 import asyncio
 import contextlib
+import logging
 
 import asyncpg
 
 from pipelines.database import Pool, connect
 from pipelines.settings import Settings
 
+log = logging.getLogger("banyan.positions")
 REFRESH = 0.25  # seconds between reads of the table while waiting, in case a NOTIFY was lost
 
 
@@ -23,12 +25,33 @@ class PositionWatcher:
         self.latest: dict[str, int] = {}
         self._changed = asyncio.Event()
         self._conn: asyncpg.Connection | None = None
+        self._relistening: asyncio.Task[None] | None = None
+        self._stopped = False
 
     async def start(self) -> None:
         self._conn = await connect(self.settings)
         await self._conn.add_listener(positions_channel(self.settings), self._on_notify)
+        self._conn.add_termination_listener(self._on_lost)
+
+    def _on_lost(self, _conn: object) -> None:
+        """Its session ended (a restart, a failover to a standby): listen on a new one.
+        Waits read the table every REFRESH seconds meanwhile."""
+        if not self._stopped:
+            self._relistening = asyncio.create_task(self._listen_again())
+
+    async def _listen_again(self) -> None:
+        while not self._stopped:
+            try:
+                await self.start()
+                return
+            except Exception as exc:  # whatever PostgreSQL answers while it fails over
+                log.warning("cannot listen for projection positions again (%s); retrying", exc)
+                await asyncio.sleep(self.settings.relay_poll_interval)
 
     async def stop(self) -> None:
+        self._stopped = True
+        if self._relistening is not None:
+            self._relistening.cancel()
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 await self._conn.close()

@@ -37,6 +37,7 @@ from pipelines.errors import (
 )
 from pipelines.idempotency import bounded_key
 from pipelines.messages import Incoming, encode_body
+from pipelines.rabbitnodes import connect_rabbitmq
 from pipelines.topology import REPLY_TO, request_queue_name
 
 # what encoding a message raises for a value AMQP cannot carry (an int over 64 bits, ...)
@@ -72,7 +73,7 @@ class RpcClient:
         self._waiting: dict[str, asyncio.Future[Response]] = {}
 
     async def connect(self) -> "RpcClient":
-        self._connection = await aio_pika.connect_robust(self.url)
+        self._connection = await connect_rabbitmq(self.url)
         # confirmed publishes: a request the broker cannot route is returned, and fails
         self._channel = await self._connection.channel(
             publisher_confirms=True, on_return_raises=True

@@ -4,7 +4,7 @@ import os
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipelines.production import (
@@ -19,10 +19,15 @@ MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
+    # a cluster's nodes comma-separated (`amqp://u:p@node1:5672,node2:5672/`): tried in order
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     database_schema: str = "public"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # `host:port,host:port` of Redis Sentinels: the master of REDIS_MASTER_NAME is asked of
+    # them (REDIS_URL then gives only its password and database)
+    redis_sentinels: str = ""
+    redis_master_name: str = ""
     max_message_bytes: int = MAX_MESSAGE_BYTES  # a bus message's body, once decompressed
     redis_timeout: float = 0.1  # seconds any Redis call may take before it counts as failed
     jaeger_endpoint: str = ""
@@ -48,6 +53,9 @@ class Settings(BaseSettings):
 
     rabbitmq_management_url: str = ""
     rabbitmq_queue_type: Literal["classic", "quorum"] = "classic"
+    # deliveries of one message a quorum queue allows before it dead-letters it: a backstop
+    # for a message that kills its consumer (the platform counts its own retries in headers)
+    rabbitmq_delivery_limit: int = 20
     prefetch_count: int = 10
     event_prefetch_count: int = 5
     retry_attempts: int = 3
@@ -99,6 +107,12 @@ class Settings(BaseSettings):
     rebuild_batch_size: int = 5000
     # modules exposing a `service`: their migrations, projections and processes
     service_modules: str = "auth,discovery,examples.orders,examples.inventory,examples.fulfilment"
+
+    @model_validator(mode="after")
+    def _sentinels_name_their_master(self) -> "Settings":
+        if self.redis_sentinels and not self.redis_master_name:
+            raise ValueError("REDIS_SENTINELS needs REDIS_MASTER_NAME")
+        return self
 
     def http_port(self, service: str, declared: int | None) -> int | None:
         """Where a service serves `/health`: `{NAME}_PORT` (`AUTH_PORT`; `LIBRARY_PORT` from the

@@ -43,12 +43,13 @@ def dead_letter_queue_name(queue: str) -> str:
 def durable_queue(
     settings: Settings, name: str, routing_key: str, arguments: dict[str, Any]
 ) -> RabbitQueue:
-    """A durable queue of the configured type (`classic`, or `quorum` for clusters)."""
+    """A durable queue of the configured type (`classic`, or `quorum` for clusters, with a
+    delivery limit)."""
+    kind: dict[str, Any] = {"x-queue-type": settings.rabbitmq_queue_type}
+    if settings.rabbitmq_queue_type == "quorum":
+        kind["x-delivery-limit"] = settings.rabbitmq_delivery_limit
     queue: RabbitQueue = RabbitQueue(
-        name,
-        durable=True,
-        routing_key=routing_key,
-        arguments={"x-queue-type": settings.rabbitmq_queue_type, **arguments},
+        name, durable=True, routing_key=routing_key, arguments={**kind, **arguments}
     )  # type: ignore[call-overload]
     return queue
 

@@ -6,8 +6,8 @@ import uuid
 
 import asyncpg
 import redis.asyncio as redis
-from yarl import URL
 
+from pipelines.rabbitnodes import nodes_url, rabbitmq_nodes
 from pipelines.settings import Settings
 
 
@@ -22,9 +22,9 @@ def create_isolated_env() -> dict[str, str]:
     if shutil.which("rabbitmqctl"):
         vhost = f"banyan_test_{run_id}"
         _rabbitmqctl("add_vhost", vhost)
-        user = URL(base.rabbitmq_url).user or "guest"
-        _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
-        env["RABBITMQ_URL"] = str(URL(base.rabbitmq_url).with_path("/" + vhost))
+        nodes = rabbitmq_nodes(base.rabbitmq_url)
+        _rabbitmqctl("set_permissions", "-p", vhost, nodes[0].user or "guest", ".*", ".*", ".*")
+        env["RABBITMQ_URL"] = nodes_url([node.with_path("/" + vhost) for node in nodes])
         env["BANYAN_TEST_VHOST"] = vhost
     return env
 
