@@ -75,7 +75,7 @@ async def status(settings: Settings, args: argparse.Namespace) -> int:
 async def up(settings: Settings, args: argparse.Namespace) -> int:
     from pipelines.devserver import up as run_up
 
-    return await run_up(settings)
+    return await run_up(settings, raw=args.raw)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -111,7 +111,13 @@ def parser() -> argparse.ArgumentParser:
     for add_commands in contributions(COMMANDS):
         add_commands(groups)
     groups.add_parser("relay", help="run the event relay alone").set_defaults(run=relay)
-    groups.add_parser("up", help="run every platform process (development)").set_defaults(run=up)
+    run_up = groups.add_parser("up", help="run every platform process (development)")
+    run_up.add_argument(
+        "--raw",
+        action="store_true",
+        help="print each process's JSON lines as they are, without the `name | ` prefix",
+    )
+    run_up.set_defaults(run=up)
     groups.add_parser("status", help="services, health, queues, projections").set_defaults(
         run=status
     )

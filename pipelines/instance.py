@@ -15,6 +15,7 @@ from pipelines.database import create_pool, migrate
 from pipelines.dispatch import CommandProcessor, EventProcessor, Processor, QueryProcessor
 from pipelines.errors import PlatformError
 from pipelines.http import HttpServer
+from pipelines.logs import configure_logging
 from pipelines.notifier import Notifier
 from pipelines.positions import PositionWatcher
 from pipelines.querycache import QueryCache, keyed_fields
@@ -58,6 +59,8 @@ class ServiceInstance:
         self.service = service
         self.settings = settings
         self.log = logging.getLogger(f"banyan.{service.name}")
+        # before FastStream's first line ("starting..."), which then goes out as JSON too
+        configure_logging(service.name, settings.log_level)
         self.broker = RabbitBroker(
             settings.rabbitmq_url,
             graceful_timeout=settings.graceful_timeout,
@@ -82,6 +85,7 @@ class ServiceInstance:
             on_shutdown=[self._goodbye, self._stop_background],
             after_shutdown=[self._teardown],
             specification=ServiceAsyncAPI(service, settings.rabbitmq_url),
+            logger=self.log,  # not FastStream's own, which colours its lines
         )
 
     def _register(self) -> None:

@@ -31,6 +31,16 @@ URL_SECRETS = (
     (re.compile(r"(\w+://)[^/@\s:]+:[^/@\s]+@"), r"\1" + REDACTED + "@"),
 )
 
+# libraries whose INFO lines are chatter (the Elasticsearch client logs every request): they
+# speak at WARNING unless LOG_LEVEL=DEBUG
+THIRD_PARTY = ("elastic_transport", "elasticsearch", "urllib3", "httpx", "httpcore", "asyncio",
+               "opentelemetry", "websockets", "aio_pika", "aiormq", "faststream")  # fmt: skip
+# at DEBUG these log whole messages, secrets included: never below INFO
+WHOLE_MESSAGES = ("aio_pika", "aiormq")
+# uvicorn's loggers write through the platform's handler; its access lines give way to
+# `banyan.access` (pipelines.telemetry.http), which has the duration and correlation id
+UVICORN = ("uvicorn", "uvicorn.error", "uvicorn.access")
+
 _sensitive: tuple[float, frozenset[str]] = (0.0, frozenset())
 
 
@@ -155,7 +165,12 @@ def configure_logging(service: str, level: str) -> None:
     out.banyan = True  # type: ignore[attr-defined]
     root.addHandler(out)
     root.setLevel(level.upper())
-    # uvicorn's access lines go to its own handler: the query's token must not reach it either
-    logging.getLogger("uvicorn.access").addFilter(UrlSecretsFilter())
-    for chatty in ("aio_pika", "aiormq"):  # at DEBUG they log whole messages, secrets included
-        logging.getLogger(chatty).setLevel(max(logging.INFO, root.level))
+    quiet = logging.WARNING if root.level > logging.DEBUG else logging.DEBUG
+    for chatty in THIRD_PARTY:
+        floor = logging.INFO if chatty in WHOLE_MESSAGES else logging.DEBUG
+        logging.getLogger(chatty).setLevel(max(quiet, floor))
+    for name in UVICORN:
+        taken = logging.getLogger(name)
+        taken.handlers.clear()
+        taken.propagate = True
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

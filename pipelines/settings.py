@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     admin_email: str | None = None
     admin_password: SecretStr | None = None
     log_level: str = "INFO"
+    access_log: bool = True  # a `banyan.access` line per HTTP request
     metrics_interval: float = 10.0  # seconds between metric snapshots shipped to Elasticsearch
     metrics_buffer_size: int = 10_000  # documents kept while Elasticsearch is unreachable
     metrics_index_prefix: str = "banyan-metrics"  # daily indices {prefix}-YYYY.MM.DD

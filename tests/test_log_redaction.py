@@ -33,9 +33,15 @@ def test_a_url_keeps_no_password() -> None:
     assert json.loads(line)["message"] == f"exporting traces to https://{REDACTED}@jaeger:4318/v1"
 
 
-def test_uvicorn_access_logger_redacts_on_its_own_handler() -> None:
+def test_uvicorn_writes_through_the_platform_handler_which_redacts() -> None:
     from pipelines.logs import configure_logging
 
     configure_logging("gateway", "INFO")
-    access = logging.getLogger("uvicorn.access")
-    assert any(isinstance(f, UrlSecretsFilter) for f in access.filters)
+    for name in ("uvicorn.error", "uvicorn.access"):
+        taken = logging.getLogger(name)
+        assert taken.handlers == [] and taken.propagate, name
+    # its access lines give way to `banyan.access`, which carries the duration and correlation
+    assert not logging.getLogger("uvicorn.access").isEnabledFor(logging.INFO)
+    assert any(
+        isinstance(f, UrlSecretsFilter) for h in logging.getLogger().handlers for f in h.filters
+    )

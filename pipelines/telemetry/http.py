@@ -11,22 +11,25 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pipelines.logs import redact_urls
 from pipelines.settings import Settings
 from pipelines.telemetry import lifecycle, shipping
 from pipelines.telemetry.metrics import METRICS
 from pipelines.telemetry.scope import WorkScope
 
-log = logging.getLogger("banyan.http")
+access_log = logging.getLogger("banyan.access")
 UNTRACED = frozenset({"/health", "/ready", "/metrics"})  # probes would drown the traces
 PROMETHEUS_TEXT = "text/plain; version=0.0.4"
 
 
 class TracingMiddleware:
-    """The SERVER span of each request, a child of the caller's `traceparent` if valid."""
+    """The SERVER span of each request, a child of the caller's `traceparent` if valid, and
+    its access line (`banyan.access`: method, path with tokens redacted, status, duration)."""
 
-    def __init__(self, app: ASGIApp, service: str) -> None:
+    def __init__(self, app: ASGIApp, service: str, access_log: bool = True) -> None:
         self.app = app
         self.service = service
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in UNTRACED:
@@ -42,17 +45,18 @@ class TracingMiddleware:
             SpanKind.SERVER,
             lambda: _request_attributes(scope, headers),
         ) as span:
-            if not (span.is_recording() or log.isEnabledFor(logging.DEBUG)):
+            if not (span.is_recording() or self.access_log):
                 await self.app(scope, receive, send)
                 return
-            started, status = time.perf_counter(), 0
+            started, status, correlation = time.perf_counter(), 0, None
 
             async def send_traced(message: Message) -> None:
-                nonlocal status
+                nonlocal status, correlation
                 if message["type"] == "http.response.start":
                     status = int(message["status"])
+                    correlation = _correlation_id(message)
                     if span.is_recording():
-                        _record_response(span, message)
+                        _record_response(span, status, correlation)
                 await send(message)
 
             await self.app(scope, receive, send_traced)
@@ -60,11 +64,26 @@ class TracingMiddleware:
             if route and span.is_recording():
                 span.update_name(f"{method} {route}")
                 span.set_attribute("http.route", route)
-            millis = (time.perf_counter() - started) * 1000
-            log.debug(
-                "%s %s %d in %.1f ms", method, scope["path"], status, millis,
-                extra={"httpStatus": status, "durationMs": round(millis, 2)},
-            )  # fmt: skip
+            if self.access_log:
+                _access_line(scope, status, time.perf_counter() - started, correlation)
+
+
+def _access_line(scope: Scope, status: int, seconds: float, correlation: str | None) -> None:
+    path = scope["path"]
+    if query := scope.get("query_string"):
+        path = redact_urls(f"{path}?{query.decode('latin-1')}")
+    millis = round(seconds * 1000, 2)
+    extra = {"method": scope["method"], "path": path, "status": status, "durationMs": millis}
+    if correlation is not None:
+        extra["correlationId"] = correlation
+    access_log.info("%s %s %d in %.1f ms", scope["method"], path, status, millis, extra=extra)
+
+
+def _correlation_id(message: Message) -> str | None:
+    for key, value in message.get("headers", []):
+        if key.lower() == b"x-correlation-id":
+            return str(value.decode("latin-1"))
+    return None
 
 
 def _request_attributes(scope: Scope, headers: dict[str, str]) -> dict[str, Any]:
@@ -80,12 +99,10 @@ def _request_attributes(scope: Scope, headers: dict[str, str]) -> dict[str, Any]
     return attributes
 
 
-def _record_response(span: trace.Span, message: Message) -> None:
-    status = int(message["status"])
+def _record_response(span: trace.Span, status: int, correlation: str | None) -> None:
     span.set_attribute("http.response.status_code", status)
-    for key, value in message.get("headers", []):
-        if key.lower() == b"x-correlation-id":
-            span.set_attribute("banyan.correlation_id", value.decode("latin-1"))
+    if correlation is not None:
+        span.set_attribute("banyan.correlation_id", correlation)
     if status >= 500:
         span.set_status(Status(StatusCode.ERROR))
 
@@ -99,7 +116,7 @@ def instrument(
 ) -> None:
     """Trace every request of `app`, and ship `registry` (the app's own metrics) with ours."""
     lifecycle.start(service, settings)
-    app.add_middleware(TracingMiddleware, service=service)
+    app.add_middleware(TracingMiddleware, service=service, access_log=settings.access_log)
     if registry is not None:
         shipping.attach(registry, service, refresh)
 
