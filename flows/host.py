@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from flows import crashpoints
+from flows import crashpoints, deadlines
 from flows.engine import Engine
 from flows.flow import Flow
 from flows.run import FlowError
@@ -33,6 +33,7 @@ class Host:
                 raise FlowError(f"flow {flow.name} has no @steps function")
             service.on(flow.trigger, subscriber=flow.name)(self._starter(flow))
         service.background(self.run_engine)
+        service.background(deadlines.watch)
 
     async def run_engine(self, instance: ServiceInstance) -> None:
         engine = Engine(self.flows, instance, FlowSettings())

@@ -66,10 +66,12 @@ async def relay(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def status(settings: Settings, args: argparse.Namespace) -> int:
-    from pipelines.status_report import report
+    """The report; exits 1 when any part is unhealthy (or cannot be read)."""
+    from pipelines.status_report import as_json, healthy, render, sections
 
-    print(await report(settings))
-    return 0
+    found = await sections(settings)
+    print(as_json(found) if args.json else render(found))
+    return 0 if healthy(found) else 1
 
 
 async def up(settings: Settings, args: argparse.Namespace) -> int:
@@ -118,9 +120,9 @@ def parser() -> argparse.ArgumentParser:
         help="print each process's JSON lines as they are, without the `name | ` prefix",
     )
     run_up.set_defaults(run=up)
-    groups.add_parser("status", help="services, health, queues, projections").set_defaults(
-        run=status
-    )
+    report = groups.add_parser("status", help="services, health, queues, lag, projections")
+    report.add_argument("--json", action="store_true", help="one JSON document")
+    report.set_defaults(run=status)
     return root
 
 

@@ -3,12 +3,13 @@
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 
 from pipelines.database import migrate
 from pipelines.logs import JsonFormatter
-from pipelines.modules import module_names
+from pipelines.modules import metrics_ports, module_names
 from pipelines.plugins import PROCESSES, contributions
 from pipelines.settings import Settings
 
@@ -16,15 +17,24 @@ STOP_MARGIN = 10.0  # seconds a process may take to stop beyond its graceful shu
 SELF = "up"  # the name `banyan up`'s own lines go by
 
 
-def available(settings: Settings) -> list[tuple[str, list[str]]]:
-    """(name, command) of each process: every service of SERVICE_MODULES, then the front
-    processes the installed packages contribute (the gateway)."""
+Process = tuple[str, list[str], dict[str, str]]  # name, command, environment
+
+
+def available(settings: Settings) -> list[Process]:
+    """(name, command, environment) of each process: every service of SERVICE_MODULES (each
+    with its own METRICS_PORT), then the front processes the installed packages contribute
+    (the gateway)."""
+    ports = metrics_ports(settings)
     services = [
-        (module.rsplit(".", 1)[-1], [sys.executable, "-m", "faststream", "run", f"{module}:app"])
+        (
+            module.rsplit(".", 1)[-1],
+            [sys.executable, "-m", "faststream", "run", f"{module}:app"],
+            {"METRICS_PORT": str(ports[module])} if module in ports else {},
+        )
         for module in module_names(settings)
     ]
     fronts = [process(settings) for process in contributions(PROCESSES)]
-    return [*services, *((name, [sys.executable, *argv]) for name, argv in fronts)]
+    return [*services, *((name, [sys.executable, *argv], {}) for name, argv in fronts)]
 
 
 class Output(logging.Handler):
@@ -58,14 +68,17 @@ class Output(logging.Handler):
 async def up(settings: Settings, raw: bool = False) -> int:
     """Migrate, start every process, stop them all on Ctrl-C or when one of them exits."""
     processes = available(settings)
-    out = Output([name for name, _ in processes], raw)
+    out = Output([name for name, _, _ in processes], raw)
     logging.getLogger().handlers[:] = [out]
     await migrate(settings)
     children: dict[str, asyncio.subprocess.Process] = {}
     pipes = []
-    for name, argv in processes:
+    for name, argv, env in processes:
         child = await asyncio.create_subprocess_exec(
-            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+            *argv,
+            env={**os.environ, **env},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
         assert child.stdout is not None
         children[name] = child

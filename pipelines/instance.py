@@ -4,6 +4,7 @@ import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
+from fastapi import FastAPI
 from faststream import AckPolicy, FastStream
 from faststream.rabbit import Channel, RabbitBroker
 
@@ -73,6 +74,7 @@ class ServiceInstance:
         self.instance_id = new_instance_id(service.name)
         self.announcer: Announcer | None = None
         self.http: HttpServer | None = None
+        self.metrics_http: HttpServer | None = None  # /health and /metrics on METRICS_PORT
         self.relay: EventRelay | None = None
         self.runners: dict[str, Any] = {}
         self.supervisor = Supervisor(settings, self.log)
@@ -176,7 +178,9 @@ class ServiceInstance:
             self.announcer = Announcer(registration, self.runtime.rpc, self.settings, self.refuse)
             self._spawn(self.announcer.run, "announcer")
         await self._start_http()
+        await self._start_metrics_port()
         self._spawn(lambda: telemetry.sample_forever(self), "telemetry")
+        self._spawn(telemetry.watch_event_loop, "event loop lag")
         invalidate = self.runtime.cache.invalidate if self.runtime.cache else None
         for task in self.service.background_tasks:
             self._spawn(functools.partial(task, self), task.__name__)
@@ -199,6 +203,15 @@ class ServiceInstance:
             app, self.settings.http_host, port, self.settings.forwarded_allow_ips
         )
         await self.http.start()
+
+    async def _start_metrics_port(self) -> None:
+        if self.settings.metrics_port is None:
+            return
+        app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+        app.add_api_route("/health", self.health, methods=["GET"])
+        telemetry.expose_metrics(app)
+        self.metrics_http = HttpServer(app, self.settings.http_host, self.settings.metrics_port)
+        await self.metrics_http.start()
 
     async def refuse(self, rejection: PlatformError) -> None:
         """Discovery refused this version's contracts: consume no request or event and run no
@@ -241,8 +254,9 @@ class ServiceInstance:
 
     async def _teardown(self) -> None:
         await self.notifier.stop()
-        if self.http is not None:
-            await self.http.stop()
+        for server in (self.http, self.metrics_http):
+            if server is not None:
+                await server.stop()
         if self.runtime.rpc is not None:
             await self.runtime.rpc.close()
         if self.runtime.positions is not None:

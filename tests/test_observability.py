@@ -486,7 +486,8 @@ async def test_status_summarises_the_platform_without_discovery(settings, orders
     text = await report(settings)
     services, processes, queues = (text.split(title)[1] for title in
                                    ("Services (discovery)", "Processes", "Queues"))  # fmt: skip
-    assert services.strip().startswith("unavailable")
+    marker, services = services.split("\n", 1)
+    assert marker.strip() == "[UNHEALTHY]" and services.strip().startswith("unavailable")
     assert "gateway" in processes
     assert "service.orders.commands.PlaceOrder" in queues or "more queue(s)" in queues
     assert "Dead letters" in text

@@ -18,7 +18,7 @@ from pipelines.telemetry.lifecycle import shutdown, start
 from pipelines.telemetry.messaging import MessageTelemetry, relaying, requesting
 from pipelines.telemetry.metrics import METRICS
 from pipelines.telemetry.propagation import continuing
-from pipelines.telemetry.sampling import sample_forever
+from pipelines.telemetry.sampling import sample_forever, watch_event_loop
 from pipelines.telemetry.storage import appending, applying
 
 __all__ = [
@@ -38,4 +38,5 @@ __all__ = [
     "set_user",
     "shutdown",
     "start",
+    "watch_event_loop",
 ]

@@ -20,6 +20,16 @@ from pipelines.telemetry.scope import WorkScope
 access_log = logging.getLogger("banyan.access")
 UNTRACED = frozenset({"/health", "/ready", "/metrics"})  # probes would drown the traces
 PROMETHEUS_TEXT = "text/plain; version=0.0.4"
+# methods a label or span name may carry: any other is `other` (metrics) or `_OTHER` (spans),
+# so that made-up methods cannot make new series
+HTTP_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"}
+)
+
+
+def method_label(method: str) -> str:
+    """`method` if it is a known HTTP method, else `other`: a metric label from a closed set."""
+    return method if method in HTTP_METHODS else "other"
 
 
 class TracingMiddleware:
@@ -36,7 +46,7 @@ class TracingMiddleware:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        method = scope["method"]
+        method = scope["method"] if scope["method"] in HTTP_METHODS else "HTTP"
         with WorkScope(
             self.service,
             headers.get("x-correlation-id"),
@@ -87,11 +97,14 @@ def _correlation_id(message: Message) -> str | None:
 
 
 def _request_attributes(scope: Scope, headers: dict[str, str]) -> dict[str, Any]:
+    method = scope["method"]
     attributes: dict[str, Any] = {
-        "http.request.method": scope["method"],
+        "http.request.method": method if method in HTTP_METHODS else "_OTHER",
         "url.path": scope["path"],
         "url.scheme": scope.get("scheme", "http"),
     }
+    if method not in HTTP_METHODS:
+        attributes["http.request.method_original"] = method[:32]
     if client := scope.get("client"):
         attributes["client.address"] = client[0]
     if agent := headers.get("user-agent"):
