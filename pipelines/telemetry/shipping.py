@@ -6,7 +6,6 @@ While Elasticsearch is slow or down the buffer keeps the newest documents and co
 it drops (`banyan_metrics_dropped_total`); they are sent once it answers again.
 """
 
-import atexit
 import logging
 import os
 import socket
@@ -200,7 +199,6 @@ def start(settings: Settings, client: Elasticsearch | None = None) -> MetricsShi
         for source in _pending:
             _shipper.attach(source)
         _shipper.start()
-        atexit.register(stop)
         log.info("shipping metrics to %s", settings.elasticsearch_url or "a custom client")
     return _shipper
 
