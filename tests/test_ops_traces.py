@@ -1,10 +1,13 @@
-"""Traces worth reading: heartbeats do not drown them, OTEL_TRACES_SAMPLER is honoured."""
+"""Traces worth reading: heartbeats do not drown them, OTEL_TRACES_SAMPLER is honoured, a
+failing GraphQL operation is a failed span named after it."""
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
 
 from pipelines.announce import Announcer
 from pipelines.registry import RegisterService
@@ -36,3 +39,33 @@ def test_otel_traces_sampler_is_honoured(monkeypatch, exported) -> None:
     with tracing.tracer("sampled-out").start_as_current_span("work") as span:
         assert not span.is_recording()
     assert exported.get_finished_spans() == ()
+
+
+async def test_a_failing_graphql_mutation_fails_its_span_and_is_counted(
+    settings, sample_service, exported
+) -> None:
+    from gateway.app import create_app
+    from gateway.registry import from_services
+    from pipelines.http import HttpServer
+    from tests import sample
+
+    app = create_app(settings, from_services([sample.service]))
+    await app.state.gateway.start()
+    server = HttpServer(app, "127.0.0.1", 0)
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
+            answer = await client.post(
+                "/graphql", json={"query": 'mutation { explode(input: {note: "gql"}) }'}
+            )
+            exposed = (await client.get("/metrics")).text
+    finally:
+        await server.stop()
+        await app.state.gateway.stop()
+    assert answer.json()["errors"][0]["extensions"]["code"] == "HANDLER_FAILED", answer.text
+    [span] = [s for s in exported.get_finished_spans() if s.kind == SpanKind.SERVER]
+    assert span.name == "mutation explode"
+    assert span.status.status_code == StatusCode.ERROR
+    assert span.attributes["graphql.operation.type"] == "mutation"
+    errors = 'gateway_graphql_errors_total{code="HANDLER_FAILED",operation="mutation"} 1.0'
+    assert errors in exposed, exposed

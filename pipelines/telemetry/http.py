@@ -72,7 +72,8 @@ class TracingMiddleware:
             await self.app(scope, receive, send_traced)
             route = getattr(scope.get("route"), "path", None)
             if route and span.is_recording():
-                span.update_name(f"{method} {route}")
+                if getattr(span, "name", method) == method:  # the app did not name it (GraphQL)
+                    span.update_name(f"{method} {route}")
                 span.set_attribute("http.route", route)
             if self.access_log:
                 _access_line(scope, status, time.perf_counter() - started, correlation)
