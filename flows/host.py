@@ -50,7 +50,10 @@ class Host:
             causation = str(ctx.event.event_id) if ctx.event is not None else ctx.message_id
             data = event.model_dump(mode="json")
             runs = RunTable(ctx.store.pool)
-            if await runs.start(flow.name, key, data, ctx.correlation_id, causation):
+            started = await runs.start(
+                flow.name, key, data, ctx.correlation_id, causation, ctx.traceparent
+            )
+            if started:
                 crashpoints.reached("started", run_id(flow.name, key))
             for engine in self.engines:
                 engine.wake()

@@ -15,7 +15,7 @@ import asyncpg
 from pipelines.database import Pool, delete_in_batches
 
 Status = Literal["running", "compensating", "completed", "compensated", "failed"]
-COLUMNS = "id, flow, key, status, input, reason, correlation_id, causation_id"
+COLUMNS = "id, flow, key, status, input, reason, correlation_id, causation_id, traceparent"
 # SKIP LOCKED: engines sweeping at the same time take different rows instead of waiting.
 # Only finished runs have a finished_at; their steps go with them (ON DELETE CASCADE).
 EXPIRE_FINISHED_RUNS = (
@@ -35,6 +35,7 @@ class RunRecord:
     reason: str | None
     correlation_id: str | None
     causation_id: str | None
+    traceparent: str | None  # of the event that started it: its steps continue that trace
     # its lease passed to another process: this one takes no new step of it
     lost: bool = False
 
@@ -52,13 +53,21 @@ class RunTable:
         self.pool = pool
 
     async def start(
-        self, flow: str, key: str, data: dict[str, Any], correlation_id: str, causation_id: str
+        self,
+        flow: str,
+        key: str,
+        data: dict[str, Any],
+        correlation_id: str,
+        causation_id: str,
+        traceparent: str | None = None,
     ) -> bool:
         """Record a new run, due now; False if it exists (its event was delivered again)."""
         status = await self.pool.execute(
-            "INSERT INTO flow_runs (id, flow, key, input, correlation_id, causation_id, wake_at) "
-            "VALUES ($1, $2, $3, $4, $5, $6, now()) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO flow_runs (id, flow, key, input, correlation_id, causation_id, "
+            "traceparent, wake_at) VALUES ($1, $2, $3, $4, $5, $6, $7, now()) "
+            "ON CONFLICT (id) DO NOTHING",
             run_id(flow, key), flow, key, json.dumps(data), correlation_id, causation_id,
+            traceparent,
         )  # fmt: skip
         return bool(status.endswith(" 1"))
 

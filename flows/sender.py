@@ -1,4 +1,5 @@
-"""Sends a run's messages as the hosting service, in the correlation of the run's event."""
+"""Sends a run's messages as the hosting service, in the correlation and the trace of the
+run's event."""
 
 import json
 
@@ -6,6 +7,7 @@ from flows.answers import NO_REPLY, NoAnswer, is_refusal
 from flows.journal import StepRecord
 from flows.runs import RunRecord
 from pipelines import headers as h
+from pipelines import telemetry
 from pipelines.rpc import Response
 from pipelines.runtime import Runtime
 
@@ -34,13 +36,14 @@ class Sender:
             h.CAUSATION_ID: run.causation_id or "",
         }
         try:
-            return await self.runtime.rpc.request(
-                step.outgoing.queue,
-                json.dumps(step.outgoing.body).encode(),
-                timeout=timeout,
-                headers=headers,
-                message_id=step.message_id,
-                correlation_id=run.correlation_id,
-            )
+            with telemetry.continuing(run.traceparent):
+                return await self.runtime.rpc.request(
+                    step.outgoing.queue,
+                    json.dumps(step.outgoing.body).encode(),
+                    timeout=timeout,
+                    headers=headers,
+                    message_id=step.message_id,
+                    correlation_id=run.correlation_id,
+                )
         except NO_REPLY as exc:
             raise NoAnswer(f"{type(exc).__name__}: {exc}") from exc
