@@ -103,7 +103,10 @@ def _request_attributes(scope: Scope, headers: dict[str, str]) -> dict[str, Any]
         "http.request.method": method if method in HTTP_METHODS else "_OTHER",
         "url.path": scope["path"],
         "url.scheme": scope.get("scheme", "http"),
+        "network.protocol.version": scope.get("http_version", "1.1"),
     }
+    if server := scope.get("server"):
+        attributes["server.address"], attributes["server.port"] = server[0], server[1]
     if method not in HTTP_METHODS:
         attributes["http.request.method_original"] = method[:32]
     if client := scope.get("client"):
@@ -118,6 +121,7 @@ def _record_response(span: trace.Span, status: int, correlation: str | None) -> 
     if correlation is not None:
         span.set_attribute("banyan.correlation_id", correlation)
     if status >= 500:
+        span.set_attribute("error.type", str(status))
         span.set_status(Status(StatusCode.ERROR))
 
 
