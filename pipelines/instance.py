@@ -1,12 +1,14 @@
 """A running service: broker subscribers for its handlers, its database pool and its relay."""
 
+import asyncio
+import contextlib
 import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from faststream import AckPolicy, FastStream
-from faststream.rabbit import Channel, RabbitBroker
+from faststream.rabbit import Channel
 
 from pipelines import telemetry
 from pipelines.announce import Announcer, new_instance_id
@@ -25,6 +27,7 @@ from pipelines.relay import EventRelay
 from pipelines.rpc import RpcClient
 from pipelines.runtime import CONFIRM_CHANNEL, Runtime
 from pipelines.settings import Settings
+from pipelines.stopping import StoppingBroker, closing_share, draining_share
 from pipelines.supervisor import Supervisor, TaskFactory
 from pipelines.topology import (
     DEAD_LETTER_EXCHANGE,
@@ -62,9 +65,9 @@ class ServiceInstance:
         self.log = logging.getLogger(f"banyan.{service.name}")
         # before FastStream's first line ("starting..."), which then goes out as JSON too
         configure_logging(service.name, settings.log_level)
-        self.broker = RabbitBroker(
+        self.broker = StoppingBroker(
             settings.rabbitmq_url,
-            graceful_timeout=settings.graceful_timeout,
+            draining_share(settings),
             log_level=logging.DEBUG,
             logger=logging.getLogger(f"banyan.{service.name}.broker"),
         )
@@ -241,9 +244,11 @@ class ServiceInstance:
         return body
 
     async def _goodbye(self) -> None:
-        """Tell discovery this instance is leaving, before its consumers stop."""
+        """Tell discovery this instance is leaving, before its consumers stop (within a share
+        of GRACEFUL_TIMEOUT: RabbitMQ may not answer)."""
         if self.announcer is not None:
-            await self.announcer.deregister()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.announcer.deregister(), closing_share(self.settings))
 
     def _spawn(self, start: TaskFactory, name: str) -> None:
         in_service = telemetry.in_service(self.service.name)  # its spans name this service
@@ -253,6 +258,18 @@ class ServiceInstance:
         await self.supervisor.stop()
 
     async def _teardown(self) -> None:
+        """Close every connection, politely within its share of GRACEFUL_TIMEOUT; then cut
+        what is left (a server that does not answer would hold the process forever)."""
+        share = closing_share(self.settings)
+        try:
+            await asyncio.wait_for(self._close(), share)
+        except TimeoutError:
+            self.log.warning("connections not closed within %g s: cut", share)
+            if self.runtime.pool is not None:
+                self.runtime.pool.terminate()
+                self.runtime.pool = None
+
+    async def _close(self) -> None:
         await self.notifier.stop()
         for server in (self.http, self.metrics_http):
             if server is not None:

@@ -1,5 +1,5 @@
-"""A process stops within GRACEFUL_TIMEOUT however its telemetry sinks behave: Elasticsearch
-and the OTLP endpoint accepting connections and never answering."""
+"""A process stops within GRACEFUL_TIMEOUT whatever its servers do: Elasticsearch and the
+OTLP endpoint accepting connections and never answering, PostgreSQL or RabbitMQ frozen."""
 
 import asyncio
 import contextlib
@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import eventually
-from tests.tcp_proxy import free_port
+from tests.tcp_proxy import free_port, proxy_for
 
 pytestmark = pytest.mark.timeout(180)
 GRACEFUL = 4.0
@@ -54,24 +54,46 @@ async def healthy(port: int) -> bool:
     return response.status_code == 200 and response.json()["status"] == "ok"
 
 
+@contextlib.asynccontextmanager
+async def orders_process(**env: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`faststream run examples.orders:app`, healthy on its METRICS_PORT; killed if left."""
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "faststream", "run", "examples.orders:app",
+        env={**os.environ, "METRICS_PORT": str(port), "RELAY_ENABLED": "false",
+             "GRACEFUL_TIMEOUT": str(GRACEFUL), **env},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        await eventually(lambda: healthy(port), timeout=60, what="the orders process")
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def stopped_in(process: asyncio.subprocess.Process) -> float:
+    """SIGTERM, then the seconds until the process exited (with 0)."""
+    process.send_signal(signal.SIGTERM)
+    stopping = time.monotonic()
+    code = await asyncio.wait_for(process.wait(), 60)
+    took = time.monotonic() - stopping
+    assert took < GRACEFUL + SLACK, f"stopped after {took:.1f} s (GRACEFUL_TIMEOUT {GRACEFUL:g})"
+    assert code == 0
+    return took
+
+
 async def test_a_service_stops_in_time_while_elasticsearch_and_otlp_hang(rpc, token) -> None:
     from examples.orders.contracts import PlaceOrder
 
-    port = free_port()
+    command = PlaceOrder.model_validate({"customerId": "hang", "items": [
+        {"sku": "fig", "quantity": 1, "unitPrice": "1"}]})  # fmt: skip
+    auth = token("hang", "orders:place")
     async with hanging_server() as elastic, hanging_server() as otlp:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "faststream", "run", "examples.orders:app",
-            env={**os.environ, "ELASTICSEARCH_URL": elastic.url,
-                 "JAEGER_ENDPOINT": f"{otlp.url}/v1/traces",
-                 "METRICS_PORT": str(port), "METRICS_INTERVAL": "0.2", "RELAY_ENABLED": "false",
-                 "GRACEFUL_TIMEOUT": str(GRACEFUL)},
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            await eventually(lambda: healthy(port), timeout=60, what="the orders process")
-            command = PlaceOrder.model_validate({"customerId": "hang", "items": [
-                {"sku": "fig", "quantity": 1, "unitPrice": "1"}]})  # fmt: skip
-            auth = token("hang", "orders:place")
+        sinks = {"ELASTICSEARCH_URL": elastic.url, "JAEGER_ENDPOINT": f"{otlp.url}/v1/traces",
+                 "METRICS_INTERVAL": "0.2"}  # fmt: skip
+        async with orders_process(**sinks) as process:
 
             async def both_stuck() -> bool:
                 # orders placed (by it, or by another test's orders instance) until it has a
@@ -80,13 +102,21 @@ async def test_a_service_stops_in_time_while_elasticsearch_and_otlp_hang(rpc, to
                 return bool(elastic.connections and otlp.connections)
 
             await eventually(both_stuck, timeout=30, what="telemetry for the hanging receivers")
-            process.send_signal(signal.SIGTERM)
-            stopping = time.monotonic()
-            code = await asyncio.wait_for(process.wait(), 60)
-            took = time.monotonic() - stopping
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-    assert code == 0
-    assert took < GRACEFUL + SLACK, f"stopped after {took:.1f} s (GRACEFUL_TIMEOUT {GRACEFUL:g})"
+            await stopped_in(process)
+
+
+@pytest.mark.parametrize("frozen", [("postgres",), ("rabbitmq",), ("postgres", "rabbitmq")])
+async def test_a_service_stops_in_time_while_its_servers_hang(settings, frozen) -> None:
+    proxies = {"postgres": proxy_for(settings.database_url),
+               "rabbitmq": proxy_for(settings.rabbitmq_url)}  # fmt: skip
+    for proxy, port, _ in proxies.values():
+        await proxy.start(port)
+    urls = {"DATABASE_URL": proxies["postgres"][2], "RABBITMQ_URL": proxies["rabbitmq"][2]}
+    try:
+        async with orders_process(**urls) as process:
+            for name in frozen:
+                proxies[name][0].freeze()
+            await stopped_in(process)
+    finally:
+        for proxy, _, _ in proxies.values():
+            await proxy.stop()

@@ -9,19 +9,21 @@ from collections.abc import Callable
 
 from pipelines import logs
 from pipelines.settings import Settings
+from pipelines.stopping import MAX_SHARE, closing_share
 from pipelines.telemetry import shipping, tracing
 
-# seconds a stopping process gives its last metrics and spans: a hung receiver must not hold
-# it past GRACEFUL_TIMEOUT (what is not out by then is lost, and said so)
-FLUSH_TIMEOUT = 2.0
 log = logging.getLogger("banyan.telemetry")
 _at_exit = False
+# seconds a stopping process gives its last metrics and spans (its share of GRACEFUL_TIMEOUT):
+# a hung receiver must not hold it longer; what is not out by then is lost, and said so
+_flush_timeout = MAX_SHARE
 
 
 def start(service: str, settings: Settings) -> None:
     """Logs, then traces to `JAEGER_ENDPOINT` and metrics to `ELASTICSEARCH_URL` if set."""
-    global _at_exit
+    global _at_exit, _flush_timeout
     logs.configure_logging(service, settings.log_level)
+    _flush_timeout = closing_share(settings)
     if settings.jaeger_endpoint:
         tracing.configure(settings.jaeger_endpoint)
     if settings.elasticsearch_url:
@@ -31,8 +33,10 @@ def start(service: str, settings: Settings) -> None:
         _at_exit = True
 
 
-def shutdown(timeout: float = FLUSH_TIMEOUT) -> None:
-    """Export what is pending and stop exporting, waiting at most `timeout` seconds in all."""
+def shutdown(timeout: float | None = None) -> None:
+    """Export what is pending and stop exporting, waiting at most `timeout` seconds in all
+    (default: the process's share of GRACEFUL_TIMEOUT)."""
+    timeout = _flush_timeout if timeout is None else timeout
     deadline = time.monotonic() + timeout
     stoppers = [_in_background(stop) for stop in (shipping.stop, tracing.shutdown)]
     for stopper in stoppers:
