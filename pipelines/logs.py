@@ -21,7 +21,11 @@ from pipelines.telemetry import context
 
 REDACTED = "***REDACTED***"
 SECRET_KEYS = ("password", "token", "secret", "apikey", "api_key", "authorization")
-STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
+# `color_message`: uvicorn's copy of the message with colour codes
+STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "color_message",
+}
 CONTEXT_FIELDS = ("service", "correlationId", "traceId", "spanId", "userId")
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(service)s %(name)s [%(correlationId)s] %(message)s"
 SENSITIVE_REFRESH = 10.0  # seconds: contracts are declared at import, rarely later

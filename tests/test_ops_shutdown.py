@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
 
-from tests.conftest import eventually
+from tests.conftest import eventually, started
 from tests.tcp_proxy import free_port, proxy_for
 
 pytestmark = pytest.mark.timeout(180)
@@ -54,18 +55,24 @@ async def healthy(port: int) -> bool:
     return response.status_code == 200 and response.json()["status"] == "ok"
 
 
+ORDERS = ["-m", "faststream", "run", "examples.orders:app"]
+
+
 @contextlib.asynccontextmanager
-async def orders_process(**env: str) -> AsyncIterator[asyncio.subprocess.Process]:
-    """`faststream run examples.orders:app`, healthy on its METRICS_PORT; killed if left."""
-    port = free_port()
+async def platform_process(
+    argv: list[str] = ORDERS, port: int = 0, **env: str
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """A process of the platform (the orders service by default), healthy on `/health` of its
+    METRICS_PORT (or the gateway's port); killed if left running."""
+    port = port or free_port()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "faststream", "run", "examples.orders:app",
-        env={**os.environ, "METRICS_PORT": str(port), "RELAY_ENABLED": "false",
-             "GRACEFUL_TIMEOUT": str(GRACEFUL), **env},
+        sys.executable, *argv,
+        env={**os.environ, "METRICS_PORT": str(port),
+             "RELAY_ENABLED": "false", "GRACEFUL_TIMEOUT": str(GRACEFUL), **env},
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        await eventually(lambda: healthy(port), timeout=60, what="the orders process")
+        await eventually(lambda: healthy(port), timeout=60, what=f"{argv} to be healthy")
         yield process
     finally:
         if process.returncode is None:
@@ -74,13 +81,14 @@ async def orders_process(**env: str) -> AsyncIterator[asyncio.subprocess.Process
 
 
 async def stopped_in(process: asyncio.subprocess.Process) -> float:
-    """SIGTERM, then the seconds until the process exited (with 0)."""
+    """SIGTERM, then the seconds until the process exited (uvicorn exits by the signal it
+    caught once it has shut down)."""
     process.send_signal(signal.SIGTERM)
     stopping = time.monotonic()
     code = await asyncio.wait_for(process.wait(), 60)
     took = time.monotonic() - stopping
     assert took < GRACEFUL + SLACK, f"stopped after {took:.1f} s (GRACEFUL_TIMEOUT {GRACEFUL:g})"
-    assert code == 0
+    assert code in (0, -signal.SIGTERM)
     return took
 
 
@@ -93,7 +101,7 @@ async def test_a_service_stops_in_time_while_elasticsearch_and_otlp_hang(rpc, to
     async with hanging_server() as elastic, hanging_server() as otlp:
         sinks = {"ELASTICSEARCH_URL": elastic.url, "JAEGER_ENDPOINT": f"{otlp.url}/v1/traces",
                  "METRICS_INTERVAL": "0.2"}  # fmt: skip
-        async with orders_process(**sinks) as process:
+        async with platform_process(**sinks) as process:
 
             async def both_stuck() -> bool:
                 # orders placed (by it, or by another test's orders instance) until it has a
@@ -105,18 +113,32 @@ async def test_a_service_stops_in_time_while_elasticsearch_and_otlp_hang(rpc, to
             await stopped_in(process)
 
 
-@pytest.mark.parametrize("frozen", [("postgres",), ("rabbitmq",), ("postgres", "rabbitmq")])
-async def test_a_service_stops_in_time_while_its_servers_hang(settings, frozen) -> None:
+@pytest.mark.parametrize(
+    ("process", "frozen"),
+    [("orders", ("postgres",)), ("orders", ("rabbitmq",)), ("orders", ("postgres", "rabbitmq")),
+     ("gateway", ("rabbitmq",))],
+)  # fmt: skip
+async def test_a_process_stops_in_time_while_its_servers_hang(settings, process, frozen) -> None:
+    from gateway.process import development_process
+
+    port = free_port()
+    gateway = development_process(settings.model_copy(update={"gateway_port": port}))[1]
+    argv = gateway if process == "gateway" else ORDERS
     proxies = {"postgres": proxy_for(settings.database_url),
                "rabbitmq": proxy_for(settings.rabbitmq_url)}  # fmt: skip
-    for proxy, port, _ in proxies.values():
-        await proxy.start(port)
+    for proxy, listen, _ in proxies.values():
+        await proxy.start(listen)
     urls = {"DATABASE_URL": proxies["postgres"][2], "RABBITMQ_URL": proxies["rabbitmq"][2]}
-    try:
-        async with orders_process(**urls) as process:
-            for name in frozen:
-                proxies[name][0].freeze()
-            await stopped_in(process)
-    finally:
+    async with contextlib.AsyncExitStack() as stack:
         for proxy, _, _ in proxies.values():
-            await proxy.stop()
+            stack.push_async_callback(proxy.stop)
+        if process == "gateway":  # it starts once it has read the registry
+            from discovery import service as discovery
+
+            stack.push_async_callback((await started(discovery, settings)).stop)
+        running = await stack.enter_async_context(platform_process(argv, port, **urls))
+        if process == "gateway":  # a client that stays: uvicorn would wait for it forever
+            await stack.enter_async_context(connect(f"ws://127.0.0.1:{port}/ws"))
+        for name in frozen:
+            proxies[name][0].freeze()
+        await stopped_in(running)
