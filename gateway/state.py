@@ -14,6 +14,7 @@ from gateway.events import EventFeed
 from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import RateLimiter
 from gateway.routes import Route, RouteTable, ServiceEntry
+from pipelines import telemetry
 from pipelines.connecting import until_connected
 from pipelines.errors import PlatformError
 from pipelines.querycache import QueryCache
@@ -65,6 +66,7 @@ class GatewayState:
         self.feed.listeners.append(self._on_event)
         await self.feed.start([event_routing_key(DISCOVERY, e) for e in REGISTRY_EVENTS])
         self.supervisor.run("registry", self._follow_registry)
+        self.supervisor.run("event loop lag", telemetry.watch_event_loop)
         with contextlib.suppress(TimeoutError):  # serve (503s) even before discovery answers
             await asyncio.wait_for(self._first_load.wait(), FIRST_LOAD_WAIT)
 

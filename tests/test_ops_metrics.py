@@ -28,6 +28,7 @@ async def test_made_up_http_methods_make_no_new_series(settings, orders) -> None
             await client.request(f"BREW{number}", "/health")
         await client.get("/health")
         exposed = (await client.get("/metrics")).text
+    assert "process_resident_memory_bytes" in exposed  # the gateway's process, too
     methods = {line.split('method="')[1].split('"')[0] for line in exposed.splitlines()
                if line.startswith("gateway_requests_total{")}  # fmt: skip
     assert "other" in methods and methods <= {"GET", "POST", "other"}, methods
