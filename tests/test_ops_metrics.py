@@ -5,6 +5,7 @@
 import asyncio
 import json
 import os
+import re
 import sys
 import uuid
 
@@ -17,7 +18,7 @@ from flows.settings import FlowSettings
 from pipelines.database import connect, migrate
 from pipelines.telemetry import sampling
 from pipelines.telemetry.metrics import METRICS
-from tests.conftest import started
+from tests.conftest import eventually, started
 from tests.tcp_proxy import free_port
 from tests.test_observability import gateway, keys
 
@@ -42,7 +43,15 @@ async def test_a_service_without_http_serves_health_and_metrics_on_its_metrics_p
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
             health = (await client.get("/health")).json()
-            exposed = (await client.get("/metrics")).text
+            exposed = ""
+
+            async def loop_lag_measured() -> bool:
+                nonlocal exposed
+                exposed = (await client.get("/metrics")).text
+                lag = re.search(r"^banyan_event_loop_lag_seconds (\S+)$", exposed, re.M)
+                return lag is not None and float(lag[1]) > 0
+
+            await eventually(loop_lag_measured, what="the event loop's lag measured")
     finally:
         await instance.stop()
     assert health["status"] == "ok" and health["service"] == "keys"
