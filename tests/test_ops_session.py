@@ -159,23 +159,3 @@ def test_banyan_up_prefixes_each_line_for_people_and_not_in_raw_mode(capsys) -> 
     prefixed, raw, own = capsys.readouterr().out.splitlines()
     assert prefixed == 'orders  | {"message": "hello"}' and raw == '{"message": "hello"}'
     assert json.loads(own)["message"] == "started orders" and json.loads(own)["service"] == "up"
-
-
-@pytest.mark.parametrize(("level", "chatty"), [("INFO", False), ("DEBUG", True)])
-def test_third_party_chatter_is_at_warning_unless_debug(level: str, chatty: bool) -> None:
-    import logging
-
-    from pipelines import logs
-
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
-    root.handlers[:] = []
-    try:
-        logs.configure_logging("chatter", level)
-        for library in ("elastic_transport.transport", "asyncio", "urllib3.connectionpool"):
-            assert logging.getLogger(library).isEnabledFor(logging.INFO) is chatty, library
-        assert not logging.getLogger("aiormq.connection").isEnabledFor(logging.DEBUG)
-        assert logging.getLogger("uvicorn.error").handlers == []
-    finally:
-        root.handlers[:], _ = saved
-        root.setLevel(saved[1])
