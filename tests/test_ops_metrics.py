@@ -15,12 +15,24 @@ import httpx
 from flows import MIGRATIONS
 from flows.deadlines import past_deadline, status_sections
 from flows.settings import FlowSettings
+from pipelines import Command, Context, Service
 from pipelines.database import connect, migrate
 from pipelines.telemetry import sampling
 from pipelines.telemetry.metrics import METRICS
 from tests.conftest import eventually, started
 from tests.tcp_proxy import free_port
-from tests.test_observability import gateway, keys
+from tests.test_observability import gateway
+
+quiet = Service("quiet")  # no HTTP port of its own, as orders, inventory and fulfilment
+
+
+class Hush(Command):
+    pass
+
+
+@quiet.command(Hush)
+async def hush(command: Hush, ctx: Context) -> str:
+    return "hushed"
 
 
 async def test_made_up_http_methods_make_no_new_series(settings, orders) -> None:
@@ -39,7 +51,7 @@ async def test_a_service_without_http_serves_health_and_metrics_on_its_metrics_p
     settings, orders
 ) -> None:
     port = free_port()
-    instance = await started(keys, settings.model_copy(update={"metrics_port": port}))
+    instance = await started(quiet, settings.model_copy(update={"metrics_port": port}))
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
             health = (await client.get("/health")).json()
@@ -54,7 +66,7 @@ async def test_a_service_without_http_serves_health_and_metrics_on_its_metrics_p
             await eventually(loop_lag_measured, what="the event loop's lag measured")
     finally:
         await instance.stop()
-    assert health["status"] == "ok" and health["service"] == "keys"
+    assert health["status"] == "ok" and health["service"] == "quiet"
     for family in ("process_cpu_seconds_total", "process_resident_memory_bytes",
                    "process_open_fds", "banyan_event_loop_lag_seconds",
                    "banyan_dead_letter_depth"):  # fmt: skip
