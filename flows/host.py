@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from flows import crashpoints
+from flows import crashpoints, deadlines
 from flows.engine import Engine
 from flows.flow import Flow
 from flows.run import FlowError
@@ -35,6 +35,7 @@ class Host:
                 raise FlowError(f"flow {flow.name} has no @steps function")
             service.on(flow.trigger, subscriber=flow.name)(self._starter(flow))
         service.background(self.run_engine)
+        service.background(deadlines.watch)
 
     async def run_engine(self, instance: ServiceInstance) -> None:
         engine = Engine(self.flows, instance, FlowSettings())
@@ -52,7 +53,10 @@ class Host:
             data = event.model_dump(mode="json")
             runs = RunTable(ctx.store.pool)
             version = event.__version__
-            if await runs.start(flow.name, key, data, ctx.correlation_id, causation, version):
+            started = await runs.start(
+                flow.name, key, data, ctx.correlation_id, causation, version, ctx.traceparent
+            )
+            if started:
                 crashpoints.reached("started", run_id(flow.name, key))
             for engine in self.engines:
                 engine.wake()

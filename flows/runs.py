@@ -15,7 +15,9 @@ import asyncpg
 from pipelines.database import Pool, delete_in_batches
 
 Status = Literal["running", "compensating", "completed", "compensated", "failed"]
-COLUMNS = "id, flow, key, status, input, reason, correlation_id, causation_id, input_version"
+COLUMNS = (
+    "id, flow, key, status, input, reason, correlation_id, causation_id, input_version, traceparent"
+)
 # SKIP LOCKED: engines sweeping at the same time take different rows instead of waiting.
 # Only finished runs have a finished_at; their steps go with them (ON DELETE CASCADE).
 EXPIRE_FINISHED_RUNS = (
@@ -36,6 +38,7 @@ class RunRecord:
     correlation_id: str | None
     causation_id: str | None
     input_version: int  # the schema version of the event in `input`
+    traceparent: str | None  # of the event that started it: its steps continue that trace
     # its lease passed to another process: this one takes no new step of it
     lost: bool = False
 
@@ -60,14 +63,16 @@ class RunTable:
         correlation_id: str,
         causation_id: str,
         version: int = 1,
+        traceparent: str | None = None,
     ) -> bool:
         """Record a new run, due now; False if it exists (its event was delivered again).
-        `data` is the starting event at schema `version` of its class."""
+        `data` is the starting event at schema `version` of its class; `traceparent` its trace."""
         status = await self.pool.execute(
             "INSERT INTO flow_runs (id, flow, key, input, input_version, correlation_id, "
-            "causation_id, wake_at) VALUES ($1, $2, $3, $4, $5, $6, $7, now()) "
+            "causation_id, traceparent, wake_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now()) "
             "ON CONFLICT (id) DO NOTHING",
             run_id(flow, key), flow, key, json.dumps(data), version, correlation_id, causation_id,
+            traceparent,
         )  # fmt: skip
         return bool(status.endswith(" 1"))
 

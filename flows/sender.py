@@ -1,5 +1,6 @@
-"""Sends a run's messages in the correlation of the run's event, each with the identity its
-step was journaled with: the hosting service's own, or the user's the run acts for."""
+"""Sends a run's messages in the correlation and the trace of the run's event, each with the
+identity its step was journaled with: the hosting service's own, or the user's the run acts
+for."""
 
 import json
 
@@ -7,6 +8,7 @@ from flows.answers import NO_REPLY, NoAnswer, is_refusal
 from flows.journal import StepRecord
 from flows.runs import RunRecord
 from pipelines import headers as h
+from pipelines import telemetry
 from pipelines.contracts import Contract
 from pipelines.errors import PlatformError, Unauthorized
 from pipelines.identity import SERVICE_PREFIX
@@ -52,14 +54,15 @@ class Sender:
             h.CAUSATION_ID: run.causation_id or "",
         }
         try:
-            return await self.runtime.rpc.request(
-                step.outgoing.queue,
-                json.dumps(step.outgoing.body).encode(),
-                timeout=timeout,
-                headers=headers,
-                message_id=step.message_id,
-                correlation_id=run.correlation_id,
-            )
+            with telemetry.continuing(run.traceparent):
+                return await self.runtime.rpc.request(
+                    step.outgoing.queue,
+                    json.dumps(step.outgoing.body).encode(),
+                    timeout=timeout,
+                    headers=headers,
+                    message_id=step.message_id,
+                    correlation_id=run.correlation_id,
+                )
         except NO_REPLY as exc:
             raise NoAnswer(f"{type(exc).__name__}: {exc}") from exc
 

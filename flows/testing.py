@@ -105,7 +105,7 @@ def in_memory_starter(flow: Flow[Any], runtime: Runtime) -> HandlerFn:
         correlation = ctx.correlation_id
         record = RunRecord(
             run, flow.name, key, "running", data, None, correlation, causation,
-            type(event).__version__,
+            type(event).__version__, ctx.traceparent,
         )  # fmt: skip
         journal = MemoryJournal(run)
         drive = Drive(flow, record, journal, MemoryRuns(record), Sender(runtime), settings)

@@ -19,6 +19,7 @@ from gateway.bodylimit import counted, too_large
 from gateway.errors import error_response, platform_error_response
 from gateway.metrics import GatewayMetrics
 from pipelines import telemetry
+from pipelines.telemetry.http import method_label
 
 log = logging.getLogger("banyan.gateway")
 HEADER = b"x-correlation-id"
@@ -73,4 +74,4 @@ class Correlate:
             answer = error_response(500, "INTERNAL_ERROR", "internal error", correlation_id)
             await answer(scope, receive, send_echoing)
         self.latency.observe(time.perf_counter() - started)
-        self.metrics.requests.labels("http", scope["method"], str(status)).inc()
+        self.metrics.requests.labels("http", method_label(scope["method"]), str(status)).inc()

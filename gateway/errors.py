@@ -1,10 +1,13 @@
 """The gateway's error body, fixed by the platform design, for every failure."""
 
+import logging
 from typing import Any
 
 from fastapi.responses import JSONResponse
 
 from pipelines.errors import PlatformError
+
+log = logging.getLogger("banyan.gateway")
 
 
 class GatewayError(PlatformError):
@@ -23,6 +26,24 @@ class GatewayError(PlatformError):
         self.headers = headers or {}
 
 
+def log_server_error(
+    status: int, code: str, message: str, details: Any, correlation_id: str | None = None
+) -> None:
+    """A 5xx answer's line, with its cause: the client sees only a code and a message.
+    Without `correlation_id`, the request's own (from the log context)."""
+    if status < 500:
+        return
+    log.log(
+        logging.WARNING if status in (503, 504) else logging.ERROR,
+        "answered %d %s: %s",
+        status,
+        code,
+        message,
+        extra={"httpStatus": status, "code": code, "details": details,
+               "correlationId": correlation_id},
+    )  # fmt: skip
+
+
 def error_response(
     status: int,
     code: str,
@@ -31,6 +52,7 @@ def error_response(
     details: Any = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
+    log_server_error(status, code, message, details, correlation_id)
     body = {
         "error": {
             "code": code,

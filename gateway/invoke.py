@@ -12,7 +12,7 @@ from typing import Any
 
 from gateway.admission import Admission
 from gateway.auth import Identity
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, log_server_error
 from gateway.ratelimit import refuse_over_limit
 from gateway.routes import Route
 from gateway.state import GatewayState
@@ -132,7 +132,9 @@ def to_outcome(response: Response) -> Outcome:
     if response.ok:
         return Outcome(200, response.body, headers)
     error = (response.json() or {}).get("error", {})
-    status = status_for(str(error.get("code", "INTERNAL_ERROR")))
+    code = str(error.get("code", "INTERNAL_ERROR"))
+    status = status_for(code)
+    log_server_error(status, code, str(error.get("message", "")), error.get("details"))
     if status == 429:
         headers.update(_retry_after(error.get("details")))
     return Outcome(status, response.body, headers)

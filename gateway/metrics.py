@@ -14,6 +14,12 @@ class GatewayMetrics:
             ["protocol", "method", "status"],
             registry=self.registry,
         )
+        self.graphql_errors = Counter(
+            "gateway_graphql_errors_total",
+            "Errors in GraphQL answers (most of them HTTP 200), by operation type and code",
+            ["operation", "code"],
+            registry=self.registry,
+        )
         self.latency = Histogram(
             "gateway_request_seconds",
             "Request latency by protocol",

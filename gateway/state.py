@@ -14,6 +14,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import RateLimiter
 from gateway.routes import Route, RouteTable, ServiceEntry
 from gateway.session_watch import Sockets
+from pipelines import telemetry
 from pipelines.connecting import until_connected
 from pipelines.errors import PlatformError
 from pipelines.event_signing import EventSignatures
@@ -71,6 +72,7 @@ class GatewayState:
         await self.feed.start([event_routing_key(DISCOVERY, e) for e in REGISTRY_EVENTS])
         await follow(self.revocations, self.feed, self.redis, settings.cache_prefix)
         self.supervisor.run("registry", self._follow_registry)
+        self.supervisor.run("event loop lag", telemetry.watch_event_loop)
         with contextlib.suppress(TimeoutError):  # serve (503s) even before discovery answers
             await asyncio.wait_for(self._first_load.wait(), FIRST_LOAD_WAIT)
 

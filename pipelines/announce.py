@@ -14,9 +14,11 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 
+from pipelines import telemetry
 from pipelines.errors import PlatformError
 from pipelines.registry import DISCOVERY, DeregisterService, Heartbeat, RegisterService
 from pipelines.retry import backoff_delay
@@ -25,6 +27,7 @@ from pipelines.settings import Settings
 
 log = logging.getLogger("banyan.announce")
 REPLY_TIMEOUT = 5.0
+HEARTBEAT_TRACED_EVERY = 60.0  # seconds: one heartbeat a minute is traced, the others are not
 
 
 def new_instance_id(service: str) -> str:
@@ -45,6 +48,7 @@ class Announcer:
         self.on_refused = on_refused
         self.registered = asyncio.Event()
         self.rejection: PlatformError | None = None
+        self._traced_at = -HEARTBEAT_TRACED_EVERY
 
     async def run(self) -> None:
         """Register (retrying until discovery answers), then heartbeat forever."""
@@ -101,7 +105,11 @@ class Announcer:
         beat = Heartbeat(
             service_name=self.message.service_name, instance_id=self.message.instance_id
         )
-        with contextlib.suppress(PlatformError):
+        traced = time.monotonic() - self._traced_at >= HEARTBEAT_TRACED_EVERY
+        if traced:
+            self._traced_at = time.monotonic()
+        quiet = contextlib.nullcontext() if traced else telemetry.unsampled()
+        with quiet, contextlib.suppress(PlatformError):
             reply = await self.rpc.send(DISCOVERY, beat, timeout=REPLY_TIMEOUT)
             if reply.ok and not reply.result()["known"]:
                 self.registered.clear()

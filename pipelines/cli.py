@@ -83,16 +83,18 @@ async def relay(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def status(settings: Settings, args: argparse.Namespace) -> int:
-    from pipelines.status_report import report
+    """The report; exits 1 when any part is unhealthy (or cannot be read)."""
+    from pipelines.status_report import as_json, healthy, render, sections
 
-    print(await report(settings))
-    return 0
+    found = await sections(settings)
+    print(as_json(found) if args.json else render(found))
+    return 0 if healthy(found) else 1
 
 
 async def up(settings: Settings, args: argparse.Namespace) -> int:
     from pipelines.devserver import up as run_up
 
-    return await run_up(settings)
+    return await run_up(settings, raw=args.raw)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -136,10 +138,16 @@ def parser() -> argparse.ArgumentParser:
     for add_commands in contributions(COMMANDS):
         add_commands(groups)
     groups.add_parser("relay", help="run the event relay alone").set_defaults(run=relay)
-    groups.add_parser("up", help="run every platform process (development)").set_defaults(run=up)
-    groups.add_parser("status", help="services, health, queues, projections").set_defaults(
-        run=status
+    run_up = groups.add_parser("up", help="run every platform process (development)")
+    run_up.add_argument(
+        "--raw",
+        action="store_true",
+        help="print each process's JSON lines as they are, without the `name | ` prefix",
     )
+    run_up.set_defaults(run=up)
+    report = groups.add_parser("status", help="services, health, queues, lag, projections")
+    report.add_argument("--json", action="store_true", help="one JSON document")
+    report.set_defaults(run=status)
     return root
 
 

@@ -43,7 +43,7 @@ from pipelines.eventstore import (
 )
 from pipelines.idempotency import RecordKey, RecordKeys
 from pipelines.identity import Caller
-from pipelines.messages import Incoming, Reply, decode, redeliveries
+from pipelines.messages import Incoming, Reply, decode, failure_fields, redeliveries
 from pipelines.querycache import Cached, ReadModel, keyed_value
 from pipelines.retry import INFRASTRUCTURE_ERRORS, backoff_delay
 from pipelines.runtime import Runtime
@@ -150,7 +150,9 @@ class Processor:
         except Exception:
             # A fault outside the handler (a broken message, a platform bug): never leave the
             # message unacknowledged, park it in its dead-letter queue for inspection.
-            self.rt.log.exception("cannot process a message from %s", self.queue)
+            self.rt.log.exception(
+                "cannot process a message from %s", self.queue, extra=failure_fields(raw)
+            )
             await raw.reject(requeue=False)
 
     async def _handle(self, raw: AbstractIncomingMessage) -> None:
@@ -206,8 +208,10 @@ class Processor:
                     attempt,
                     attempts,
                     exc,
-                    extra={"correlationId": incoming.correlation_id},
-                )
+                    exc_info=exc,
+                    extra={"correlationId": incoming.correlation_id, "retryCount": attempt,
+                           "messageId": incoming.message_id, "messageType": self.message_type},
+                )  # fmt: skip
                 await asyncio.sleep(backoff_delay(self.rt.settings, attempt))
         raise AssertionError("unreachable")
 

@@ -118,6 +118,11 @@ def error_from_body(body: dict[str, Any]) -> PlatformError:
     return exc
 
 
+def known_code(code: str) -> str:
+    """`code` if the platform knows it, else `other`: a metric label from a closed set."""
+    return code if code in _BY_CODE else "other"
+
+
 def status_for(code: str) -> int:
     """The HTTP status of an error code (500 for codes the platform does not know)."""
     cls = _BY_CODE.get(code)

@@ -51,6 +51,7 @@ class HttpServer:
         config = uvicorn.Config(
             self.app,
             log_level="warning",
+            log_config=None,  # its lines go through the platform's handler, as JSON
             lifespan="off",
             access_log=False,
             **proxy_options(self.forwarded_allow_ips),

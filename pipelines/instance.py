@@ -1,9 +1,12 @@
 """A running service: broker subscribers for its handlers, its database pool and its relay."""
 
+import asyncio
+import contextlib
 import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
+from fastapi import FastAPI
 from faststream import AckPolicy, FastStream
 from faststream.rabbit import Channel
 
@@ -16,6 +19,7 @@ from pipelines.dispatch import CommandProcessor, EventProcessor, Processor, Quer
 from pipelines.errors import PlatformError
 from pipelines.eventfeed import EventFeed
 from pipelines.http import HttpServer
+from pipelines.logs import configure_logging
 from pipelines.notifier import Notifier
 from pipelines.positions import PositionWatcher
 from pipelines.production import refuse_private_key
@@ -28,6 +32,7 @@ from pipelines.revocation import follow
 from pipelines.rpc import RpcClient
 from pipelines.runtime import CONFIRM_CHANNEL, Runtime
 from pipelines.settings import Settings
+from pipelines.stopping import StoppingBroker, closing_share, draining_share
 from pipelines.supervisor import Supervisor, TaskFactory
 from pipelines.topology import (
     DEAD_LETTER_EXCHANGE,
@@ -68,9 +73,12 @@ class ServiceInstance:
         self.service = service
         self.settings = settings
         self.log = logging.getLogger(f"banyan.{service.name}")
+        # before FastStream's first line ("starting..."), which then goes out as JSON too
+        configure_logging(service.name, settings.log_level)
         self.broker = cluster_broker(
             settings.rabbitmq_url,
-            graceful_timeout=settings.graceful_timeout,
+            StoppingBroker,
+            stop_timeout=draining_share(settings),
             log_level=logging.DEBUG,
             logger=logging.getLogger(f"banyan.{service.name}.broker"),
         )
@@ -79,6 +87,7 @@ class ServiceInstance:
         self.instance_id = new_instance_id(service.name)
         self.announcer: Announcer | None = None
         self.http: HttpServer | None = None
+        self.metrics_http: HttpServer | None = None  # /health and /metrics on METRICS_PORT
         self.relay: EventRelay | None = None
         self.runners: dict[str, Any] = {}
         self.supervisor = Supervisor(settings, self.log)
@@ -95,6 +104,7 @@ class ServiceInstance:
             on_shutdown=[self._goodbye, self._stop_background],
             after_shutdown=[self._teardown],
             specification=ServiceAsyncAPI(service, settings.rabbitmq_url),
+            logger=self.log,  # not FastStream's own, which colours its lines
         )
 
     def _plan(self) -> list[Consumer]:
@@ -211,7 +221,9 @@ class ServiceInstance:
         if self.announcer is not None:
             self._spawn(self.announcer.run, "announcer")
         await self._start_http()
+        await self._start_metrics_port()
         self._spawn(lambda: telemetry.sample_forever(self), "telemetry")
+        self._spawn(telemetry.watch_event_loop, "event loop lag")
         invalidate = self.runtime.cache.invalidate if self.runtime.cache else None
         for task in self.service.background_tasks:
             self._spawn(functools.partial(task, self), task.__name__)
@@ -233,6 +245,15 @@ class ServiceInstance:
             app, self.settings.http_host, port, self.settings.forwarded_allow_ips
         )
         await self.http.start()
+
+    async def _start_metrics_port(self) -> None:
+        if self.settings.metrics_port is None:
+            return
+        app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+        app.add_api_route("/health", self.health, methods=["GET"])
+        telemetry.expose_metrics(app)
+        self.metrics_http = HttpServer(app, self.settings.http_host, self.settings.metrics_port)
+        await self.metrics_http.start()
 
     async def refuse(self, rejection: PlatformError) -> None:
         """Discovery refused this version's contracts: consume no request or event and run no
@@ -262,9 +283,11 @@ class ServiceInstance:
         return body
 
     async def _goodbye(self) -> None:
-        """Tell discovery this instance is leaving, before its consumers stop."""
+        """Tell discovery this instance is leaving, before its consumers stop (within a share
+        of GRACEFUL_TIMEOUT: RabbitMQ may not answer)."""
         if self.announcer is not None:
-            await self.announcer.deregister()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.announcer.deregister(), closing_share(self.settings))
 
     def _spawn(self, start: TaskFactory, name: str) -> None:
         in_service = telemetry.in_service(self.service.name)  # its spans name this service
@@ -274,10 +297,23 @@ class ServiceInstance:
         await self.supervisor.stop()
 
     async def _teardown(self) -> None:
+        """Close every connection, politely within its share of GRACEFUL_TIMEOUT; then cut
+        what is left (a server that does not answer would hold the process forever)."""
+        share = closing_share(self.settings)
+        try:
+            await asyncio.wait_for(self._close(), share)
+        except TimeoutError:
+            self.log.warning("connections not closed within %g s: cut", share)
+            if self.runtime.pool is not None:
+                self.runtime.pool.terminate()
+                self.runtime.pool = None
+
+    async def _close(self) -> None:
         await self.notifier.stop()
         await self.revocations_feed.stop()
-        if self.http is not None:
-            await self.http.stop()
+        for server in (self.http, self.metrics_http):
+            if server is not None:
+                await server.stop()
         if self.runtime.rpc is not None:
             await self.runtime.rpc.close()
         if self.runtime.positions is not None:

@@ -21,7 +21,11 @@ from pipelines.telemetry import context
 
 REDACTED = "***REDACTED***"
 SECRET_KEYS = ("password", "token", "secret", "apikey", "api_key", "authorization")
-STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
+# `color_message`: uvicorn's copy of the message with colour codes
+STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "color_message",
+}
 CONTEXT_FIELDS = ("service", "correlationId", "traceId", "spanId", "userId")
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(service)s %(name)s [%(correlationId)s] %(message)s"
 SENSITIVE_REFRESH = 10.0  # seconds: contracts are declared at import, rarely later
@@ -30,6 +34,16 @@ URL_SECRETS = (
     (re.compile(r"([?&](?:access_)?token=)[^&\s\"']+", re.IGNORECASE), r"\1" + REDACTED),
     (re.compile(r"(\w+://)[^/@\s:]+:[^/@\s]+@"), r"\1" + REDACTED + "@"),
 )
+
+# libraries whose INFO lines are chatter (the Elasticsearch client logs every request): they
+# speak at WARNING unless LOG_LEVEL=DEBUG
+THIRD_PARTY = ("elastic_transport", "elasticsearch", "urllib3", "httpx", "httpcore", "asyncio",
+               "opentelemetry", "websockets", "aio_pika", "aiormq", "faststream")  # fmt: skip
+# at DEBUG these log whole messages, secrets included: never below INFO
+WHOLE_MESSAGES = ("aio_pika", "aiormq")
+# uvicorn's loggers write through the platform's handler; its access lines give way to
+# `banyan.access` (pipelines.telemetry.http), which has the duration and correlation id
+UVICORN = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 _sensitive: tuple[float, frozenset[str]] = (0.0, frozenset())
 
@@ -155,7 +169,12 @@ def configure_logging(service: str, level: str) -> None:
     out.banyan = True  # type: ignore[attr-defined]
     root.addHandler(out)
     root.setLevel(level.upper())
-    # uvicorn's access lines go to its own handler: the query's token must not reach it either
-    logging.getLogger("uvicorn.access").addFilter(UrlSecretsFilter())
-    for chatty in ("aio_pika", "aiormq"):  # at DEBUG they log whole messages, secrets included
-        logging.getLogger(chatty).setLevel(max(logging.INFO, root.level))
+    quiet = logging.WARNING if root.level > logging.DEBUG else logging.DEBUG
+    for chatty in THIRD_PARTY:
+        floor = logging.INFO if chatty in WHOLE_MESSAGES else logging.DEBUG
+        logging.getLogger(chatty).setLevel(max(quiet, floor))
+    for name in UVICORN:
+        taken = logging.getLogger(name)
+        taken.handlers.clear()
+        taken.propagate = True
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

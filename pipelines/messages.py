@@ -62,6 +62,17 @@ class Incoming:
         return _text(self.headers.get(name))
 
 
+def failure_fields(raw: AbstractIncomingMessage) -> dict[str, Any]:
+    """What a log line about a failed delivery of `raw` names it by."""
+    headers = raw.headers or {}
+    return {
+        "messageId": raw.message_id,
+        "messageType": _text(headers.get(h.MESSAGE_TYPE)),
+        "correlationId": _text(headers.get(h.CORRELATION_ID)) or raw.correlation_id,
+        "redeliveries": redeliveries(raw),
+    }
+
+
 def resent(
     raw: AbstractIncomingMessage, headers: dict[str, Any], *, reply_to: bool = False
 ) -> aio_pika.Message:

@@ -18,6 +18,13 @@ def module_names(settings: Settings) -> list[str]:
     return [name for m in settings.service_modules.split(",") if (name := m.strip())]
 
 
+def metrics_ports(settings: Settings) -> dict[str, int]:
+    """The METRICS_PORT `banyan up` gives each module's process: METRICS_PORT_BASE + its place
+    in SERVICE_MODULES (none when the base is 0)."""
+    base = settings.metrics_port_base
+    return {name: base + i for i, name in enumerate(module_names(settings))} if base else {}
+
+
 def load_services(settings: Settings) -> list["Service"]:
     """The `service` of each listed module; one that cannot be imported is an error, named."""
     return [_service_of(name) for name in module_names(settings)]

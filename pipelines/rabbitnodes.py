@@ -8,7 +8,7 @@ import logging
 import re
 from collections.abc import Sequence
 from functools import partial
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import aio_pika
 from aio_pika import RobustConnection
@@ -23,6 +23,9 @@ log = logging.getLogger("banyan.rabbitmq")
 _URL_PARTS = re.compile(r"^(?P<scheme>[^:/]+://)(?:(?P<userinfo>[^@/]*)@)?(?P<hosts>[^/?#]*)")
 PROBE_TIMEOUT = 5.0  # seconds a node may take to accept a connection before the next is tried
 FAILOVER_INTERVAL = 1.0  # seconds at most between attempts when there is another node to try
+
+
+B = TypeVar("B", bound=RabbitBroker)
 
 
 def rabbitmq_nodes(url: str) -> list[URL]:
@@ -97,10 +100,10 @@ async def connect_rabbitmq(url: str, **kwargs: Any) -> AbstractRobustConnection:
     return cast(AbstractRobustConnection, connection)
 
 
-def cluster_broker(url: str, **kwargs: Any) -> RabbitBroker:
-    """A FastStream broker whose connection goes round the nodes `url` names."""
+def cluster_broker(url: str, kind: type[B], **kwargs: Any) -> B:
+    """A FastStream broker of class `kind` whose connection goes round the nodes `url` names."""
     first, connection_class = _connection_class(url)
-    broker = RabbitBroker(str(first), **kwargs)
+    broker = kind(str(first), **kwargs)
     # FastStream hands these to aio-pika's connect_robust, which takes the connection's class
     broker._connection_kwargs["connection_class"] = connection_class
     return broker

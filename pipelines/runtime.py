@@ -16,7 +16,7 @@ from pipelines.database import Pool
 from pipelines.event_signing import EventSignatures, ForgedEvent, Forgery
 from pipelines.eventstore import EventStore
 from pipelines.identity import Caller, TokenCodec
-from pipelines.messages import Incoming, Reply, encode_body, redeliveries, resent
+from pipelines.messages import Incoming, Reply, encode_body, failure_fields, redeliveries, resent
 from pipelines.notifier import Notifier
 from pipelines.pacing import Pacer
 from pipelines.positions import PositionWatcher
@@ -151,7 +151,8 @@ class Runtime:
             queue,
             attempts,
             error,
-            extra={"correlationId": headers.get(h.CORRELATION_ID)},
+            exc_info=error,
+            extra={**failure_fields(raw), "retryCount": attempts, "queue": queue},
         )
 
     async def refuse_forged(

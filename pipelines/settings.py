@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     admin_email: str | None = None
     admin_password: SecretStr | None = None
     log_level: str = "INFO"
+    access_log: bool = True  # a `banyan.access` line per HTTP request
+    # this process's own /health and /metrics (none if unset); `banyan up` gives each service
+    # METRICS_PORT_BASE + its place in SERVICE_MODULES
+    metrics_port: int | None = None
+    metrics_port_base: int = 9400
     metrics_interval: float = 10.0  # seconds between metric snapshots shipped to Elasticsearch
     metrics_buffer_size: int = 10_000  # documents kept while Elasticsearch is unreachable
     metrics_index_prefix: str = "banyan-metrics"  # daily indices {prefix}-YYYY.MM.DD

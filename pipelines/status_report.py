@@ -1,8 +1,9 @@
 """`banyan status`: one screen on the running platform.
 
-Services and their instances as discovery knows them, the `/health` of each HTTP process,
-queue depths, dead letters and projection lag. A part that cannot be read says why; the rest
-is shown all the same (discovery, for one, may not be running).
+Services and their instances as discovery knows them, the `/health` of each process, queue
+depths, dead letters, the relay's lag and projection lag. A part that cannot be read says why;
+the rest is shown all the same (discovery, for one, may not be running). Each section says
+whether what it shows is healthy: `banyan status` exits non-zero unless all are.
 """
 
 import asyncio
@@ -17,27 +18,35 @@ from pipelines import deadletters
 from pipelines.database import connect
 from pipelines.deadletters import QueueDepth
 from pipelines.eventstore import OLDEST_APPEND
-from pipelines.modules import load_services
+from pipelines.modules import load_services, metrics_ports, module_names
 from pipelines.plugins import STATUS, contributions
 from pipelines.registry import DISCOVERY, ListServices, ServiceInfo, ServiceList
 from pipelines.rpc import RpcClient
 from pipelines.settings import Settings
+from pipelines.telemetry.lag import AGE_AFTER
 
 TIMEOUT = 3.0  # seconds for each source
 PROBE_HOST = "127.0.0.1"
 MAX_QUEUES = 12  # lines of queues on the screen; the empty ones are summed up past that
+RELAY_LAG_UNHEALTHY = 60.0  # seconds the oldest unpublished event may wait before it is a fault
 
 
 @dataclass
 class Section:
     title: str
     lines: list[str] = field(default_factory=list)
+    healthy: bool = True
 
     def render(self) -> str:
-        return "\n".join([self.title, *(f"  {line}" for line in self.lines or ["(none)"])])
+        title = self.title if self.healthy else f"{self.title}  [UNHEALTHY]"
+        return "\n".join([title, *(f"  {line}" for line in self.lines or ["(none)"])])
+
+    def to_json(self) -> dict[str, Any]:
+        return {"title": self.title, "healthy": self.healthy, "lines": self.lines}
 
 
-async def report(settings: Settings) -> str:
+async def sections(settings: Settings) -> list[Section]:
+    """Every section of the report, each read on its own."""
     parts: list[tuple[str, Callable[[Settings], Awaitable[list[Section]]]]] = [
         ("Services (discovery)", services),
         ("Processes (/health)", processes),
@@ -45,11 +54,26 @@ async def report(settings: Settings) -> str:
         ("Event log", event_log),
         *contributions(STATUS),
     ]
-    sections = await asyncio.gather(*(_guarded(title, part, settings) for title, part in parts))
+    found = await asyncio.gather(*(_guarded(title, part, settings) for title, part in parts))
+    return [section for group in found for section in group]
+
+
+def render(found: list[Section]) -> str:
     now = f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
-    return "\n\n".join(
-        [f"Banyan status  {now}", *(s.render() for group in sections for s in group)]
-    )
+    verdict = "healthy" if healthy(found) else "UNHEALTHY"
+    return "\n\n".join([f"Banyan status  {now}  {verdict}", *(s.render() for s in found)])
+
+
+def as_json(found: list[Section]) -> str:
+    return json.dumps({"healthy": healthy(found), "sections": [s.to_json() for s in found]})
+
+
+def healthy(found: list[Section]) -> bool:
+    return all(section.healthy for section in found)
+
+
+async def report(settings: Settings) -> str:
+    return render(await sections(settings))
 
 
 async def _guarded(
@@ -58,14 +82,15 @@ async def _guarded(
     try:
         return await asyncio.wait_for(part(settings), TIMEOUT * 2)
     except Exception as exc:  # one unreachable source must not hide the others
-        return [Section(title, [f"unavailable: {_reason(exc)}"])]
+        return [Section(title, [f"unavailable: {_reason(exc)}"], healthy=False)]
 
 
 async def services(settings: Settings) -> list[Section]:
     async with RpcClient(settings.rabbitmq_url, service_name="banyan-status") as rpc:
         reply = await rpc.send(DISCOVERY, ListServices(), timeout=TIMEOUT)
     listing = ServiceList.model_validate(reply.result())
-    return [Section("Services (discovery)", [_service_line(s) for s in listing.services])]
+    lines = [_service_line(s) for s in listing.services]
+    return [Section("Services (discovery)", lines, all(s.healthy for s in listing.services))]
 
 
 def _service_line(service: ServiceInfo) -> str:
@@ -81,14 +106,18 @@ def _service_line(service: ServiceInfo) -> str:
 
 
 async def processes(settings: Settings) -> list[Section]:
+    """Each process's `/health`: on its own HTTP port, or on the METRICS_PORT `banyan up`
+    gives the services that have none."""
     targets = {"gateway": settings.gateway_port}
-    for service in load_services(settings):
-        if port := settings.http_port(service.name, service.http_port):
-            targets[service.name] = port
+    ports = metrics_ports(settings)
+    for module, service in zip(module_names(settings), load_services(settings), strict=True):
+        port = settings.http_port(service.name, service.http_port)
+        if port or module in ports:
+            targets[service.name] = port or ports[module]
     results = await asyncio.gather(*(asyncio.to_thread(_probe, p) for p in targets.values()))
     lines = [f"{name:<16} :{port:<6} {result}" for (name, port), result in
              zip(targets.items(), results, strict=True)]  # fmt: skip
-    return [Section("Processes (/health)", lines)]
+    return [Section("Processes (/health)", lines, all(r == "ok" for r in results))]
 
 
 def _probe(port: int) -> str:
@@ -117,7 +146,11 @@ async def queues(settings: Settings) -> list[Section]:
     dead = [q for q in found if q.name.startswith(deadletters.DLQ_PREFIX) and q.messages]
     return [
         Section("Queues (ready messages)", _queue_lines(work)),
-        Section("Dead letters", [f"{q.messages:>8}  {q.name}" for q in sorted(dead, key=_depth)]),
+        Section(
+            "Dead letters",
+            [f"{q.messages:>8}  {q.name}" for q in sorted(dead, key=_depth)],
+            healthy=not dead,
+        ),
     ]
 
 
@@ -140,18 +173,20 @@ async def event_log(settings: Settings) -> list[Section]:
     try:
         bound = await conn.fetchval("SELECT readable_bound()")
         oldest = await conn.fetchval(OLDEST_APPEND)
+        relay = await conn.fetchval("SELECT max(position) FROM relay_positions")
+        relay_lag = await conn.fetchval(AGE_AFTER, relay or 0) or 0.0
     finally:
         await conn.close()
-    stalled = "  STALLED: readers wait for it" if oldest > settings.append_stall_timeout / 2 else ""
-    return [
-        Section(
-            "Event log",
-            [
-                f"readable up to position {bound - 1}",
-                f"oldest append in flight {oldest:.1f} s{stalled}",
-            ],
-        )
-    ]
+    stalled = oldest > settings.append_stall_timeout / 2
+    behind = relay is not None and relay_lag > RELAY_LAG_UNHEALTHY
+    lines = [
+        f"readable up to position {bound - 1}",
+        f"oldest append in flight {oldest:.1f} s" + ("  STALLED: readers wait for it" * stalled),
+        "relay has not run yet" if relay is None else
+        f"relay at position {relay}: lag {max(0, bound - 1 - relay)} events / {relay_lag:.1f} s"
+        + ("  BEHIND" * behind),
+    ]  # fmt: skip
+    return [Section("Event log", lines, healthy=not (stalled or behind))]
 
 
 def _reason(exc: BaseException) -> str:

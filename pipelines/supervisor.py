@@ -8,7 +8,6 @@ finished its work (a one-shot set-up) and is not started again.
 """
 
 import asyncio
-import contextlib
 import contextvars
 import logging
 import time
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 
 from pipelines.retry import backoff_delay
 from pipelines.settings import Settings
+from pipelines.stopping import closing_share
 
 RECOVERED_AFTER = 30.0  # seconds a restarted task must run before it counts as healthy again
 TaskFactory = Callable[[], Awaitable[None]]
@@ -66,9 +66,13 @@ class Supervisor:
         ]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if not tasks:
+            return
+        # a task cancelled in the middle of a query to a hung server may never end
+        share = closing_share(self.settings)
+        _, stuck = await asyncio.wait(tasks, timeout=share)
+        for task in stuck:
+            self.log.warning("background task %s did not stop within %g s", task.get_name(), share)
 
     def failing(self) -> dict[str, str]:
         """The tasks failing now, with their last error."""

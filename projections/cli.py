@@ -2,6 +2,7 @@
 
 import argparse
 import gc
+import json
 
 from pipelines.database import connect, create_pool, migrate
 from pipelines.querycache import QueryCache
@@ -10,7 +11,7 @@ from pipelines.settings import Settings
 from projections import state
 from projections.progress import Progress
 from projections.rebuild import Rebuild
-from projections.status import find, known_projections, status
+from projections.status import find, known_projections, statuses
 
 
 async def list_projections(settings: Settings, args: argparse.Namespace) -> int:
@@ -20,15 +21,15 @@ async def list_projections(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def show_status(settings: Settings, args: argparse.Namespace) -> int:
+    """Each projection's position, lag and state; exits 1 if one has stopped on a failure."""
     await migrate(settings)
-    conn = await connect(settings)
-    try:
-        names = [args.name] if args.name else sorted(known_projections(settings))
-        for name in names:
-            print((await status(conn, name)).describe())
-    finally:
-        await conn.close()
-    return 0
+    found = await statuses(settings, [args.name] if args.name else None)
+    if args.json:
+        print(json.dumps([s.to_json() for s in found]))
+    else:
+        for projection in found:
+            print(projection.describe())
+    return 0 if all(s.healthy for s in found) else 1
 
 
 async def rebuild(settings: Settings, args: argparse.Namespace) -> int:
@@ -69,6 +70,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:  # type: ignore[ty
     actions.add_parser("list", help="declared projections").set_defaults(run=list_projections)
     show = actions.add_parser("status", help="position, lag and state")
     show.add_argument("name", nargs="?")
+    show.add_argument("--json", action="store_true", help="one JSON document")
     show.set_defaults(run=show_status)
     for name, run, text in (
         ("rebuild", rebuild, "replay the log into fresh tables, then swap"),

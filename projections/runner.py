@@ -148,7 +148,16 @@ class ProjectionRunner:
             await self._published(conn, applied)
         await state.fail(conn, self.projection.name, exc.position, repr(exc.cause))
         self.failed = True
-        log.error("projection %s stopped: %s", self.projection.name, exc)
+        failed = next(e for e in events if e.position == exc.position)
+        log.error(
+            "projection %s stopped: %s",
+            self.projection.name,
+            exc,
+            exc_info=exc.cause,
+            extra={"projection": self.projection.name, "messageId": str(failed.event_id),
+                   "messageType": failed.event_type, "position": failed.position,
+                   "correlationId": failed.correlation_id, "retryCount": 0},
+        )  # fmt: skip
 
 
 class Superseded(Exception):

@@ -43,6 +43,19 @@ class Status:
     rebuild_target: int | None = None
     skipped: tuple[int, ...] = ()
 
+    @property
+    def healthy(self) -> bool:
+        return self.state != "failed"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name, "state": self.state, "healthy": self.healthy,
+            "position": self.position, "head": self.head, "lagEvents": self.lag_events,
+            "lagSeconds": round(self.lag_seconds, 3), "generation": self.generation,
+            "error": self.error, "errorPosition": self.error_position,
+            "skipped": list(self.skipped),
+        }  # fmt: skip
+
     def describe(self) -> str:
         text = (
             f"{self.name:<24} {self.state:<10} position {self.position:,} of {self.head:,}  "
@@ -96,17 +109,24 @@ async def status(conn: asyncpg.Connection, name: str) -> Status:
     )
 
 
-async def status_sections(settings: Settings) -> list[Section]:
-    """The projections part of `banyan status`."""
-    names = sorted(known_projections(settings))
+async def statuses(settings: Settings, names: list[str] | None = None) -> list[Status]:
+    """The status of each named projection (default: every one SERVICE_MODULES declares)."""
     conn = await connect(settings)
     try:
-        lines = [(await status(conn, name)).describe() for name in names]
-    except asyncpg.UndefinedTableError:
-        lines = ["no projection has run: the database is not migrated (banyan db migrate)"]
+        return [await status(conn, name) for name in names or sorted(known_projections(settings))]
     finally:
         await conn.close()
-    return [Section("Projections", lines)]
+
+
+async def status_sections(settings: Settings) -> list[Section]:
+    """The projections part of `banyan status`: unhealthy if one has stopped on a failure."""
+    try:
+        found = await statuses(settings)
+    except asyncpg.UndefinedTableError:
+        lines = ["no projection has run: the database is not migrated (banyan db migrate)"]
+        return [Section("Projections", lines)]
+    lines = [s.describe() for s in found]
+    return [Section("Projections", lines, healthy=all(s.healthy for s in found))]
 
 
 STATUS_PART = ("Projections", status_sections)

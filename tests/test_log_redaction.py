@@ -3,8 +3,13 @@
 import io
 import json
 import logging
+from collections.abc import Iterator
 
-from pipelines.logs import REDACTED, UrlSecretsFilter, handler
+import pytest
+from fastapi import FastAPI
+
+from pipelines.http import HttpServer
+from pipelines.logs import REDACTED, UrlSecretsFilter, configure_logging, handler
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"
 
@@ -33,9 +38,39 @@ def test_a_url_keeps_no_password() -> None:
     assert json.loads(line)["message"] == f"exporting traces to https://{REDACTED}@jaeger:4318/v1"
 
 
-def test_uvicorn_access_logger_redacts_on_its_own_handler() -> None:
-    from pipelines.logs import configure_logging
+@pytest.fixture
+def fresh_logging() -> Iterator[None]:
+    """The root logger as a new process has it; put back afterwards."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    root.handlers[:] = []
+    try:
+        yield
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
 
+
+async def test_uvicorn_writes_through_the_platform_handler_which_redacts(fresh_logging) -> None:
     configure_logging("gateway", "INFO")
-    access = logging.getLogger("uvicorn.access")
-    assert any(isinstance(f, UrlSecretsFilter) for f in access.filters)
+    server = HttpServer(FastAPI(), "127.0.0.1", 0)  # uvicorn set its own handlers up here
+    await server.start()
+    await server.stop()
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        assert logging.getLogger(name).handlers == [], name
+    assert logging.getLogger("uvicorn.error").propagate
+    # its access lines give way to `banyan.access`, which carries the duration and correlation
+    assert not logging.getLogger("uvicorn.access").isEnabledFor(logging.INFO)
+    assert any(
+        isinstance(f, UrlSecretsFilter) for h in logging.getLogger().handlers for f in h.filters
+    )
+
+
+@pytest.mark.parametrize(("level", "chatty"), [("INFO", False), ("DEBUG", True)])
+def test_third_party_chatter_is_at_warning_unless_debug(
+    fresh_logging, level: str, chatty: bool
+) -> None:
+    configure_logging("chatter", level)
+    for library in ("elastic_transport.transport", "asyncio", "urllib3.connectionpool"):
+        assert logging.getLogger(library).isEnabledFor(logging.INFO) is chatty, library
+    assert not logging.getLogger("aiormq.connection").isEnabledFor(logging.DEBUG)

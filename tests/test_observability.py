@@ -205,7 +205,11 @@ async def test_one_request_is_one_connected_trace(settings, orders, keys_instanc
         assert span.parent_span_id == expected, f"{name} is not a child of {parent or 'caller'}"
 
     http = attributes(by_name["POST /api/{service}/{name}"])
-    assert http["http.response.status_code"] == 200
+    assert (
+        http["http.response.status_code"] == 200 and http["http.route"] == "/api/{service}/{name}"
+    )
+    assert http["http.request.method"] == "POST" and http["network.protocol.version"] == "1.1"
+    assert http["server.port"] > 0 and http["url.scheme"] == "http"
     assert http["banyan.correlation_id"] == "obs-trace-1"
     for name in ("publish service.orders.commands.PlaceOrder",
                  "process service.orders.commands.PlaceOrder"):  # fmt: skip
@@ -213,10 +217,13 @@ async def test_one_request_is_one_connected_trace(settings, orders, keys_instanc
         assert found["messaging.system"] == "rabbitmq"
         assert found["messaging.destination.name"] == "service.orders.commands.PlaceOrder"
         assert found["messaging.message.conversation_id"] == "obs-trace-1"
-    assert attributes(by_name["process service.orders.commands.PlaceOrder"])[
-        "messaging.operation"] == "process"  # fmt: skip
+    processed = attributes(by_name["process service.orders.commands.PlaceOrder"])
+    assert processed["messaging.operation.type"] == "process"
+    assert attributes(by_name["publish service.orders.commands.PlaceOrder"])[
+        "messaging.operation.type"] == "send"  # fmt: skip
     append = attributes(by_name["INSERT events"])
-    assert append["db.system"] == "postgresql" and append["db.operation"] == "INSERT"
+    assert append["db.system.name"] == "postgresql" and append["db.operation.name"] == "INSERT"
+    assert append["db.collection.name"] == "events"
     assert append["banyan.event.position"] == position
     event = attributes(by_name["process exchange.platform.events.obsaudit.orderplaced"])
     assert event["banyan.event.position"] == position
@@ -497,7 +504,8 @@ async def test_status_summarises_the_platform_without_discovery(settings, orders
     text = await report(settings)
     services, processes, queues = (text.split(title)[1] for title in
                                    ("Services (discovery)", "Processes", "Queues"))  # fmt: skip
-    assert services.strip().startswith("unavailable")
+    marker, services = services.split("\n", 1)
+    assert marker.strip() == "[UNHEALTHY]" and services.strip().startswith("unavailable")
     assert "gateway" in processes
     assert "service.orders.commands.PlaceOrder" in queues or "more queue(s)" in queues
     assert "Dead letters" in text

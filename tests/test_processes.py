@@ -52,7 +52,7 @@ async def _more(count: Awaitable[int], at_least: int) -> bool:
 
 
 async def test_banyan_up_kills_a_process_that_ignores_sigterm(capsys) -> None:
-    from pipelines.devserver import _stop_all
+    from pipelines.devserver import Output, _stop_all
 
     ready = "print(1, flush=True); time.sleep(60)"
     deaf = f"import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); {ready}"
@@ -65,7 +65,7 @@ async def test_banyan_up_kills_a_process_that_ignores_sigterm(capsys) -> None:
     }
     for child in children.values():  # both have set their signal handling up
         assert child.stdout is not None and await child.stdout.readline() == b"1\n"
-    codes = await _stop_all(children, timeout=0.5)
+    codes = await _stop_all(children, 0.5, Output(list(children), raw=False))
     assert codes == [-signal.SIGKILL, -signal.SIGTERM]
     assert "deaf (pid" in capsys.readouterr().out
 

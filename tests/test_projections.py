@@ -170,7 +170,9 @@ async def fragile_placed(event: OrderPlaced, docs: Documents, meta: RecordedEven
     docs.put(event.order_id, {"customerId": event.customer_id})
 
 
-async def test_failing_projection_stops_visibly_then_resumes(settings, orders, rpc, token) -> None:
+async def test_failing_projection_stops_visibly_then_resumes(
+    settings, orders, rpc, token, caplog
+) -> None:
     pool = orders.runtime.pool
     runner = fragile.runner(settings, pool, None)
     task = asyncio.create_task(runner.run())
@@ -185,6 +187,10 @@ async def test_failing_projection_stops_visibly_then_resumes(settings, orders, r
             seen = await status(conn, "fragile_orders")
             assert seen.error_position == bad.position
             assert seen.error is not None and "cannot handle" in seen.error
+            said = [r for r in caplog.records if "fragile_orders stopped" in r.getMessage()]
+            stopped = vars(said[-1])  # its traceback, and the event it stopped at
+            assert stopped["exc_info"] and stopped["position"] == bad.position
+            assert stopped["messageType"] == "OrderPlaced" and stopped["messageId"]
             docs = {r["id"] for r in await pool.fetch("SELECT id FROM fragile_orders")}
             assert before.result()["orderId"] in docs
             assert after.result()["orderId"] not in docs  # stopped: no silent skip

@@ -201,7 +201,8 @@ async def test_forwarded_for_from_a_configured_proxy_is_honoured(
 def test_banyan_up_believes_forwarded_for_only_from_configured_proxies(settings: Settings) -> None:
     def gateway(trusted: str) -> list[str]:
         update = {"forwarded_allow_ips": trusted}
-        return dict(available(settings.model_copy(update=update)))["gateway"]
+        found = available(settings.model_copy(update=update))
+        return next(argv for name, argv, _ in found if name == "gateway")
 
     assert "--no-proxy-headers" in gateway("")
     assert "--forwarded-allow-ips=10.0.0.0/8" in gateway("10.0.0.0/8")

@@ -24,6 +24,7 @@ class GraphQLContext:
     idempotency_key: str | None = None  # the request's Idempotency-Key, or one its mutations got
     positions: list[int] = field(default_factory=list)  # of the events the mutations appended
     subscriptions: list[Subscription] = field(default_factory=list)  # the connection's, to close
+    operation_type: str = "unknown"  # query, mutation or subscription, once parsed
 
     def command_key(self, response_key: str) -> str:
         """The idempotency key of one mutation field: the request's (assigned if it has none),

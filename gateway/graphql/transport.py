@@ -17,7 +17,7 @@ from starlette.websockets import WebSocket
 from gateway import nesting
 from gateway.auth import ANONYMOUS
 from gateway.errors import GatewayError
-from gateway.graphql import limits, throttle
+from gateway.graphql import limits, observe, throttle
 from gateway.graphql.context import EventPositions, GraphQLContext
 from gateway.graphql.errors import coded, format_error, platform_error, quiet_logger
 from gateway.graphql.graphiql import GraphiQL
@@ -41,7 +41,7 @@ def _configure(handler: GraphQLHandlerBase, schema: GraphQLSchema, **options: An
     handler.configure(
         schema,
         validation_rules=limits.rules,
-        query_parser=limits.parse_query,
+        query_parser=observe.parse_query,
         explorer=EXPLORER,
         logger=quiet_logger,
         error_formatter=format_error,
@@ -74,6 +74,8 @@ class HTTPHandler(GraphQLHTTPHandler):
         for error in result.get("errors", ()):
             extensions = error.setdefault("extensions", {})
             extensions.setdefault("correlationId", request.state.correlation_id)
+        context = getattr(request.state, "graphql", None)
+        observe.record_errors(request.app.state.gateway.metrics, context, result.get("errors", []))
         status = 200 if success or result.get("data") is not None else 400
         return limits.json_response(result, status, request.state.correlation_id)
 

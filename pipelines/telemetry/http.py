@@ -11,29 +11,42 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pipelines.logs import redact_urls
 from pipelines.settings import Settings
 from pipelines.telemetry import lifecycle, shipping
 from pipelines.telemetry.metrics import METRICS
 from pipelines.telemetry.scope import WorkScope
 
-log = logging.getLogger("banyan.http")
+access_log = logging.getLogger("banyan.access")
 UNTRACED = frozenset({"/health", "/ready", "/metrics"})  # probes would drown the traces
 PROMETHEUS_TEXT = "text/plain; version=0.0.4"
+# methods a label or span name may carry: any other is `other` (metrics) or `_OTHER` (spans),
+# so that made-up methods cannot make new series
+HTTP_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"}
+)
+
+
+def method_label(method: str) -> str:
+    """`method` if it is a known HTTP method, else `other`: a metric label from a closed set."""
+    return method if method in HTTP_METHODS else "other"
 
 
 class TracingMiddleware:
-    """The SERVER span of each request, a child of the caller's `traceparent` if valid."""
+    """The SERVER span of each request, a child of the caller's `traceparent` if valid, and
+    its access line (`banyan.access`: method, path with tokens redacted, status, duration)."""
 
-    def __init__(self, app: ASGIApp, service: str) -> None:
+    def __init__(self, app: ASGIApp, service: str, access_log: bool = True) -> None:
         self.app = app
         self.service = service
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in UNTRACED:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        method = scope["method"]
+        method = scope["method"] if scope["method"] in HTTP_METHODS else "HTTP"
         with WorkScope(
             self.service,
             headers.get("x-correlation-id"),
@@ -42,37 +55,60 @@ class TracingMiddleware:
             SpanKind.SERVER,
             lambda: _request_attributes(scope, headers),
         ) as span:
-            if not (span.is_recording() or log.isEnabledFor(logging.DEBUG)):
+            if not (span.is_recording() or self.access_log):
                 await self.app(scope, receive, send)
                 return
-            started, status = time.perf_counter(), 0
+            started, status, correlation = time.perf_counter(), 0, None
 
             async def send_traced(message: Message) -> None:
-                nonlocal status
+                nonlocal status, correlation
                 if message["type"] == "http.response.start":
                     status = int(message["status"])
+                    correlation = _correlation_id(message)
                     if span.is_recording():
-                        _record_response(span, message)
+                        _record_response(span, status, correlation)
                 await send(message)
 
             await self.app(scope, receive, send_traced)
             route = getattr(scope.get("route"), "path", None)
             if route and span.is_recording():
-                span.update_name(f"{method} {route}")
+                if getattr(span, "name", method) == method:  # the app did not name it (GraphQL)
+                    span.update_name(f"{method} {route}")
                 span.set_attribute("http.route", route)
-            millis = (time.perf_counter() - started) * 1000
-            log.debug(
-                "%s %s %d in %.1f ms", method, scope["path"], status, millis,
-                extra={"httpStatus": status, "durationMs": round(millis, 2)},
-            )  # fmt: skip
+            if self.access_log:
+                _access_line(scope, status, time.perf_counter() - started, correlation)
+
+
+def _access_line(scope: Scope, status: int, seconds: float, correlation: str | None) -> None:
+    path = scope["path"]
+    if query := scope.get("query_string"):
+        path = redact_urls(f"{path}?{query.decode('latin-1')}")
+    millis = round(seconds * 1000, 2)
+    extra = {"method": scope["method"], "path": path, "status": status, "durationMs": millis}
+    if correlation is not None:
+        extra["correlationId"] = correlation
+    access_log.info("%s %s %d in %.1f ms", scope["method"], path, status, millis, extra=extra)
+
+
+def _correlation_id(message: Message) -> str | None:
+    for key, value in message.get("headers", []):
+        if key.lower() == b"x-correlation-id":
+            return str(value.decode("latin-1"))
+    return None
 
 
 def _request_attributes(scope: Scope, headers: dict[str, str]) -> dict[str, Any]:
+    method = scope["method"]
     attributes: dict[str, Any] = {
-        "http.request.method": scope["method"],
+        "http.request.method": method if method in HTTP_METHODS else "_OTHER",
         "url.path": scope["path"],
         "url.scheme": scope.get("scheme", "http"),
+        "network.protocol.version": scope.get("http_version", "1.1"),
     }
+    if server := scope.get("server"):
+        attributes["server.address"], attributes["server.port"] = server[0], server[1]
+    if method not in HTTP_METHODS:
+        attributes["http.request.method_original"] = method[:32]
     if client := scope.get("client"):
         attributes["client.address"] = client[0]
     if agent := headers.get("user-agent"):
@@ -80,13 +116,12 @@ def _request_attributes(scope: Scope, headers: dict[str, str]) -> dict[str, Any]
     return attributes
 
 
-def _record_response(span: trace.Span, message: Message) -> None:
-    status = int(message["status"])
+def _record_response(span: trace.Span, status: int, correlation: str | None) -> None:
     span.set_attribute("http.response.status_code", status)
-    for key, value in message.get("headers", []):
-        if key.lower() == b"x-correlation-id":
-            span.set_attribute("banyan.correlation_id", value.decode("latin-1"))
+    if correlation is not None:
+        span.set_attribute("banyan.correlation_id", correlation)
     if status >= 500:
+        span.set_attribute("error.type", str(status))
         span.set_status(Status(StatusCode.ERROR))
 
 
@@ -99,7 +134,7 @@ def instrument(
 ) -> None:
     """Trace every request of `app`, and ship `registry` (the app's own metrics) with ours."""
     lifecycle.start(service, settings)
-    app.add_middleware(TracingMiddleware, service=service)
+    app.add_middleware(TracingMiddleware, service=service, access_log=settings.access_log)
     if registry is not None:
         shipping.attach(registry, service, refresh)
 

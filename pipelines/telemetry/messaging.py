@@ -25,7 +25,9 @@ from pipelines.telemetry.metrics import METRICS
 from pipelines.telemetry.scope import WorkScope
 from pipelines.topology import EVENTS_EXCHANGE, REPLY_TO
 
-RABBITMQ = {"messaging.system": "rabbitmq"}
+RABBITMQ = {"messaging.system": "rabbitmq"}  # OpenTelemetry messaging conventions
+PUBLISH = {**RABBITMQ, "messaging.operation.type": "send", "messaging.operation.name": "publish"}
+PROCESS = {**RABBITMQ, "messaging.operation.type": "process", "messaging.operation.name": "process"}
 log = logging.getLogger("banyan.messages")
 SpanScope: TypeAlias = AbstractContextManager[trace.Span | None]  # no span without an exporter
 
@@ -95,8 +97,7 @@ class MessageTelemetry:
             "publish reply",
             kind=SpanKind.PRODUCER,
             attributes={
-                **RABBITMQ,
-                "messaging.operation": "publish",
+                **PUBLISH,
                 "messaging.destination.name": REPLY_TO,
                 "messaging.destination.temporary": True,
                 "messaging.message.conversation_id": incoming.correlation_id,
@@ -105,8 +106,7 @@ class MessageTelemetry:
 
     def consume_attributes(self, incoming: Incoming) -> dict[str, Any]:
         attributes: dict[str, Any] = {
-            **RABBITMQ,
-            "messaging.operation": "process",
+            **PROCESS,
             "messaging.destination.name": self.queue,
             "messaging.message.conversation_id": incoming.correlation_id,
             "banyan.message.type": self.message_type,
@@ -186,8 +186,7 @@ def _client_span(service: str, queue: str, correlation_id: str) -> SpanScope:
         f"publish {queue}",
         kind=SpanKind.CLIENT,
         attributes={
-            **RABBITMQ,
-            "messaging.operation": "publish",
+            **PUBLISH,
             "messaging.destination.name": queue,
             "messaging.message.conversation_id": correlation_id,
         },
@@ -206,8 +205,7 @@ def relaying(rows: Sequence[Mapping[str, Any]]) -> SpanScope:
         kind=SpanKind.PRODUCER,
         links=links,
         attributes={
-            **RABBITMQ,
-            "messaging.operation": "publish",
+            **PUBLISH,
             "messaging.destination.name": EVENTS_EXCHANGE,
             "messaging.batch.message_count": len(rows),
             "banyan.event.position": rows[-1]["position"],

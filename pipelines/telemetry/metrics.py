@@ -4,7 +4,14 @@ Prometheus text is served on `/metrics` of every HTTP process; the same registry
 Elasticsearch by `shipping`.
 """
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -12,6 +19,12 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 class PlatformMetrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, _resident_memory_bytes, _open_fds
+        self.loop_lag = Gauge(
+            "banyan_event_loop_lag_seconds",
+            "How late the event loop ran a timer: time it spent on work that did not yield",
+            registry=r,
+        )
         self.handler_seconds = Histogram(
             "banyan_handler_seconds",
             "Messages handled, and how long each took, by service and message type",
@@ -57,6 +70,30 @@ class PlatformMetrics:
             "banyan_projection_lag_events",
             "Events in the log that a projection has not applied yet",
             ["service", "projection"],
+            registry=r,
+        )
+        self.projection_lag_seconds = Gauge(
+            "banyan_projection_lag_seconds",
+            "Age of the oldest event in the log that a projection has not applied yet",
+            ["service", "projection"],
+            registry=r,
+        )
+        self.relay_lag = Gauge(
+            "banyan_relay_lag_events",
+            "Events in the log that the relay (where it leads) has not published yet",
+            ["service"],
+            registry=r,
+        )
+        self.relay_lag_seconds = Gauge(
+            "banyan_relay_lag_seconds",
+            "Age of the oldest event in the log that the relay has not published yet",
+            ["service"],
+            registry=r,
+        )
+        self.flows_past_deadline = Gauge(
+            "banyan_flows_past_deadline",
+            "Flow runs waiting on a step whose deadline has passed: no engine drives them",
+            ["service"],
             registry=r,
         )
         self.projection_events = Counter(

@@ -1,5 +1,6 @@
 """W3C trace context (`traceparent`, `tracestate`) in message headers and event metadata."""
 
+import random
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from typing import Any
@@ -46,6 +47,20 @@ def continuing(traceparent: str | None) -> Iterator[None]:
         yield
         return
     token = otel_context.attach(extract({"traceparent": traceparent}))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
+@contextmanager
+def unsampled() -> Iterator[None]:
+    """Within: a trace that is not sampled, so that neither this work nor its receivers (under
+    the default parent-based sampler) record spans: routine chatter such as heartbeats."""
+    quiet = trace.SpanContext(
+        random.getrandbits(128), random.getrandbits(64), False, trace.TraceFlags(0)
+    )
+    token = otel_context.attach(trace.set_span_in_context(trace.NonRecordingSpan(quiet)))
     try:
         yield
     finally:

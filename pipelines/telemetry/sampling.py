@@ -1,6 +1,6 @@
 """Gauges that no message updates, sampled every `METRICS_INTERVAL` in each service process:
-the depth of its queues and of their dead-letter queues, and the lag of the projections it
-runs (those it leads)."""
+the depth of its queues and of their dead-letter queues, the lag of the relay and of the
+projections it runs (where they lead), in events and in seconds; and the event loop's lag."""
 
 import asyncio
 import logging
@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import aio_pika
 from faststream.rabbit import Channel
 
+from pipelines.telemetry.lag import seconds_behind
 from pipelines.telemetry.metrics import METRICS
 from pipelines.topology import dead_letter_queue_name
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 # passive declares only; a channel of its own, so that an error closes nothing else
 SAMPLING_CHANNEL = Channel(on_return_raises=True)
 log = logging.getLogger("banyan.telemetry")
+LOOP_PROBE = 0.5  # seconds between two looks at the event loop's lag
 
 
 async def sample_forever(instance: "ServiceInstance") -> None:
@@ -36,14 +38,31 @@ async def sample(instance: "ServiceInstance") -> None:
         METRICS.queue_depth.labels(service, queue).set(await _depth(channel, queue))
         dlq = dead_letter_queue_name(queue)
         METRICS.dead_letters.labels(service, dlq).set(await _depth(channel, dlq))
-    if instance.runtime.store is not None:
-        oldest = await instance.runtime.store.oldest_append_seconds()
-        METRICS.oldest_append.labels(service).set(oldest)
-    leading = {n: r for n, r in instance.runners.items() if r.is_leader.is_set()}
-    if leading and instance.runtime.store is not None:
-        head = await instance.runtime.store.head_position()
-        for name, runner in leading.items():
+    store = instance.runtime.store
+    if store is None:
+        return
+    METRICS.oldest_append.labels(service).set(await store.oldest_append_seconds())
+    head = await store.head_position()
+    relay = instance.relay
+    if relay is not None and relay.is_leader.is_set():
+        METRICS.relay_lag.labels(service).set(max(0, head - relay.position))
+        METRICS.relay_lag_seconds.labels(service).set(
+            await seconds_behind(store.pool, relay.position)
+        )
+    for name, runner in instance.runners.items():
+        if runner.is_leader.is_set():
             METRICS.projection_lag.labels(service, name).set(max(0, head - runner.position))
+            lag = await seconds_behind(store.pool, runner.position)
+            METRICS.projection_lag_seconds.labels(service, name).set(lag)
+
+
+async def watch_event_loop() -> None:
+    """Set `banyan_event_loop_lag_seconds` to how late a short timer fires."""
+    loop = asyncio.get_running_loop()
+    while True:
+        started = loop.time()
+        await asyncio.sleep(LOOP_PROBE)
+        METRICS.loop_lag.set(max(0.0, loop.time() - started - LOOP_PROBE))
 
 
 async def _depth(channel: aio_pika.abc.AbstractChannel, queue: str) -> int:

@@ -2,11 +2,13 @@
 
 Requests never wait for it: handlers only touch in-memory counters, and this thread snapshots
 them every `METRICS_INTERVAL` seconds into a bounded buffer that it sends with the bulk API.
-While Elasticsearch is slow or down the buffer keeps the newest documents and counts the oldest
-it drops (`banyan_metrics_dropped_total`); they are sent once it answers again.
+While Elasticsearch is slow or down (no connection, a timeout, a 5xx or 429) the buffer keeps
+the newest documents and counts the oldest it drops (`banyan_metrics_dropped_total`); they are
+sent once it answers again. A batch it refuses for good (any other 4xx: a mapping, a
+permission, an index setting) is dropped with one log line, and counted: sending it again
+would meet the same answer.
 """
 
-import atexit
 import logging
 import os
 import socket
@@ -17,7 +19,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from elasticsearch import Elasticsearch
+from elasticsearch import ApiError, Elasticsearch
 from prometheus_client import CollectorRegistry
 
 from pipelines.settings import Settings
@@ -26,6 +28,7 @@ from pipelines.telemetry.documents import Snapshot, index_name, index_template
 from pipelines.telemetry.metrics import METRICS
 
 BATCH_SIZE = 500
+TRANSIENT = (408, 429)  # 4xx answers that say "later", not "never"
 REQUEST_TIMEOUT = 5.0
 log = logging.getLogger("banyan.telemetry")
 Refresh = Callable[[], object]
@@ -123,6 +126,15 @@ class MetricsShipper:
             try:
                 self._ensure_template()
                 rejected = self._bulk(batch)
+            except ApiError as exc:
+                if not refused_for_good(exc):
+                    self._outage(exc)
+                    return
+                log.error(
+                    "Elasticsearch refused %d metric documents (%d %s): dropped",
+                    len(batch), exc.status_code, exc.error,
+                )  # fmt: skip
+                rejected = len(batch)
             except Exception as exc:
                 self._outage(exc)
                 return
@@ -159,6 +171,11 @@ class MetricsShipper:
         if not self._failing:
             self._failing = True
             log.warning("cannot ship metrics to Elasticsearch (%s); buffering", exc)
+
+
+def refused_for_good(exc: ApiError) -> bool:
+    """A 4xx that sending the same request again would meet again."""
+    return 400 <= exc.status_code < 500 and exc.status_code not in TRANSIENT
 
 
 def _weak(refresh: Refresh | None) -> Callable[[], Refresh | None] | None:
@@ -200,7 +217,6 @@ def start(settings: Settings, client: Elasticsearch | None = None) -> MetricsShi
         for source in _pending:
             _shipper.attach(source)
         _shipper.start()
-        atexit.register(stop)
         log.info("shipping metrics to %s", settings.elasticsearch_url or "a custom client")
     return _shipper
 

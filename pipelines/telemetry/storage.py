@@ -14,6 +14,9 @@ from pipelines.telemetry.metrics import METRICS
 PositionOf = Callable[[int | None], int | None]
 
 
+POSTGRESQL = {"db.system.name": "postgresql"}  # OpenTelemetry database conventions (stable)
+
+
 @contextmanager
 def appending(statement: str, events: Sequence[Any]) -> Iterator[PositionOf]:
     """An append: a database client span, and events counted by type once it succeeds.
@@ -27,10 +30,10 @@ def appending(statement: str, events: Sequence[Any]) -> Iterator[PositionOf]:
             "INSERT events",
             kind=SpanKind.CLIENT,
             attributes={
-                "db.system": "postgresql",
-                "db.operation": "INSERT",
-                "db.sql.table": "events",
-                "db.statement": statement,
+                **POSTGRESQL,
+                "db.operation.name": "INSERT",
+                "db.collection.name": "events",
+                "db.query.text": statement,
                 "banyan.event.count": len(events),
             },
         ) as span:
@@ -70,8 +73,8 @@ def applying(projection: str, events: Sequence[Any]) -> Iterator[None]:
             kind=SpanKind.CONSUMER,
             links=links,
             attributes={
-                "db.system": "postgresql",
-                "db.operation": "apply",
+                **POSTGRESQL,
+                "db.operation.name": "apply",
                 "banyan.projection": projection,
                 "banyan.event.count": len(events),
                 "banyan.event.position": events[-1].position,

@@ -4,7 +4,6 @@ One process may host several services (tests, embedding): each service gets its 
 so that its spans carry its own `service.name`, and all of them share one batch exporter.
 """
 
-import atexit
 import logging
 
 from opentelemetry import trace
@@ -32,8 +31,6 @@ def configure(endpoint: str, processor: SpanProcessor | None = None) -> None:
         if endpoint != _endpoint:
             log.warning("tracing already exports to %s; ignoring %s", _endpoint, endpoint)
         return
-    if _endpoint is None:
-        atexit.register(shutdown)
     _endpoint = endpoint
     _processor = processor or BatchSpanProcessor(
         OTLPSpanExporter(endpoint=endpoint, timeout=EXPORT_TIMEOUT), schedule_delay_millis=1000
@@ -65,9 +62,10 @@ def flush(timeout_millis: int = 5000) -> bool:
 
 
 def shutdown() -> None:
-    """Export what is pending and go back to the no-op tracer."""
+    """Go back to the no-op tracer, then export what is pending (as long as the endpoint
+    takes: `lifecycle.shutdown` bounds the wait)."""
     global _endpoint, _processor
-    if _processor is not None:
-        _processor.shutdown()
-    _endpoint, _processor = None, None
+    processor, _endpoint, _processor = _processor, None, None
     _tracers.clear()
+    if processor is not None:
+        processor.shutdown()
