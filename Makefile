@@ -60,6 +60,7 @@ bench: install services
 	$(PY) -m bench.gateway --quick
 	$(PY) -m bench.fanout --quick
 	$(PY) -m bench.load --quick
+	$(PY) -m bench.peers --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
