@@ -41,6 +41,9 @@ class Rebuild:
         """Rebuild and swap; returns the position the new generation starts live at."""
         conn = await connect(self.settings)
         try:
+            # A crash loses the last batches and their checkpoints together: the rebuild
+            # resumes from what is durable. Its commits need not wait for the disk.
+            await conn.execute("SET synchronous_commit = off")
             generation, position, target = await self._resume_or_start(conn)
             position = await self._replay(conn, generation, position, target)
             final = await self._swap(conn, generation, position)

@@ -258,6 +258,12 @@ async def test_rebuild_swaps_while_queries_keep_answering(settings, orders, rpc,
         )
         == generation + 1
     )
+    table = order_summary.table(generation + 1)  # its indexes are built once it is written
+    indexes = await pool.fetch(
+        "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND tablename = $1",
+        table,
+    )
+    assert {f"{table}_{name}" for name in order_summary.indexes} <= {r[0] for r in indexes}
     more = await place(rpc, token, customer)  # the live runner follows the new generation
     await eventually(
         lambda: _listed(rpc, customer, auth, more.position, 31), what="the live runner"
