@@ -62,6 +62,7 @@ from pipelines.settings import Settings
 from pipelines.testing.isolation import drop_isolated_env
 from tests.sample import service as sample_service
 
+THEM = {peer: ("Banyan", peer) for peer in ("eventsourcing", "FastStream")}  # as printed
 READ_GOAL = 1.5  # reading the whole log: Banyan at least this much faster
 PAGE = 1000
 WRITERS = 16
@@ -234,10 +235,12 @@ async def bench_log(settings: Settings, sizes: Sizes, stack: AsyncExitStack) -> 
             items_per_op=sizes.events,
             unit="events",
             scored=False,  # its goal is READ_GOAL
+            labels=THEM["eventsourcing"],
         )
     ]
     store = EventStore(pool)
-    measure = partial(compare, rounds=sizes.rounds, unit="events", scored=False)
+    measure = partial(compare, rounds=sizes.rounds, unit="events", scored=False,
+                      labels=THEM["eventsourcing"])  # fmt: skip
     one, their_one = append_ops(store, recorder, 1, threads)
     batch, their_batch = append_ops(store, recorder, BATCH, threads)
     results.append(
@@ -280,6 +283,7 @@ async def bench_rpc(settings: Settings, sizes: Sizes, stack: AsyncExitStack) -> 
         warmup=0,
         concurrency=RPC_CALLERS,
         scored=False,  # its goal is RPC_GOAL
+        labels=THEM["FastStream"],
     )
 
 
