@@ -269,7 +269,7 @@ class EventStore:
             rows = await runner.fetch(READ_SETTLED, after_position, settled, limit)
         else:
             rows = await runner.fetch(READ_SETTLED_OF_TYPES, after_position, settled, limit, types)
-        events = [RecordedEvent.from_row(r) for r in rows]
+        events = list(map(RecordedEvent._make, rows))
         if len(events) == limit:
             return events, events[-1].position
         # everything below the known bound is read: what committed since comes in this page too
