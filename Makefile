@@ -60,6 +60,7 @@ bench: install services
 	$(PY) -m bench.gateway --quick
 	$(PY) -m bench.fanout --quick
 	$(PY) -m bench.load --quick
+	$(PY) -m bench.peers --quick
 
 cluster:  # a local cluster on its own ports: see docs/scaling.md
 	@scripts/cluster-up.sh

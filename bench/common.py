@@ -67,6 +67,7 @@ class Comparison:
     unit: str  # what throughput counts: "req", "events"
     concurrency: int
     scored: bool = True  # False: a reference printed beside the others, with no goal
+    labels: tuple[str, str] = ("SDK", "hand-written")  # of the two sides, as printed
 
     @property
     def median_ratio(self) -> float:
@@ -117,6 +118,7 @@ async def compare(
     items_per_op: int = 1,
     unit: str = "req",
     scored: bool = True,
+    labels: tuple[str, str] = ("SDK", "hand-written"),
 ) -> Comparison:
     """Warm both up, then alternate SDK and baseline rounds; `count` operations per side."""
     for op in (sdk, baseline):
@@ -135,6 +137,7 @@ async def compare(
         unit,
         concurrency,
         scored,
+        labels,
     )
     print_comparison(comparison)
     return comparison
@@ -167,7 +170,7 @@ def print_comparison(c: Comparison) -> None:
     print(f"\n{c.name}  ({c.concurrency} in flight)")
     rows = [
         [label, _ms(s.median_ms), _ms(s.p99_ms), f"{s.throughput:,.0f} {c.unit}/s", str(s.ops)]
-        for label, s in (("SDK", c.sdk), ("hand-written", c.baseline))
+        for label, s in zip(c.labels, (c.sdk, c.baseline), strict=True)
     ]
     ratios = [format_ratio(r, c.scored) for r in c.ratios]
     rows.append(["ratio", *ratios, ""])

@@ -20,6 +20,7 @@ The run gets its own RabbitMQ vhost, PostgreSQL schemas and cache prefix, droppe
 
 import argparse
 import asyncio
+import gc
 import io
 import os
 import types
@@ -69,7 +70,8 @@ from projections.rebuild import Rebuild
 BASELINE_TABLE = "bench_order_summary"
 BASELINE_QUERY_QUEUE = "bench.baseline.queries.GetOrder"
 PROJECTION = "order_summary"
-REBUILD_GOAL_S = 60.0  # per 1,000,000 events
+REBUILD_GOAL_S = 20.0  # per 1,000,000 events
+REBUILD_RATIO_GOAL = 1.0  # the rebuild at least as fast as the hand-written one
 UPCAST_GOAL = 0.9  # rebuild throughput through a one-step upcaster on every event / without
 LAG_GOAL_MS = 50.0  # p99, at 500 events/s
 T = TypeVar("T")
@@ -138,6 +140,7 @@ async def bench_rebuild(settings: Settings, sizes: Sizes) -> list[Comparison]:
         )
         pool = await create_pool(own, 2)
         stack.push_async_callback(pool.close)
+        gc.freeze()  # as `banyan projections rebuild` does; both sides gain
 
         async def sdk() -> None:
             await Rebuild(order_summary, own, pool, Progress(PROJECTION, io.StringIO())).run()
@@ -475,7 +478,12 @@ async def run(settings: Settings, options: Options) -> None:
         rebuild, upcasting = await bench_rebuild(settings, sizes)
         results += [rebuild, upcasting]
         seconds = rebuild.sdk.median_ms / 1000 * 1_000_000 / sizes.events
-        goals.append(Goal("SDK rebuild of 1,000,000 events", seconds, REBUILD_GOAL_S, " s", True))
+        what = "SDK rebuild of 1,000,000 events"
+        if sizes.events != 1_000_000:
+            what += f" (extrapolated linearly from {sizes.events:,})"
+        goals.append(Goal(what, seconds, REBUILD_GOAL_S, " s", True))
+        goals.append(Goal("SDK rebuild / hand-written (throughput)", rebuild.throughput_ratio,
+                          REBUILD_RATIO_GOAL))  # fmt: skip
         what = "rebuild through upcasters / without (median ratio)"
         goals.append(Goal(what, upcasting.median_ratio, UPCAST_GOAL))
     if only != "rebuild":

@@ -6,9 +6,12 @@ trips per thousand events instead of one per event.
 """
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import asyncpg
+
+from pipelines.database import encode_json
 
 Doc = dict[str, Any]
 FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -69,17 +72,24 @@ class Documents:
             )
         if self._puts:
             await self.conn.execute(
-                f"INSERT INTO {table} (id, doc) SELECT * FROM unnest($1::text[], $2::jsonb[]) "
+                f"INSERT INTO {table} (id, doc) SELECT id, doc::jsonb "
+                "FROM unnest($1::text[], $2::text[]) AS p(id, doc) "
                 "ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, updated_at = now()",
-                list(self._puts), list(self._puts.values()),
+                list(self._puts), _json_texts(self._puts.values()),
             )  # fmt: skip
         if self._patches:
             await self.conn.execute(
-                f"UPDATE {table} AS t SET doc = t.doc || p.changes, updated_at = now() "
-                "FROM unnest($1::text[], $2::jsonb[]) AS p(id, changes) WHERE t.id = p.id",
-                list(self._patches), list(self._patches.values()),
+                f"UPDATE {table} AS t SET doc = t.doc || p.changes::jsonb, updated_at = now() "
+                "FROM unnest($1::text[], $2::text[]) AS p(id, changes) WHERE t.id = p.id",
+                list(self._patches), _json_texts(self._patches.values()),
             )  # fmt: skip
         self._puts, self._patches, self._deletes = {}, {}, set()
+
+
+def _json_texts(docs: Iterable[Doc]) -> list[str]:
+    """Documents as JSON text: PostgreSQL parses a text[] into jsonb about twice as fast as it
+    receives a jsonb[] of the same documents."""
+    return [encode_json(doc) for doc in docs]
 
 
 class DocumentReader:

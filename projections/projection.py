@@ -106,18 +106,28 @@ class Projection:
 
     def ddl(self, generation: int) -> list[str]:
         """Statements that create one generation of this projection's tables."""
+        return self.table_ddl(generation) + self.index_ddl(generation)
+
+    def table_ddl(self, generation: int) -> list[str]:
+        """The tables of one generation, without the indexes a document projection declares."""
         table = self.table(generation)
         if self.schema is not None:
             return [self.schema.format(table=f'"{table}"')]
-        statements = [
+        return [
             f'CREATE TABLE IF NOT EXISTS "{table}" (id text PRIMARY KEY, doc jsonb NOT NULL, '
             "updated_at timestamptz NOT NULL DEFAULT now())"
         ]
-        statements += [
+
+    def index_ddl(self, generation: int) -> list[str]:
+        """A document projection's declared indexes on one generation: a rebuild creates them
+        once it has written every document (one sort each, not an insert per document)."""
+        if self.schema is not None:
+            return []
+        table = self.table(generation)
+        return [
             f'CREATE INDEX IF NOT EXISTS "{table}_{index}" ON "{table}" ({field_sql(field)})'
             for index, field in self.indexes.items()
         ]
-        return statements
 
     def writer(self, conn: asyncpg.Connection, generation: int) -> Documents | SqlTable:
         table = self.table(generation)

@@ -1,15 +1,19 @@
 """Rebuild a projection into a fresh generation of its tables while the live one serves.
 
 The rebuild replays the whole log in batches, checkpointing each batch in
-`projection_rebuilds` (so an interrupted rebuild resumes), then swaps: under the live
+`projection_rebuilds` (so an interrupted rebuild resumes), reading each batch (on a pooled
+connection) while it applies the one before, and creating a document projection's indexes
+once every document is written. Then it swaps: under the live
 projection's row lock it applies the last few events, points the view at the new tables and
 moves the checkpoint, in one transaction. Queries never see a half-built read model.
 """
 
+import asyncio
+
 import asyncpg
 
 from pipelines.database import Pool, connect
-from pipelines.eventstore import EventStore
+from pipelines.eventstore import EventStore, RecordedEvent
 from pipelines.settings import Settings
 from projections import state
 from projections.progress import Progress
@@ -37,6 +41,9 @@ class Rebuild:
         """Rebuild and swap; returns the position the new generation starts live at."""
         conn = await connect(self.settings)
         try:
+            # A crash loses the last batches and their checkpoints together: the rebuild
+            # resumes from what is durable. Its commits need not wait for the disk.
+            await conn.execute("SET synchronous_commit = off")
             generation, position, target = await self._resume_or_start(conn)
             position = await self._replay(conn, generation, position, target)
             final = await self._swap(conn, generation, position)
@@ -60,7 +67,7 @@ class Rebuild:
         target = await self.store.head_position()
         async with conn.transaction():
             await conn.execute(f'DROP TABLE IF EXISTS "{self.projection.table(generation)}"')
-            for statement in self.projection.ddl(generation):
+            for statement in self.projection.table_ddl(generation):
                 await conn.execute(statement)
             await conn.execute(
                 "INSERT INTO projection_rebuilds (name, generation, target) VALUES ($1, $2, $3)",
@@ -74,38 +81,48 @@ class Rebuild:
         self, conn: asyncpg.Connection, generation: int, position: int, target: int
     ) -> int:
         """Apply batches until the whole log as of now is in the new generation."""
-        while True:
-            async with conn.transaction():
-                applied, covered = await self._next_batch(conn, generation, position)
+        reading = asyncio.ensure_future(self._read(position))
+        try:
+            while True:
+                events, covered = await reading
                 if covered == position:
-                    return position
-                await conn.execute(
-                    "UPDATE projection_rebuilds SET position = $2, updated_at = now() "
-                    "WHERE name = $1",
-                    self.projection.name,
-                    covered,
-                )
-            position = covered
-            self.progress.update(applied, position, max(target, position))
+                    break
+                reading = asyncio.ensure_future(self._read(covered))  # while this one applies
+                async with conn.transaction():
+                    await self.projection.apply(conn, generation, events)
+                    await conn.execute(
+                        "UPDATE projection_rebuilds SET position = $2, updated_at = now() "
+                        "WHERE name = $1",
+                        self.projection.name,
+                        covered,
+                    )
+                position = covered
+                self.progress.update(len(events), position, max(target, position))
+        finally:
+            reading.cancel()
+        for statement in self.projection.index_ddl(generation):
+            await conn.execute(statement)
+        return position
 
-    async def _next_batch(
-        self, conn: asyncpg.Connection, generation: int, position: int
-    ) -> tuple[int, int]:
-        """Apply the events after `position` that one batch holds: (how many, position covered)."""
+    async def _read(
+        self, position: int, conn: asyncpg.Connection | None = None
+    ) -> tuple[list[RecordedEvent], int]:
+        """The events of one batch after `position` (less those skipped by hand), and the
+        position the batch covers."""
         events, covered = await self.store.read_page(
             position, self.batch, self.projection.event_types, conn
         )
         if self.skipped:
             events = [event for event in events if event.position not in self.skipped]
-        await self.projection.apply(conn, generation, events)
-        return len(events), covered
+        return events, covered
 
     async def _swap(self, conn: asyncpg.Connection, generation: int, position: int) -> int:
         name = self.projection.name
         async with conn.transaction():
             live = await state.load(conn, name, lock=True)  # live checkpoints wait from here
             while position < live.position:
-                _, position = await self._next_batch(conn, generation, position)
+                events, position = await self._read(position, conn)
+                await self.projection.apply(conn, generation, events)
             await state.point_view(conn, self.projection, generation)
             await conn.execute(
                 "UPDATE projection_positions SET generation = $2, position = $3, "

@@ -83,3 +83,52 @@ async def test_a_reader_stops_below_an_append_in_flight(store: EventStore) -> No
         assert await store.readable_bound() == in_flight
         assert all(e.position < in_flight for e in await store.read_all(in_flight - 5, 100))
     assert [e.position for e in await store.read_all(in_flight - 1, 2)] == [in_flight, later]
+
+
+async def pages_until_caught_up(
+    store: EventStore, conn: object, position: int, limit: int
+) -> tuple[list[int], int]:
+    """Read from `position` in pages of `limit` until a page comes back short: the positions
+    read, and how many pages that took."""
+    positions: list[int] = []
+    pages = 0
+    while True:
+        page, covered = await store.read_page(position, limit, conn=conn)  # type: ignore[arg-type]
+        pages += 1
+        positions += [e.position for e in page]
+        position = covered
+        if len(page) < limit:
+            return positions, pages
+
+
+async def test_a_reader_catching_up_takes_the_readable_bound_once_not_per_page(
+    store: EventStore,
+) -> None:
+    """Below a bound it has taken, every position is settled for good: a reader catching up
+    reads page after page below it with a plain SELECT, and takes a fresh bound only when it
+    has read everything below the one it has."""
+    start = await store.head_position()
+    stream = uuid.uuid4().hex
+    await store.append([new(stream, v, v) for v in range(1, 31)])
+    statements: list[str] = []
+    async with store.pool.acquire() as conn:
+        conn.add_query_logger(lambda query: statements.append(query.query))
+        positions, pages = await pages_until_caught_up(store, conn, start, 5)
+    assert pages >= 6 and positions == sorted(set(positions)) and len(positions) >= 30
+    bounds_taken = [s for s in statements if "read_log" in s or "readable_bound" in s]
+    assert len(bounds_taken) <= 2, f"{len(bounds_taken)} bounds taken for {pages} pages"
+
+
+async def test_a_short_page_below_a_known_bound_reads_on_to_a_fresh_one(
+    store: EventStore,
+) -> None:
+    """A short page means "caught up with the log as of now": events committed after the
+    reader's last bound are in it, never left for a NOTIFY that already went by."""
+    start = await store.head_position()
+    stream = uuid.uuid4().hex
+    await store.append([new(stream, v) for v in range(1, 5)])
+    _, covered = await store.read_page(start, 2)  # takes a bound above the 4 events
+    later = await store.append([new(stream, 5)])
+    rest, covered = await store.read_page(covered, 1000)
+    assert [e.version for e in rest if e.aggregate_id == stream] == [3, 4, 5]
+    assert covered >= (later or 0)

@@ -274,6 +274,12 @@ async def test_rebuild_swaps_while_queries_keep_answering(settings, orders, rpc,
         )
         == generation + 1
     )
+    table = order_summary.table(generation + 1)  # its indexes are built once it is written
+    indexes = await pool.fetch(
+        "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND tablename = $1",
+        table,
+    )
+    assert {f"{table}_{name}" for name in order_summary.indexes} <= {r[0] for r in indexes}
     more = await place(rpc, token, customer)  # the live runner follows the new generation
     await eventually(
         lambda: _listed(rpc, customer, auth, more.position, 31), what="the live runner"
@@ -344,3 +350,39 @@ async def test_a_superseded_runner_writes_nothing(settings, orders, rpc, token) 
     finally:
         await pool.release(conn)
     assert await projected_orders(pool) == await folded_orders(pool)
+
+
+reading_ahead = Projection("reading_ahead")
+next_read: dict[str, asyncio.Event] = {}  # set by the rebuild's second read of the log
+
+
+@reading_ahead.on(OrderPlaced)
+async def waits_for_the_next_read(event: OrderPlaced, docs: Documents, meta) -> None:
+    if "started" not in next_read:  # the first event of the first batch
+        next_read["started"] = asyncio.Event()
+        await asyncio.wait_for(next_read["read"].wait(), 5)
+    docs.put(event.order_id, {"customerId": event.customer_id})
+
+
+async def test_a_rebuild_reads_its_next_batch_while_it_applies_one(
+    settings, orders, rpc, token
+) -> None:
+    for _ in range(4):
+        await place(rpc, token, "ahead")
+    small = settings.model_copy(update={"rebuild_batch_size": 2})
+    rebuild = Rebuild(reading_ahead, small, orders.runtime.pool, Progress("a", io.StringIO()))
+    next_read.clear()
+    next_read["read"] = asyncio.Event()
+    read_page = rebuild.store.read_page
+    reads = 0
+
+    async def counted(*args, **kwargs):
+        nonlocal reads
+        reads += 1
+        if reads == 2:
+            next_read["read"].set()
+        return await read_page(*args, **kwargs)
+
+    rebuild.store.read_page = counted  # type: ignore[method-assign]
+    await rebuild.run()  # the first batch waits for the second read: it would time out
+    assert reads >= 3 and "started" in next_read
