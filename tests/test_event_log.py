@@ -93,7 +93,7 @@ async def pages_until_caught_up(
     positions: list[int] = []
     pages = 0
     while True:
-        page, covered = await store.read_page(position, limit, conn=conn)  # type: ignore[arg-type]
+        page, covered = await store.read_page(position, limit, conn=conn)
         pages += 1
         positions += [e.position for e in page]
         position = covered
