@@ -134,7 +134,8 @@ async def test_banyan_status_fails_with_dead_letters_and_speaks_json(settings, o
     report = json.loads(out)
     sections = {s["title"]: s for s in report["sections"]}
     assert report["healthy"] is False
-    assert not sections["Dead letters"]["healthy"] and queue in sections["Dead letters"]["lines"][0]
+    assert not sections["Dead letters"]["healthy"]
+    assert any(queue in line for line in sections["Dead letters"]["lines"])
     assert any(line.startswith("relay at position") or line == "relay has not run yet"
                for line in sections["Event log"]["lines"])  # fmt: skip
 

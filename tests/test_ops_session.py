@@ -19,6 +19,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
+from pipelines.testing.isolation import create_isolated_env, drop_isolated_env
 from tests.conftest import eventually
 from tests.tcp_proxy import free_port
 
@@ -28,9 +29,20 @@ ITEMS = [{"sku": "yuzu", "quantity": 1, "unitPrice": "1.50"}]
 ROUTES = ("/api/orders/place-order", "/api/sample/explode", "/api/sample/dawdle")
 
 
-def session_env() -> dict[str, str]:
+@pytest.fixture
+async def isolated() -> AsyncIterator[dict[str, str]]:
+    """A vhost, schema and cache prefix of the session's own: the run's other instances of
+    the same services (the sample service's, for one) take none of its messages."""
+    env = create_isolated_env()
+    env["CACHE_PREFIX"] = f"banyan-ops-{env['BANYAN_TEST_RUN']}"
+    yield env
+    await drop_isolated_env(env, env["CACHE_PREFIX"])
+
+
+def session_env(isolated: dict[str, str]) -> dict[str, str]:
     return {
         **os.environ,
+        **isolated,
         "SERVICE_MODULES": "auth,discovery,examples.orders,tests.ops_probe",
         "ANNOUNCE_ENABLED": "true",
         "HEARTBEAT_INTERVAL": "2",
@@ -86,8 +98,8 @@ def lines_of(out: Path) -> list[dict[str, Any]]:
     return parsed
 
 
-async def test_a_banyan_up_session_prints_only_json_and_no_token(token) -> None:
-    env = session_env()
+async def test_a_banyan_up_session_prints_only_json_and_no_token(token, isolated) -> None:
+    env = session_env(isolated)
     gateway = f"http://127.0.0.1:{env['GATEWAY_PORT']}"
     bearer = token("ops-session", "orders:place", "orders:read")
     out = Path(tempfile.mkdtemp()) / "up.log"
