@@ -20,7 +20,7 @@ from pipelines.querycache import Cached
 from pipelines.rpc import Response, RpcClient
 from pipelines.settings import Settings
 from projections import Documents, Projection, state
-from tests.tcp_proxy import proxy_for
+from tests.tcp_proxy import TcpProxy, proxy_for
 
 ON_STANDBY = " (read on the standby)"
 
@@ -140,9 +140,11 @@ async def shelve_book(rpc: RpcClient, book_id: str, name: str) -> int:
     return placed.position
 
 
-async def ask(rpc: RpcClient, query: Query, min_position: int | None = None) -> Response:
+async def ask(
+    rpc: RpcClient, query: Query, min_position: int | None = None, timeout: float = 30.0
+) -> Response:
     fresh: dict[str, Any] = {} if min_position is None else {"x-min-position": min_position}
-    return await rpc.send("catalogue", query, **fresh)
+    return await rpc.send("catalogue", query, timeout=timeout, **fresh)
 
 
 async def test_the_standby_answers_once_it_has_the_callers_writes(
@@ -167,9 +169,11 @@ async def test_the_standby_answers_once_it_has_the_callers_writes(
     assert anyhow.result() == "Emma" + ON_STANDBY
 
 
-async def test_a_standby_going_away_leaves_the_queries_to_the_primary(
+async def answered_on_standby_then(
     start_service: Start, standby: Standby, rpc: RpcClient
-) -> None:
+) -> tuple[TcpProxy, FindBook, str]:
+    """Catalogue reading `standby` through a proxy; a book its copy has: (proxy, query, title
+    on the primary)."""
     proxy, port, through_proxy = proxy_for(standby.url)
     await proxy.start(port)
     instance = await catalogue(start_service, through_proxy)
@@ -178,10 +182,30 @@ async def test_a_standby_going_away_leaves_the_queries_to_the_primary(
     await ask(rpc, FindBook(book_id=book), shelved)  # the primary's projection has it
     assert instance.runtime.pool is not None
     await standby.catch_up(instance.runtime.pool)
-    assert (await ask(rpc, FindBook(book_id=book))).result() == "Middlemarch" + ON_STANDBY
+    query = FindBook(book_id=book)
+    assert (await ask(rpc, query)).result() == "Middlemarch" + ON_STANDBY
+    return proxy, query, "Middlemarch"
+
+
+async def test_a_standby_going_away_leaves_the_queries_to_the_primary(
+    start_service: Start, standby: Standby, rpc: RpcClient
+) -> None:
+    proxy, query, on_primary = await answered_on_standby_then(start_service, standby, rpc)
     await proxy.stop()
-    gone = await ask(rpc, FindBook(book_id=book))
-    assert gone.ok and gone.result() == "Middlemarch"
+    gone = await ask(rpc, query)
+    assert gone.ok and gone.result() == on_primary
+
+
+async def test_a_silent_standby_leaves_the_queries_to_the_primary(
+    start_service: Start, standby: Standby, rpc: RpcClient
+) -> None:
+    proxy, query, on_primary = await answered_on_standby_then(start_service, standby, rpc)
+    proxy.freeze()  # no answer and no error: a frozen server or a cut network
+    try:
+        silent = await ask(rpc, query, timeout=5.0)
+        assert silent.ok and silent.result() == on_primary
+    finally:
+        await proxy.stop()
 
 
 async def test_a_standby_down_from_the_start_delays_nothing(
