@@ -319,8 +319,9 @@ class QueryProcessor(Processor):
             return Reply(hit.body, cache="hit", read_position=hit.position)
         copy = recent or await self._copy(reads.name, 0)
         body = await self._answer(query, ctx, copy)
-        if await self._as_recent_as_counters(reads.name, copy):
-            await self.rt.cache.store(key, cache.ttl, copy.position, body)
+        if not await self._as_recent_as_counters(reads.name, copy):
+            return Reply(body, cache="miss")  # no read position: the gateway keeps it neither
+        await self.rt.cache.store(key, cache.ttl, copy.position, body)
         return Reply(body, cache="miss", read_position=copy.position)
 
     async def _as_recent_as_counters(self, projection: str, copy: Copy) -> bool:

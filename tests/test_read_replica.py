@@ -20,6 +20,7 @@ from pipelines.querycache import Cached
 from pipelines.rpc import Response, RpcClient
 from pipelines.settings import Settings
 from projections import Documents, Projection, state
+from tests.gateway_rig import running_gateway
 from tests.tcp_proxy import TcpProxy, proxy_for
 
 ON_STANDBY = " (read on the standby)"
@@ -242,3 +243,21 @@ async def test_a_lagging_standbys_answer_is_not_cached(
     caught_up = await ask(rpc, query)
     assert caught_up.headers["x-cache"] == "miss", "the lagging answer was not kept"
     assert caught_up.result() == "North and South" + ON_STANDBY
+
+
+async def test_the_gateway_keeps_no_answer_of_a_lagging_standby(
+    start_service: Start, standby: Standby, rpc: RpcClient, settings: Settings
+) -> None:
+    instance = await catalogue(start_service, standby.url)
+    assert instance.runtime.pool is not None
+    book = uuid.uuid4().hex
+    await ask(rpc, FindBook(book_id=book), await shelve_book(rpc, book, "Cranford"))
+    await standby.catch_up(instance.runtime.pool)
+    await ask(rpc, FindBook(book_id=book), await shelve_book(rpc, book, "Ruth"))
+    path = f"/api/catalogue/find-book-cached?bookId={book}"
+    async with running_gateway(settings, [service]) as (_app, http):
+        stale = await http.get(path)
+        assert stale.json() == "Cranford" + ON_STANDBY, "the standby lags: read there"
+        await standby.catch_up(instance.runtime.pool)
+        caught_up = await http.get(path)
+        assert caught_up.json() == "Ruth" + ON_STANDBY, "the lagging answer was kept"
