@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from pipelines.aggregate import Aggregate
 from pipelines.contracts import Contract, Model
+from pipelines.database import Pool
 from pipelines.errors import Forbidden
 from pipelines.eventstore import EventStore, NewEvent, RecordedEvent
 from pipelines.identity import Caller
@@ -37,9 +38,15 @@ class Context:
     sender: "Sender | None" = None
     settings: Settings | None = None  # the running instance's settings
     client_address: str = UNKNOWN_ADDRESS  # of the gateway's caller, as the gateway saw it
+    replica: Pool | None = None  # a query's: the standby it reads its read model from
     _aggregates: dict[tuple[str, str], Aggregate] = field(default_factory=dict)
     _snapshots_due: list[Aggregate] = field(default_factory=list)
     _after_commit: list[Effect] = field(default_factory=list)
+
+    @property
+    def read_pool(self) -> Pool:
+        """Where a query reads its read model: the standby serving it, else the primary."""
+        return self.replica or self.store.pool
 
     def owns(self, owner_id: str, *, admin: str) -> bool:
         """Whether the caller may see and act on what `owner_id` owns: it is theirs, or they

@@ -26,9 +26,9 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-def connect_kwargs(settings: Settings) -> dict[str, Any]:
+def connect_kwargs(settings: Settings, dsn: str | None = None) -> dict[str, Any]:
     return {
-        "dsn": settings.database_url,
+        "dsn": dsn or settings.database_url,
         "server_settings": {"search_path": settings.database_schema, **stall_limits(settings)},
         "init": _init_connection,
     }
@@ -47,10 +47,16 @@ def stall_limits(settings: Settings) -> dict[str, str]:
     }
 
 
-async def create_pool(settings: Settings, size: int | None = None) -> Pool:
+async def create_pool(
+    settings: Settings, size: int | None = None, *, dsn: str | None = None, min_size: int = 2
+) -> Pool:
+    """A pool on `DATABASE_URL` (or `dsn`), keeping `min_size` connections open."""
     size = size or settings.database_pool_size
     pool = await asyncpg.create_pool(
-        min_size=min(2, size), max_size=size, reset=_keep_session, **connect_kwargs(settings)
+        min_size=min(min_size, size),
+        max_size=size,
+        reset=_keep_session,
+        **connect_kwargs(settings, dsn),
     )
     return cast(Pool, pool)
 

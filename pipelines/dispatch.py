@@ -45,6 +45,7 @@ from pipelines.idempotency import RecordKey, RecordKeys
 from pipelines.identity import Caller
 from pipelines.messages import Incoming, Reply, decode, failure_fields, redeliveries
 from pipelines.querycache import Cached, ReadModel, keyed_value
+from pipelines.replica import Copy
 from pipelines.retry import INFRASTRUCTURE_ERRORS, backoff_delay
 from pipelines.runtime import Runtime
 
@@ -259,16 +260,27 @@ class QueryProcessor(Processor):
         await run_policies(self.handler.policies, query, ctx)
         min_position = int(incoming.header(h.MIN_POSITION) or 0)
         reads = self.handler.reads
-        if reads is not None and min_position:
-            await self._wait_for(reads.name, min_position)
         if reads is None:
             return Reply(dump_result(await self.handler.fn(query, ctx)).encode())
         if self.handler.cache is not None and self.rt.cache is not None:
             return await self._cached(query, ctx, reads, self.handler.cache, min_position)
+        copy = await self._copy(reads.name, min_position)
+        return Reply(await self._answer(query, ctx, copy), read_position=copy.position)
+
+    async def _copy(self, projection: str, min_position: int) -> Copy:
+        """The copy of `projection` to read: the standby once it has reached `min_position`,
+        else the primary once it has, so read-your-writes holds across replicas."""
+        replica = self.rt.replica
+        if replica is not None and (copy := await replica.copy(projection, min_position)):
+            return copy
+        if min_position:
+            await self._wait_for(projection, min_position)
         assert self.rt.positions is not None
-        position = await self.rt.positions.current(reads.name)
-        body = dump_result(await self.handler.fn(query, ctx)).encode()
-        return Reply(body, read_position=position)
+        return Copy(await self.rt.positions.current(projection))
+
+    async def _answer(self, query: Contract, ctx: Context, copy: Copy) -> bytes:
+        ctx.replica = copy.pool
+        return dump_result(await self.handler.fn(query, ctx)).encode()
 
     async def _wait_for(self, projection: str, position: int) -> None:
         assert self.rt.positions is not None
@@ -293,7 +305,10 @@ class QueryProcessor(Processor):
     async def _cached(
         self, query: Contract, ctx: Context, reads: ReadModel, cache: Cached, min_position: int
     ) -> Reply:
-        assert self.rt.cache is not None and self.rt.positions is not None
+        assert self.rt.cache is not None
+        # A copy with the caller's writes is found before the counters are read, so a fresh
+        # answer is kept under the counters its writes moved (see ProjectionRunner._published).
+        recent = await self._copy(reads.name, min_position) if min_position else None
         base = self.rt.cache.base_key(
             self.rt.service,
             self.message_type,
@@ -306,10 +321,19 @@ class QueryProcessor(Processor):
         key, hit = await self.rt.cache.lookup(base, counters)
         if hit is not None and hit.position >= min_position:
             return Reply(hit.body, cache="hit", read_position=hit.position)
-        position = await self.rt.positions.current(reads.name)
-        body = dump_result(await self.handler.fn(query, ctx)).encode()
-        await self.rt.cache.store(key, cache.ttl, position, body)
-        return Reply(body, cache="miss", read_position=position)
+        copy = recent or await self._copy(reads.name, 0)
+        body = await self._answer(query, ctx, copy)
+        if not await self._as_recent_as_counters(reads.name, copy):
+            return Reply(body, cache="miss")  # no read position: the gateway keeps it neither
+        await self.rt.cache.store(key, cache.ttl, copy.position, body)
+        return Reply(body, cache="miss", read_position=copy.position)
+
+    async def _as_recent_as_counters(self, projection: str, copy: Copy) -> bool:
+        """Whether an answer read from `copy` holds every change that moved the counters it
+        would be kept under: from the primary, yes; from the standby, only if it had caught up
+        with the primary (else a stale answer would be kept until its ttl)."""
+        assert self.rt.positions is not None
+        return copy.pool is None or copy.position >= await self.rt.positions.refresh(projection)
 
 
 class CommandProcessor(Processor):

@@ -28,6 +28,7 @@ from pipelines.rabbitnodes import cluster_broker
 from pipelines.redisclient import connect_redis
 from pipelines.registry import DISCOVERY
 from pipelines.relay import EventRelay
+from pipelines.replica import ReadReplica
 from pipelines.revocation import follow
 from pipelines.rpc import RpcClient
 from pipelines.runtime import CONFIRM_CHANNEL, Runtime
@@ -163,6 +164,7 @@ class ServiceInstance:
         self.runtime.attach(pool, self.notifier)
         self.runtime.positions = PositionWatcher(self.settings, pool)
         await self.runtime.positions.start()
+        self.runtime.replica = await ReadReplica.open(self.settings)
         if self.service.projections or any(h.cache for h in self.service.requests.values()):
             client = connect_redis(self.settings)
             keyed = keyed_fields(self.service.requests.values())
@@ -320,6 +322,8 @@ class ServiceInstance:
             await self.runtime.positions.stop()
         if self.runtime.cache is not None:
             await self.runtime.cache.close()
+        if self.runtime.replica is not None:
+            await self.runtime.replica.close()
         if self.runtime.pool is not None:
             await self.runtime.pool.close()
             self.runtime.pool = None

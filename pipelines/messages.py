@@ -180,7 +180,9 @@ class Reply:
     ok: bool = True
     position: int | None = None
     cache: str | None = None  # "hit" or "miss" for cached queries
-    read_position: int | None = None  # queries: the projection position the answer reflects
+    # queries: the projection position the answer reflects; a cached query's answer without
+    # one is not to be cached (read on a standby that lagged the primary)
+    read_position: int | None = None
 
     @classmethod
     def error(cls, exc: PlatformError, correlation_id: str) -> "Reply":

@@ -21,6 +21,7 @@ from pipelines.notifier import Notifier
 from pipelines.pacing import Pacer
 from pipelines.positions import PositionWatcher
 from pipelines.querycache import QueryCache
+from pipelines.replica import ReadReplica
 from pipelines.revocation import Revocations, TokenRevoked
 from pipelines.rpc import Response, RpcClient
 from pipelines.service_identity import ServiceIdentity
@@ -49,6 +50,7 @@ class Runtime:
         self.store: EventStore | None = None
         self.cache: QueryCache | None = None
         self.positions: PositionWatcher | None = None
+        self.replica: ReadReplica | None = None  # DATABASE_READ_URL's standby, for queries
         self.rpc: RpcClient | None = None  # requests to other services
         self._record_sweeps = Pacer()
 

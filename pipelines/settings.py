@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     # a cluster's nodes comma-separated (`amqp://u:p@node1:5672,node2:5672/`): tried in order
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    # optional: a standby (streaming from the primary) that answers queries once its copy of
+    # their read model is recent enough; everything that writes stays on DATABASE_URL
+    database_read_url: str = ""
     database_schema: str = "public"
     redis_url: str = "redis://127.0.0.1:6379/0"
     # `host:port,host:port` of Redis Sentinels: the master of REDIS_MASTER_NAME is asked of

@@ -173,7 +173,7 @@ class Projection:
         if isinstance(ctx.store, MemoryEventStore):  # a unit test: the test kit's documents
             reader: DocumentReader = ctx.store.read_models[self.name]
             return reader
-        return DocumentReader(ctx.store.pool, self.name)
+        return DocumentReader(ctx.read_pool, self.name)
 
     def in_memory(self) -> DocumentReader:
         """This projection's documents kept in memory, for the test kit (`pipelines.testing`)."""
