@@ -83,7 +83,7 @@ async def assert_refused(platform: Platform) -> None:
     assert health["refused"]["code"] == "CONFLICT", health
     reason = health["refused"]["message"]
     assert "would break callers of 1.1.0" in reason and "member" in reason, reason
-    status = await platform.cli("1.2.0", "status")
+    status = await platform.cli("1.2.0", "status", status=1)  # a refused instance: unhealthy
     assert f"refused: {reason}"[:60] in status, status
     ids = {
         (await platform.get(version, "/health")).json()["instanceId"]

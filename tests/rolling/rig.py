@@ -90,15 +90,18 @@ class Platform:
         await self.discovery.stop()
         await drop_isolated_env(self.env, self.settings.cache_prefix)
 
-    async def cli(self, version: str, *args: str) -> str:
-        """`banyan ARGS` as an operator of the library at `version` runs it."""
+    async def cli(self, version: str, *args: str, status: int = 0) -> str:
+        """`banyan ARGS` as an operator of the library at `version` runs it; it must exit
+        with `status`."""
         environ = self.environ(release_module(version), LIBRARY_PORT=str(self.ports[version]))
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "pipelines.cli", *args, env=environ,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
         output = (await asyncio.wait_for(process.communicate(), 60))[0].decode()
-        assert process.returncode == 0, f"banyan {' '.join(args)} failed:\n{output}"
+        assert process.returncode == status, (
+            f"banyan {' '.join(args)}: {process.returncode}\n{output}"
+        )
         return output
 
     async def get(self, version: str, path: str) -> httpx.Response:
