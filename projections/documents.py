@@ -92,6 +92,11 @@ def _json_texts(docs: Iterable[Doc]) -> list[str]:
     return [encode_json(doc) for doc in docs]
 
 
+def page_size(limit: int) -> int:
+    """How many documents a `find` asked for `limit` returns at most."""
+    return max(0, min(int(limit), MAX_PAGE))
+
+
 class DocumentReader:
     """Reads a document projection's live documents (query handlers use this)."""
 
@@ -126,7 +131,7 @@ class DocumentReader:
         offset = min(int(offset), MAX_OFFSET)  # past any table: an empty page, not an error
         rows = await self.pool.fetch(
             f'SELECT doc, count(*) OVER () AS total FROM "{self.view}" {clause} '
-            f"{order} OFFSET {offset} LIMIT {max(0, min(int(limit), MAX_PAGE))}",
+            f"{order} OFFSET {offset} LIMIT {page_size(limit)}",
             *args,
         )
         total = rows[0]["total"] if rows else await self._count(clause, args)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from pipelines.eventstore import RecordedEvent
-from projections.documents import MAX_OFFSET, Doc, DocumentReader, field_sql
+from projections.documents import MAX_OFFSET, Doc, DocumentReader, field_sql, page_size
 
 if TYPE_CHECKING:
     from projections.projection import Projection
@@ -71,7 +71,7 @@ class MemoryDocuments(DocumentReader):
         if order_by is not None:  # a stable sort: ties stay in id order, reversed or not
             found.sort(key=lambda item: _sort_key(_text(item[1].get(order_by))), reverse=descending)
         start = min(int(offset), MAX_OFFSET)
-        page = [json.loads(json.dumps(doc)) for _, doc in found[start : start + int(limit)]]
+        page = [json.loads(json.dumps(doc)) for _, doc in found[start : start + page_size(limit)]]
         return page, len(found)
 
 
