@@ -224,6 +224,7 @@ async def test_one_request_is_one_connected_trace(settings, orders, keys_instanc
     append = attributes(by_name["INSERT events"])
     assert append["db.system.name"] == "postgresql" and append["db.operation.name"] == "INSERT"
     assert append["db.collection.name"] == "events"
+    assert append["db.namespace"].endswith(f"|{settings.database_schema}")
     assert append["banyan.event.position"] == position
     event = attributes(by_name["process exchange.platform.events.obsaudit.orderplaced"])
     assert event["banyan.event.position"] == position

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pipelines import logs
 from pipelines.settings import Settings
 from pipelines.stopping import MAX_SHARE, closing_share
-from pipelines.telemetry import shipping, tracing
+from pipelines.telemetry import shipping, storage, tracing
 
 log = logging.getLogger("banyan.telemetry")
 _at_exit = False
@@ -26,6 +26,7 @@ def start(service: str, settings: Settings) -> None:
     _flush_timeout = closing_share(settings)
     if settings.jaeger_endpoint:
         tracing.configure(settings.jaeger_endpoint)
+        storage.name_database(settings.database_url, settings.database_schema)
     if settings.elasticsearch_url:
         shipping.start(settings)
     if not _at_exit and (settings.jaeger_endpoint or settings.elasticsearch_url):

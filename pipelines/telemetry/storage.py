@@ -4,6 +4,7 @@ import functools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 from opentelemetry.trace import SpanKind
 
@@ -14,7 +15,14 @@ from pipelines.telemetry.metrics import METRICS
 PositionOf = Callable[[int | None], int | None]
 
 
-POSTGRESQL = {"db.system.name": "postgresql"}  # OpenTelemetry database conventions (stable)
+# OpenTelemetry database conventions (stable): the system, and `{database}|{schema}` once known
+POSTGRESQL: dict[str, str] = {"db.system.name": "postgresql"}
+
+
+def name_database(database_url: str, schema: str) -> None:
+    """Name the database every span of this process talks to (`db.namespace`)."""
+    database = urlsplit(database_url.split(",")[0]).path.lstrip("/") or "postgres"
+    POSTGRESQL["db.namespace"] = f"{database}|{schema}"
 
 
 @contextmanager
