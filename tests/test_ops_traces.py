@@ -75,6 +75,7 @@ async def test_a_failing_graphql_mutation_fails_its_span_and_is_counted(
     assert span.name == "mutation explode"
     assert span.status.status_code == StatusCode.ERROR
     assert span.attributes["graphql.operation.type"] == "mutation"
+    assert span.attributes["http.route"] == "/graphql"
     errors = 'gateway_graphql_errors_total{code="HANDLER_FAILED",operation="mutation"} 1.0'
     assert errors in exposed, exposed
 
