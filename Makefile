@@ -70,7 +70,7 @@ cluster-down:
 
 drill-cluster: install  # the platform on a fresh local cluster through a fault of each engine
 	@scripts/cluster-up.sh
-	@$(PY) -m tests.cluster_drill; status=$$?; scripts/cluster-down.sh; exit $$status
+	@$(PY) -m tests.cluster_drill; status=$$?; scripts/cluster-down.sh >&2; exit $$status  # the verdict stays the last line
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
