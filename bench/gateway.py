@@ -63,6 +63,7 @@ from bench.common import (
 )
 from bench.environment import isolated_settings
 from bench.foundation import BASELINE_QUEUE, ORDER, cleanup, orders_instance
+from pipelines import eventloop
 from pipelines import headers as h
 from pipelines.database import migrate
 from pipelines.identity import Caller, TokenCodec
@@ -560,7 +561,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     baseline_schema = f"{settings.database_schema}_baseline"
 
     def go() -> None:
-        asyncio.run(run(settings, baseline_schema, options))
+        eventloop.run(run(settings, baseline_schema, options))  # both sides: Banyan's loop
 
     try:
         describe(settings, options, baseline_schema)

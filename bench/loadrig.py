@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 from bench.baseline import RawRpcClient, baseline_orders, create_pool
 from bench.foundation import BASELINE_QUEUE
 from bench.gateway import KEEP_ALIVE, BareGateway
+from pipelines import eventloop
 from pipelines.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -169,4 +170,4 @@ def free_port() -> int:
 
 
 if __name__ == "__main__":
-    asyncio.run(serve_bare_orders())
+    eventloop.run(serve_bare_orders())  # the loop Banyan's processes run on

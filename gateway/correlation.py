@@ -11,8 +11,8 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Iterable
 
-from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.bodylimit import counted, too_large
@@ -25,6 +25,7 @@ log = logging.getLogger("banyan.gateway")
 HEADER = b"x-correlation-id"
 CORRELATION_ID = re.compile(r"[\x21-\x7e]{1,128}")  # visible ASCII: it goes into logs and headers
 INVALID_ID = "X-Correlation-ID must be 1 to 128 visible ASCII characters"
+CONTENT_LENGTH = b"content-length"
 
 
 class Correlate:
@@ -38,8 +39,7 @@ class Correlate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
-        given = headers.get("x-correlation-id")
+        given, length = _given_id_and_length(scope["headers"])
         refused = given is not None and not CORRELATION_ID.fullmatch(given)
         correlation_id = given if given and not refused else uuid.uuid4().hex
         scope.setdefault("state", {})["correlation_id"] = correlation_id
@@ -56,7 +56,6 @@ class Correlate:
 
         started = time.perf_counter()
         try:
-            length = headers.get("content-length")
             if refused:
                 answer = error_response(400, "VALIDATION_ERROR", INVALID_ID, correlation_id)
                 await answer(scope, receive, send_echoing)
@@ -75,3 +74,15 @@ class Correlate:
             await answer(scope, receive, send_echoing)
         self.latency.observe(time.perf_counter() - started)
         self.metrics.requests.labels("http", method_label(scope["method"]), str(status)).inc()
+
+
+def _given_id_and_length(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
+    """The request's correlation id and content length, in one pass over its raw headers (the
+    first of each, as `Headers.get`; the server has lower-cased their names)."""
+    given = length = None
+    for key, value in headers:
+        if key == HEADER and given is None:
+            given = value.decode("latin-1")
+        elif key == CONTENT_LENGTH and length is None:
+            length = value.decode("latin-1")
+    return given, length

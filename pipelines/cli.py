@@ -9,7 +9,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from pipelines import deadletters
+from pipelines import deadletters, eventloop
 from pipelines.plugins import COMMANDS, contributions
 from pipelines.settings import Settings, get_settings
 
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings.model_copy(update={"service_modules": modules})
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
     try:
-        code: int = asyncio.run(args.run(settings, args))
+        code: int = eventloop.run(args.run(settings, args))
         return code
     except KeyboardInterrupt:
         return 130

@@ -55,7 +55,8 @@ class TracingMiddleware:
             SpanKind.SERVER,
             lambda: _request_attributes(scope, headers),
         ) as span:
-            if not (span.is_recording() or self.access_log):
+            logged = self.access_log and access_log.isEnabledFor(logging.INFO)
+            if not (span.is_recording() or logged):
                 await self.app(scope, receive, send)
                 return
             started, status, correlation = time.perf_counter(), 0, None
@@ -75,7 +76,7 @@ class TracingMiddleware:
                 if getattr(span, "name", method) == method:  # the app did not name it (GraphQL)
                     span.update_name(f"{method} {route}")
                 span.set_attribute("http.route", route)
-            if self.access_log:
+            if logged:
                 _access_line(scope, status, time.perf_counter() - started, correlation)
 
 
