@@ -117,10 +117,11 @@ class RecordedEvent(NamedTuple):
     def read_as(self, event: type[Event]) -> "RecordedEvent":
         """This event with the data `event` reads: upcast when it was written by an older
         version of the class (no work otherwise)."""
-        if self.schema_version >= event.__version__:
+        current = event.__version__
+        if self.schema_version >= current:
             return self
         data = upcast(event, self.data, self.schema_version)
-        return RecordedEvent(*self[:6], data, *self[7:11], event.__version__)
+        return RecordedEvent._make((*self[:6], data, *self[7:11], current))
 
 
 @dataclass(slots=True, frozen=True)

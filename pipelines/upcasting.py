@@ -53,9 +53,9 @@ def upcaster(event: type[Event], version: int) -> Callable[[U], U]:
 
 def upcast(event: type[Event], data: dict[str, Any], version: int) -> dict[str, Any]:
     """`data`, written at `version`, as the current version of `event` (newer: unchanged)."""
-    stored = version
-    while version < event.__version__:
-        step = event.__upcasters__.get(version)
+    stored, current, steps = version, event.__version__, event.__upcasters__
+    while version < current:
+        step = steps.get(version)
         if step is None:
             raise _missing(event, stored, version)
         try:
