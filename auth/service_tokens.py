@@ -2,9 +2,9 @@
 to act for a user (for a service whose token holds `auth:act-for-users`)."""
 
 from auth.access import caller_now
-from auth.domain import User
 from auth.resources import resources
-from pipelines import Context, Forbidden, NotFound
+from auth.roles import existing_user
+from pipelines import Context, Forbidden
 from pipelines.identity import SERVICE_PREFIX
 from pipelines.service_identity import ActForUser, IssueServiceToken, ServiceToken
 
@@ -20,9 +20,7 @@ async def act_for_user(command: ActForUser, ctx: Context) -> ServiceToken:
     """The user's token as one issued now would be, naming the service as its actor."""
     if ctx.caller is None or not ctx.caller.user_id.startswith(SERVICE_PREFIX):
         raise Forbidden("only a service acts for a user")
-    user = await ctx.load(User, command.user_id)
-    if not user.exists:
-        raise NotFound(f"user {command.user_id} does not exist")
+    user = await existing_user(ctx, command.user_id)
     codec = resources().tokens
     token = codec.issue(await caller_now(ctx, user), act={"sub": ctx.caller.user_id})
     return ServiceToken(access_token=token, expires_in=codec.expiration)

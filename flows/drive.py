@@ -1,5 +1,6 @@
 """One drive of a claimed run: replay its steps, compensate if one failed, say how it ended."""
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -52,7 +53,7 @@ class Drive:
         if self.record.status == "running":
             assert self.flow.run_steps is not None
             try:
-                await self.flow.run_steps(self._input(), self._run("do"))
+                await self.flow.run_steps(self._input, self._run("do"))
                 return "completed"
             except StepFailed as failure:
                 self.record.reason = await self.runs.compensating(self.record.id, failure.reason)
@@ -71,17 +72,18 @@ class Drive:
         if self.flow.failure is None:
             return "compensated"
         try:
-            await self.flow.failure(self._input(), self._run("failure"), reason)
+            await self.flow.failure(self._input, self._run("failure"), reason)
         except StepFailed:
             return "failed"  # compensated, but what it had to do on failure was refused
         return "compensated"
 
+    @functools.cached_property
     def _input(self) -> Event:
-        """The event that started the run, as the flow's trigger class reads it now."""
+        """The event that started the run, as the flow's trigger class reads it now (once)."""
         event: Event = read_event(self.flow.trigger, self.record.input, self.record.input_version)
         return event
 
     def _run(self, phase: Phase) -> Run:
         acts_for = self.flow.acts_for
-        user = acts_for(self._input()) if acts_for is not None else None
+        user = acts_for(self._input) if acts_for is not None else None
         return Run(self.record, self.journal, self.sender, self.settings, phase, user)

@@ -16,6 +16,7 @@ from gateway import apidocs, graphql, openapi, rest, websocket
 from gateway.conventions import HeadAsGet
 from gateway.correlation import Correlate
 from gateway.errors import error_response, platform_error_response
+from gateway.routes import RouteTable
 from gateway.state import GatewayState, RegistrySource
 from gateway.subscriptions import EventHub
 from pipelines import telemetry
@@ -119,8 +120,13 @@ def _add_platform_routes(app: FastAPI, state: GatewayState) -> None:
         state.breaker_states()
         return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
 
+    documented: list[tuple[RouteTable, bytes]] = []  # the current routes' document, once
+
     @app.get("/openapi.json", include_in_schema=False)
-    async def openapi_document() -> JSONResponse:
-        return JSONResponse(openapi.document(state.routes))
+    async def openapi_document() -> Response:
+        if not documented or documented[0][0] is not state.routes:
+            body = JSONResponse(openapi.document(state.routes)).body
+            documented[:] = [(state.routes, bytes(body))]
+        return Response(documented[0][1], media_type="application/json")
 
     apidocs.mount(app, openapi_url="/openapi.json")

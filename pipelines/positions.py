@@ -9,6 +9,8 @@ import asyncpg
 from pipelines.database import Pool, connect
 from pipelines.settings import Settings
 
+POSITION = "SELECT position FROM projection_positions WHERE name = $1"
+
 log = logging.getLogger("banyan.positions")
 REFRESH = 0.25  # seconds between reads of the table while waiting, in case a NOTIFY was lost
 
@@ -67,9 +69,7 @@ class PositionWatcher:
             self._changed = asyncio.Event()
 
     async def refresh(self, name: str) -> int:
-        position = await self.pool.fetchval(
-            "SELECT position FROM projection_positions WHERE name = $1", name
-        )
+        position = await self.pool.fetchval(POSITION, name)
         self._raise(name, int(position or 0))
         return self.latest[name]
 

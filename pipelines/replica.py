@@ -11,12 +11,12 @@ import time
 from dataclasses import dataclass
 
 from pipelines.database import Pool, create_pool
+from pipelines.positions import POSITION
 from pipelines.settings import Settings
 
 log = logging.getLogger("banyan.replica")
 ANSWER_WITHIN = 1.0  # seconds the standby has to say how far it has got
 REST = 5.0  # seconds a standby that did not answer is left alone (the primary answers)
-POSITION = "SELECT position FROM projection_positions WHERE name = $1"
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,8 @@ class ServiceIdentity:
 
     async def token(self, rpc: RpcClient | None) -> str:
         """The current token, renewed once half its lifetime has passed (`rpc` reaches auth)."""
+        if self._token is not None and time.monotonic() <= self._token[1]:
+            return self._token[0]
         async with self._renewing:
             if self._token is None or time.monotonic() > self._token[1]:
                 token, ttl = await self._new_token(rpc)

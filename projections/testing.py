@@ -36,14 +36,14 @@ class MemoryDocuments(DocumentReader):
 
     async def get(self, doc_id: str) -> Doc | None:
         doc = self.docs.get(doc_id)
-        return json.loads(json.dumps(doc)) if doc is not None else None  # a copy, as read
+        return _as_stored(doc) if doc is not None else None  # a copy, as read
 
     def put(self, doc_id: str, doc: Doc) -> None:
-        self.docs[doc_id] = json.loads(json.dumps(doc, default=str))  # stored as JSON is
+        self.docs[doc_id] = _as_stored(doc)
 
     def patch(self, doc_id: str, changes: Doc) -> None:
         if doc_id in self.docs:
-            self.docs[doc_id].update(json.loads(json.dumps(changes, default=str)))
+            self.docs[doc_id].update(_as_stored(changes))
 
     def delete(self, doc_id: str) -> None:
         self.docs.pop(doc_id, None)
@@ -71,8 +71,13 @@ class MemoryDocuments(DocumentReader):
         if order_by is not None:  # a stable sort: ties stay in id order, reversed or not
             found.sort(key=lambda item: _sort_key(_text(item[1].get(order_by))), reverse=descending)
         start = min(int(offset), MAX_OFFSET)
-        page = [json.loads(json.dumps(doc)) for _, doc in found[start : start + page_size(limit)]]
+        page = [_as_stored(doc) for _, doc in found[start : start + page_size(limit)]]
         return page, len(found)
+
+
+def _as_stored(value: Any) -> Any:
+    """A copy of `value` as it reads back once stored as JSON (dates as text, and so on)."""
+    return json.loads(json.dumps(value, default=str))
 
 
 def _text(value: Any) -> str | None:

@@ -42,8 +42,11 @@ async def sample(instance: "ServiceInstance") -> None:
     if store is None:
         return
     METRICS.oldest_append.labels(service).set(await store.oldest_append_seconds())
-    head = await store.head_position()
     relay = instance.relay
+    leading = [r for r in instance.runners.values() if r.is_leader.is_set()]
+    if not leading and not (relay is not None and relay.is_leader.is_set()):
+        return  # no lag of this process's own to report
+    head = await store.head_position()
     if relay is not None and relay.is_leader.is_set():
         METRICS.relay_lag.labels(service).set(max(0, head - relay.position))
         METRICS.relay_lag_seconds.labels(service).set(
