@@ -21,11 +21,12 @@ from websockets.asyncio.client import connect
 
 from pipelines.testing.isolation import create_isolated_env, drop_isolated_env
 from tests.conftest import eventually
-from tests.tcp_proxy import free_port
+from tests.tcp_proxy import free_port, free_ports
 
 pytestmark = pytest.mark.timeout(300)
 ROOT = Path(__file__).resolve().parent.parent
 ITEMS = [{"sku": "yuzu", "quantity": 1, "unitPrice": "1.50"}]
+MODULES = ("auth", "discovery", "examples.orders", "tests.ops_probe")
 ROUTES = ("/api/orders/place-order", "/api/sample/explode", "/api/sample/dawdle")
 
 
@@ -43,13 +44,13 @@ def session_env(isolated: dict[str, str]) -> dict[str, str]:
     return {
         **os.environ,
         **isolated,
-        "SERVICE_MODULES": "auth,discovery,examples.orders,tests.ops_probe",
+        "SERVICE_MODULES": ",".join(MODULES),
         "ANNOUNCE_ENABLED": "true",
         "HEARTBEAT_INTERVAL": "2",
         "AUTH_PORT": str(free_port()),
         "DISCOVERY_PORT": str(free_port()),
         "GATEWAY_PORT": str(free_port()),
-        "METRICS_PORT_BASE": str(free_port()),
+        "METRICS_PORT_BASE": str(free_ports(len(MODULES))),  # one port per service, all free
         "COMMAND_TIMEOUT": "1",
         "DATABASE_POOL_SIZE": "3",
         "LOG_LEVEL": "INFO",
