@@ -26,6 +26,7 @@ from pipelines import (
     Model,
     Service,
     applies,
+    upcaster,
 )
 from pipelines.errors import ServiceUnavailable
 from pipelines.testing import TestKit, user
@@ -87,6 +88,48 @@ async def forward(command: Forward, ctx: Context) -> dict[str, str]:
 async def refuse_empty(event: Noted, ctx: Context) -> None:
     if not event.text.strip():
         raise Forbidden("an empty note")
+
+
+class Tagged(Event, service="tags", version=2):
+    """Version 1 had one `tag`; version 2 has `tags`."""
+
+    item_id: str
+    tags: list[str]
+
+
+@upcaster(Tagged, 1)
+def one_tag_to_many(data: dict[str, Any]) -> dict[str, Any]:
+    tag = data.pop("tag")  # a version-2 payload has none: upcasting it again fails
+    return {**data, "tags": [tag]}
+
+
+class Tag(Command):
+    item_id: str
+    tags: list[str]
+
+
+class Item(Aggregate):
+    tags: list[str] = []
+
+    @applies(Tagged)
+    def _tagged(self, event: Tagged) -> None:
+        self.tags = event.tags
+
+
+tags = Service("tags")
+seen_tags: list[list[str]] = []
+
+
+@tags.command(Tag)
+async def tag(command: Tag, ctx: Context) -> Answer:
+    item = await ctx.load(Item, command.item_id)
+    item.record(Tagged(item_id=command.item_id, tags=[*item.tags, *command.tags]))
+    return Answer(ok=True)
+
+
+@tags.on(Tagged)
+async def remember(event: Tagged, ctx: Context) -> None:
+    seen_tags.append(event.tags)
 
 
 def test_the_examples_unit_tests_pass_with_every_server_unreachable() -> None:
@@ -203,3 +246,19 @@ async def test_a_race_that_never_took_place_is_reported() -> None:
     scenario = TestKit(notes).meanwhile(Jot, "n-1", Noted(note_id="n-1", text="other"))
     with pytest.raises(AssertionError, match=r"no race .* \(refused: INSUFFICIENT_PERMISSIONS\)"):
         await scenario.when(Note(note_id="n-1", text="mine"), caller=user("u-1"))
+
+
+async def test_events_of_a_raised_version_are_read_as_written() -> None:
+    """The kit records and delivers each event with its class's version, as the platform does:
+    a version-2 event is not upcast again as if version 1 had written it."""
+    seen_tags.clear()
+    kit = TestKit(tags)
+    outcome = await kit.given(Item, "i-1", Tagged(item_id="i-1", tags=["old"])).when(
+        Tag(item_id="i-1", tags=["new"])
+    )
+    assert outcome.error is None and outcome.dead_letters == []
+    outcome.then(Tagged(item_id="i-1", tags=["old", "new"]))
+    assert [e.schema_version for e in outcome.events] == [2]
+    assert seen_tags == [["old", "new"]]
+    await kit.when(Tagged(item_id="i-2", tags=["told"])).then()
+    assert seen_tags == [["old", "new"], ["told"]]

@@ -172,6 +172,7 @@ class TestKit:
                 event.message_type(),
                 event.model_dump_json(),
                 {"service": type(event).__service__ or "testkit"},
+                schema_version=event.__version__,
             )
             for i, event in enumerate(events, start=1)
         ]
@@ -245,7 +246,7 @@ class TestKit:
             0, uuid.uuid4(), "", "", 0, event.message_type(),
             json.loads(event.model_dump_json()),
             {"service": type(event).__service__},
-            datetime.now(UTC), uuid.uuid4().hex, None,
+            datetime.now(UTC), uuid.uuid4().hex, None, event.__version__,
         )  # fmt: skip
         for subscriber in self.subscribers:
             if subscriber.wants(recorded):
@@ -256,8 +257,9 @@ class TestKit:
         event_id = str(recorded.event_id)
         if not self.store.record_processed(subscriber.name, event_id):
             return
+        headers = {h.SCHEMA_VERSION: recorded.schema_version}  # as the relay publishes it
         incoming = Incoming(
-            event_id, recorded.correlation_id or uuid.uuid4().hex, event_id, None, None, {},
+            event_id, recorded.correlation_id or uuid.uuid4().hex, event_id, None, None, headers,
             json.dumps(recorded.data).encode(),
         )  # fmt: skip
 
