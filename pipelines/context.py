@@ -140,8 +140,9 @@ class Context:
 
     def after_commit(self, effect: Effect) -> None:
         """Run `effect` once the events the handler recorded are committed, before the reply
-        (not if they never are). A best-effort follow-up: its failure is logged and changes
-        nothing; what must happen belongs in an event subscriber."""
+        (not if they never are; in a subscriber, once the event's handling is committed). A
+        best-effort follow-up: its failure is logged and changes nothing; what must happen
+        belongs in an event subscriber."""
         self._after_commit.append(effect)
 
     async def committed(self) -> None:

@@ -468,6 +468,7 @@ class EventProcessor(Processor):
                 )
         if new_events:
             self.rt.store.committed()
+        await ctx.committed()
 
     async def refuse(self, incoming: Incoming, exc: PlatformError) -> Reply:
         """An event that fails its contract or the handler's rules cannot succeed later."""

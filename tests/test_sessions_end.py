@@ -358,6 +358,17 @@ async def take_note(command: TakeNote, ctx: Context) -> str:
     return command.note_id
 
 
+seen_committed: list[str] = []
+
+
+@noting.on(Noted)
+async def see_note(event: Noted, ctx: Context) -> None:
+    async def seen() -> None:
+        seen_committed.append(event.note_id)
+
+    ctx.after_commit(seen)
+
+
 async def test_after_commit_effects_run_before_the_reply_and_only_once_committed(
     settings, rpc
 ) -> None:
@@ -370,5 +381,18 @@ async def test_after_commit_effects_run_before_the_reply_and_only_once_committed
         assert followed_up == [note]  # already, when the reply came
         taken = await rpc.send("noting", TakeNote(note_id=note))  # its append fails
         assert not taken.ok and followed_up == [note]
+    finally:
+        await instance.stop()
+
+
+async def test_after_commit_effects_of_an_event_subscriber_run_once_committed(
+    settings, rpc
+) -> None:
+    instance = await started(noting, settings)
+    try:
+        note = uuid.uuid4().hex
+        assert (await rpc.send("noting", TakeNote(note_id=note))).ok
+        await eventually(lambda: note in seen_committed, what="the subscriber's follow-up")
+        assert seen_committed.count(note) == 1
     finally:
         await instance.stop()

@@ -271,6 +271,7 @@ class TestKit:
             await self.store.append(
                 ctx.new_events(), correlation_id=incoming.correlation_id, causation_id=event_id
             )
+            await ctx.committed()
 
         try:
             await on_fresh_state(decide, self.settings.concurrency_retries)
