@@ -70,12 +70,16 @@ class SessionRefreshed(Event, service="auth"):
     refreshed_at: int = 0  # epoch seconds (0 in events recorded before it was kept)
 
 
+SessionEnd = Literal["signed-out", "token-reused", "password-changed", "user-disabled"]
+TokensEnd = Literal["password-changed", "access-reduced", "user-disabled"]
+
+
 class SessionRevoked(Event, service="auth"):
     """The session's refresh tokens and access tokens stop working (`pipelines.revocation`)."""
 
     session_id: str
     user_id: str
-    reason: Literal["signed-out", "token-reused", "password-changed", "user-disabled"]
+    reason: SessionEnd
     revoked_at: int = 0  # epoch seconds (0 in events recorded before it was kept)
 
 
@@ -85,7 +89,7 @@ class UserTokensRevoked(Event, service="auth"):
 
     user_id: str
     generation: int  # the user's tokens are issued with it from now on
-    reason: Literal["password-changed", "access-reduced", "user-disabled"]
+    reason: TokensEnd
     revoked_at: int  # epoch seconds
 
 

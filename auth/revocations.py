@@ -9,18 +9,14 @@ an entry of a command that then failed would refuse the user's new tokens too.)
 """
 
 import time
-from typing import Literal
 
 from redis.exceptions import RedisError
 
 from auth.domain import Session, User
-from auth.events import SessionRevoked, UserTokensRevoked
+from auth.events import SessionEnd, SessionRevoked, TokensEnd, UserTokensRevoked
 from auth.resources import resources
 from pipelines import Context
 from pipelines.revocation import Revocation
-
-SessionEnd = Literal["signed-out", "token-reused", "password-changed", "user-disabled"]
-TokensEnd = Literal["password-changed", "access-reduced", "user-disabled"]
 
 
 def end_session(ctx: Context, session: Session, reason: SessionEnd) -> None:

@@ -20,7 +20,7 @@ from auth.contracts import (
 )
 from auth.domain import EmailClaim, Session, User
 from auth.errors import AccountDisabled, InvalidCredentials, RefreshTokenExpired
-from auth.events import SessionRefreshed, SessionStarted
+from auth.events import SessionEnd, SessionRefreshed, SessionStarted
 from auth.passwords import NO_CREDENTIAL, load_hash, verify_password
 from auth.refresh_tokens import (
     TTL_SECONDS,
@@ -30,7 +30,7 @@ from auth.refresh_tokens import (
     token_hash,
 )
 from auth.resources import resources
-from auth.revocations import SessionEnd, end_session
+from auth.revocations import end_session
 from pipelines import Context
 from pipelines.errors import Unauthorized
 

@@ -96,19 +96,21 @@ class TokenCodec:
         return bool(self._signing_key)
 
     def issue(self, caller: Caller, ttl: int | None = None, **extra: Any) -> str:
-        now = int(time.time())
         claims = {
             "sub": caller.user_id,
             "email": caller.email,
             "name": caller.name,
             "permissions": sorted(caller.permissions),
             "roles": list(caller.roles),
-            "iat": now,
-            "exp": now + (ttl or self.expiration),
-            "jti": uuid.uuid4().hex,
             **session_claims(caller),
             **extra,
         }
+        return self._sign(claims, ttl or self.expiration)
+
+    def _sign(self, claims: dict[str, Any], ttl: int) -> str:
+        """`claims` signed, issued now, expiring in `ttl` seconds, with a unique id."""
+        now = int(time.time())
+        claims = {"iat": now, "exp": now + ttl, "jti": uuid.uuid4().hex, **claims}
         headers = {"kid": self.key_id} if self.key_id else None
         return jwt.encode(claims, self._signing_key, algorithm=self.algorithm, headers=headers)
 
@@ -129,12 +131,7 @@ class TokenCodec:
 
     def _verify(self, token: str) -> tuple[Caller, float]:
         try:
-            claims = jwt.decode(
-                token,
-                self._verifying_key,
-                algorithms=[self.algorithm],
-                options={"require": ["sub", "exp"]},
-            )
+            claims = self._decode(token)
         except jwt.ExpiredSignatureError as exc:
             raise TokenExpired("access token has expired") from exc
         except jwt.PyJWTError as exc:
@@ -147,33 +144,34 @@ class TokenCodec:
     def issue_credential(self, service: str, permissions: Iterable[str], days: int) -> str:
         """A credential that lets `service` obtain access tokens from auth for `permissions`
         (and no others), for `days` days: `banyan services credential NAME` prints one."""
-        now = int(time.time())
         claims = {
             "sub": SERVICE_PREFIX + service,
             "aud": CREDENTIAL_AUDIENCE,
             "permissions": sorted(permissions),
-            "iat": now,
-            "exp": now + days * 86400,
-            "jti": uuid.uuid4().hex,
         }
-        headers = {"kid": self.key_id} if self.key_id else None
-        return jwt.encode(claims, self._signing_key, algorithm=self.algorithm, headers=headers)
+        return self._sign(claims, days * 86400)
 
     def verify_credential(self, credential: str) -> Caller:
         """The service a credential names and the permissions it grants."""
         try:
-            claims = jwt.decode(
-                credential,
-                self._verifying_key,
-                algorithms=[self.algorithm],
-                audience=CREDENTIAL_AUDIENCE,
-                options={"require": ["sub", "exp", "aud"]},
-            )
+            claims = self._decode(credential, audience=CREDENTIAL_AUDIENCE)
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid service credential: {exc}") from exc
         if not str(claims["sub"]).startswith(SERVICE_PREFIX):
             raise Unauthorized("invalid service credential: it names no service")
         return Caller.from_claims(claims)
+
+    def _decode(self, token: str, audience: str | None = None) -> dict[str, Any]:
+        """The claims of a token this codec's key signed, unexpired, for `audience`."""
+        required = ["sub", "exp", "aud"] if audience else ["sub", "exp"]
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            self._verifying_key,
+            algorithms=[self.algorithm],
+            audience=audience,
+            options={"require": required},
+        )
+        return claims
 
     def jwks(self) -> dict[str, Any]:
         """The public keys that verify this codec's tokens (RFC 7517); none for HS256."""

@@ -4,12 +4,13 @@ with RS256, every process but auth also refuses to hold the private key."""
 
 from typing import TYPE_CHECKING
 
+from pipelines.token_issuer import TOKEN_ISSUER  # the one process signing tokens under RS256
+
 if TYPE_CHECKING:
     from pipelines.settings import Settings
 
 DEVELOPMENT_JWT_SECRET = "dev-secret-key-change-in-production"
 DEVELOPMENT_EVENT_SIGNING_KEY = "dev-event-signing-key-change-in-production"
-TOKEN_ISSUER = "auth"  # the one process that signs tokens under RS256
 MIN_SECRET_BYTES = 32
 MIN_ADMIN_PASSWORD = 12
 # passwords the project's own files show as examples

@@ -25,12 +25,12 @@ from redis.exceptions import RedisError
 from pipelines.errors import Unauthorized
 from pipelines.eventfeed import EventFeed
 from pipelines.identity import Caller
+from pipelines.token_issuer import TOKEN_ISSUER
 from pipelines.topology import event_routing_key
 
-AUTH = "auth"
 SESSION_REVOKED = "SessionRevoked"
 TOKENS_REVOKED = "UserTokensRevoked"
-ROUTING_KEYS = [event_routing_key(AUTH, name) for name in (SESSION_REVOKED, TOKENS_REVOKED)]
+ROUTING_KEYS = [event_routing_key(TOKEN_ISSUER, name) for name in (SESSION_REVOKED, TOKENS_REVOKED)]
 SESSION, USER = "session", "user"
 SWEEP_EVERY = 10.0  # seconds between forgetting the expired entries kept in memory
 log = logging.getLogger("banyan.revocation")

@@ -19,8 +19,8 @@ from pipelines.errors import Unauthorized
 from pipelines.identity import SERVICE_PREFIX, Caller, TokenCodec
 from pipelines.rpc import RpcClient
 from pipelines.settings import Settings
+from pipelines.token_issuer import TOKEN_ISSUER
 
-AUTH = "auth"  # the service that issues tokens
 ACT_FOR_USERS = "auth:act-for-users"
 MAX_CREDENTIAL_CHARS = 8192
 MAX_USER_TOKENS = 1000  # users' tokens kept per process (cleared when full)
@@ -95,7 +95,7 @@ class ServiceIdentity:
     ) -> ServiceToken:
         assert rpc is not None, "the service instance is not started"
         timeout = self.settings.command_timeout
-        reply = await rpc.send(AUTH, request, token=token, timeout=timeout)
+        reply = await rpc.send(TOKEN_ISSUER, request, token=token, timeout=timeout)
         return ServiceToken.model_validate(reply.result())
 
     def credential_problem(self) -> str | None:
