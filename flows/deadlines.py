@@ -1,7 +1,6 @@
 """Flow runs stuck past a step's deadline: the step is still pending long after the engine
 should have given up on it (no engine drives the run, or it keeps failing)."""
 
-import asyncio
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -10,7 +9,7 @@ from flows.settings import FlowSettings
 from pipelines.database import connect
 from pipelines.settings import Settings
 from pipelines.status_report import Section
-from pipelines.telemetry import METRICS
+from pipelines.telemetry import METRICS, every_interval
 
 if TYPE_CHECKING:
     from pipelines.instance import ServiceInstance
@@ -32,14 +31,12 @@ async def past_deadline(conn: asyncpg.Connection | asyncpg.Pool, flows: FlowSett
     return int(await conn.fetchval(PAST_DEADLINE, grace(flows)))
 
 
+@every_interval
 async def watch(instance: "ServiceInstance") -> None:
     """Keep `banyan_flows_past_deadline` of a service hosting flows up to date."""
-    flows = FlowSettings()
-    gauge = METRICS.flows_past_deadline.labels(instance.service.name)
-    while True:
-        if instance.runtime.pool is not None:
-            gauge.set(await past_deadline(instance.runtime.pool, flows))
-        await asyncio.sleep(instance.settings.metrics_interval)
+    if instance.runtime.pool is not None:
+        stuck = await past_deadline(instance.runtime.pool, FlowSettings())
+        METRICS.flows_past_deadline.labels(instance.service.name).set(stuck)
 
 
 async def status_sections(settings: Settings) -> list[Section]:

@@ -18,7 +18,7 @@ from pipelines.telemetry.lifecycle import shutdown, start
 from pipelines.telemetry.messaging import MessageTelemetry, relaying, requesting
 from pipelines.telemetry.metrics import METRICS
 from pipelines.telemetry.propagation import continuing, unsampled
-from pipelines.telemetry.sampling import sample_forever, watch_event_loop
+from pipelines.telemetry.sampling import every_interval, sample_forever, watch_event_loop
 from pipelines.telemetry.storage import appending, applying
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "applying",
     "continuing",
     "current_traceparent",
+    "every_interval",
     "expose_metrics",
     "in_service",
     "instrument",

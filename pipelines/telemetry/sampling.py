@@ -3,7 +3,9 @@ the depth of its queues and of their dead-letter queues, the lag of the relay an
 projections it runs (where they lead), in events and in seconds; and the event loop's lag."""
 
 import asyncio
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import aio_pika
@@ -20,15 +22,23 @@ if TYPE_CHECKING:
 SAMPLING_CHANNEL = Channel(on_return_raises=True)
 log = logging.getLogger("banyan.telemetry")
 LOOP_PROBE = 0.5  # seconds between two looks at the event loop's lag
+Sampler = Callable[["ServiceInstance"], Awaitable[None]]
 
 
-async def sample_forever(instance: "ServiceInstance") -> None:
-    while True:
-        try:
-            await sample(instance)
-        except Exception as exc:  # a sampling miss must not stop the service
-            log.debug("sampling gauges failed: %r", exc)
-        await asyncio.sleep(instance.settings.metrics_interval)
+def every_interval(sampler: Sampler) -> Sampler:
+    """`sampler(instance)` every `METRICS_INTERVAL` for as long as the instance runs: a miss
+    is logged (at debug) and never stops the service."""
+
+    @functools.wraps(sampler)
+    async def forever(instance: "ServiceInstance") -> None:
+        while True:
+            try:
+                await sampler(instance)
+            except Exception as exc:
+                log.debug("sampling %s failed: %r", sampler.__name__, exc)
+            await asyncio.sleep(instance.settings.metrics_interval)
+
+    return forever
 
 
 async def sample(instance: "ServiceInstance") -> None:
@@ -57,6 +67,9 @@ async def sample(instance: "ServiceInstance") -> None:
             METRICS.projection_lag.labels(service, name).set(max(0, head - runner.position))
             lag = await seconds_behind(store.pool, runner.position)
             METRICS.projection_lag_seconds.labels(service, name).set(lag)
+
+
+sample_forever = every_interval(sample)
 
 
 async def watch_event_loop() -> None:
