@@ -5,8 +5,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
-
-from starlette.datastructures import QueryParams
+from urllib.parse import parse_qsl
 
 from gateway import nesting
 from gateway.errors import GatewayError
@@ -61,13 +60,14 @@ def require_json(headers: Headers) -> None:
 def query_payload(route: Route, query: bytes) -> dict[str, Any]:
     """Query-string fields typed by the contract's JSON Schema (lists from repeated keys)."""
     properties = route.contract.input_schema.get("properties", {})
-    params = QueryParams(query)
-    if any("\x00" in value for _, value in params.multi_items()):
-        raise GatewayError(400, "VALIDATION_ERROR", "NUL characters are not allowed")
+    fields: dict[str, list[str]] = {}  # as Starlette's QueryParams reads them, in order
+    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if "\x00" in value:
+            raise GatewayError(400, "VALIDATION_ERROR", "NUL characters are not allowed")
+        fields.setdefault(name, []).append(value)
     out: dict[str, Any] = {}
-    for name in params:
+    for name, values in fields.items():
         schema = properties.get(name, {})
-        values = params.getlist(name)
         out[name] = (
             [_typed(v, schema.get("items", {})) for v in values]
             if _is(schema, "array")
