@@ -33,6 +33,8 @@ JSON = (b"content-type", b"application/json")
 
 
 class Edge:
+    """Answers the REST contract calls `GatewayApp` hands it, whole."""
+
     def __init__(self, state: GatewayState, finishing: Finishing) -> None:
         self.state = state
         self.finishing = finishing
@@ -47,7 +49,7 @@ class Edge:
             return None
         return match
 
-    async def serve(self, scope: Scope, receive: Receive, send: Send, call: re.Match[str]) -> None:
+    async def serve(self, scope: Scope, receive: Receive, send: Send, path: re.Match[str]) -> None:
         started = time.perf_counter()
         headers = _first_of_each(scope["headers"])
         method = scope["method"]
@@ -58,7 +60,7 @@ class Edge:
                 given = GatewayError(400, "VALIDATION_ERROR", correlation.INVALID_ID)
                 outcome = rest.failure(given, correlation_id)
             else:
-                outcome = await self._answer(scope, receive, headers, call, correlation_id)
+                outcome = await self._answer(scope, receive, headers, path, correlation_id)
             raw = _raw_headers(outcome, correlation_id)
             body = await self.finishing.finish(
                 raw, outcome.body, headers.get("origin"), headers.get("accept-encoding", "")
@@ -78,7 +80,7 @@ class Edge:
         scope: Scope,
         receive: Receive,
         headers: dict[str, str],
-        call: re.Match[str],
+        path: re.Match[str],
         correlation_id: str,
     ) -> Outcome:
         """The contract's answer, the platform's 500 if anything unexpected fails."""
@@ -87,15 +89,16 @@ class Edge:
             if length is not None and int(length) > self.limit:
                 return rest.failure(too_large(self.limit), correlation_id)
             client = scope.get("client")
+            body = receive if length is not None else counted(receive, self.limit)
             request = rest.RestRequest(
                 method="GET" if scope["method"] == "HEAD" else scope["method"],
-                service=call[1],
-                name=call[2],
+                service=path[1],
+                name=path[2],
                 headers=headers,
                 query=scope["query_string"],
                 client=client[0] if client else "",
                 correlation_id=correlation_id,
-                read_body=partial(_body, receive if length else counted(receive, self.limit)),
+                read_body=partial(_body, body),
             )
             return await rest.answer(self.state, request)
         except Exception:
@@ -110,8 +113,8 @@ class GatewayApp(FastAPI):
     edge: Edge
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if call := Edge.takes(scope):
-            await self.edge.serve(scope, receive, send, call)
+        if path := Edge.takes(scope):
+            await self.edge.serve(scope, receive, send, path)
         else:
             await super().__call__(scope, receive, send)
 
