@@ -12,10 +12,12 @@ from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from gateway import apidocs, graphql, openapi, rest, websocket
+from gateway import apidocs, graphql, openapi, websocket
 from gateway.conventions import HeadAsGet
 from gateway.correlation import Correlate
+from gateway.edge import Edge, GatewayApp
 from gateway.errors import error_response, platform_error_response
+from gateway.finishing import Finishing
 from gateway.routes import RouteTable
 from gateway.state import GatewayState, RegistrySource
 from gateway.subscriptions import EventHub
@@ -46,25 +48,19 @@ def create_app(settings: Settings | None = None, source: RegistrySource | None =
         finally:
             await state.stop()
 
-    app = FastAPI(
+    app = GatewayApp(
         title="Banyan API gateway", lifespan=lifespan, docs_url=None, redoc_url=None,
         openapi_url=None,
         # the platform traces requests itself (telemetry.instrument): no second server span
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )  # fmt: skip
     app.state.gateway = state
-    app.add_middleware(rest.Api)  # innermost of the gateway's layers, before FastAPI's routing
     app.add_middleware(HeadAsGet)
     app.add_middleware(Correlate, metrics=state.metrics, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=[o.strip() for o in settings.cors_origins.split(",")],
-        allow_methods=["GET", "POST", "OPTIONS"],
-        allow_headers=["*"],
-        expose_headers=["X-Correlation-ID", "X-Event-Position", "X-RateLimit-Limit",
-                        "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After"],
-    )  # fmt: skip
+    cors = cors_options(settings)
+    app.add_middleware(CORSMiddleware, **cors)
     app.add_middleware(GZipMiddleware, minimum_size=GZIP_ABOVE_BYTES)
+    app.edge = Edge(state, Finishing.of(cors, GZIP_ABOVE_BYTES))  # the same layers, in one step
     telemetry.instrument(app, "gateway", settings, state.metrics.registry, state.breaker_states)
     _add_error_handlers(app)
     _add_platform_routes(app, state)
@@ -74,17 +70,27 @@ def create_app(settings: Settings | None = None, source: RegistrySource | None =
     return app
 
 
+def cors_options(settings: Settings) -> dict[str, Any]:
+    return {
+        "allow_origins": [o.strip() for o in settings.cors_origins.split(",")],
+        "allow_methods": ["GET", "POST", "OPTIONS"],
+        "allow_headers": ["*"],
+        "expose_headers": ["X-Correlation-ID", "X-Event-Position", "X-RateLimit-Limit",
+                           "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After"],
+    }  # fmt: skip
+
+
 def _correlation(request: Request) -> str:
     return getattr(request.state, "correlation_id", "") or uuid.uuid4().hex
 
 
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PlatformError)
-    async def platform_error(request: Request, exc: PlatformError) -> JSONResponse:
+    async def platform_error(request: Request, exc: PlatformError) -> Response:
         return platform_error_response(exc, _correlation(request))
 
     @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: HTTPException) -> Response:
         code = "NOT_FOUND" if exc.status_code == 404 else "HTTP_ERROR"
         return error_response(
             exc.status_code,
@@ -95,7 +101,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
         return error_response(
             400, "VALIDATION_ERROR", "invalid request", _correlation(request),
             [{"field": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in exc.errors()],

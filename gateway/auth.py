@@ -7,9 +7,8 @@ one for them, so services still only ever trust signed identities.
 """
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
-
-from starlette.datastructures import Headers
 
 from gateway.errors import GatewayError
 from pipelines.errors import Unauthorized
@@ -59,7 +58,7 @@ class Authenticator:
         self.development = development_auth(settings)
         self.revocations = revocations
 
-    def identify(self, headers: Headers) -> Identity:
+    def identify(self, headers: Mapping[str, str]) -> Identity:
         authorization = headers.get("authorization")
         if authorization:
             token = bearer_token(authorization)
@@ -79,7 +78,7 @@ class Authenticator:
             raise token_revoked()
         return Identity(caller, token, expires_at)
 
-    def _development(self, headers: Headers) -> Identity:
+    def _development(self, headers: Mapping[str, str]) -> Identity:
         permissions = {p.strip() for p in headers.get("x-dev-permissions", "").split(",")}
         caller = Caller(headers["x-dev-user-id"], permissions=frozenset(permissions - {""}))
         return Identity(caller, self.codec.issue(caller, ttl=DEV_TOKEN_TTL))

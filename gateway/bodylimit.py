@@ -1,8 +1,8 @@
 """The request body limit (`MAX_BODY_BYTES`) for bodies that do not announce their length.
 
-A body with a Content-Length over the limit is refused before anything reads it (`Correlate`);
-one without (chunked) is counted as it arrives, and refused (413) once it passes the limit,
-without reading the rest, whichever route reads it.
+A body with a Content-Length over the limit is refused before anything reads it (`Correlate`,
+`edge`); one without (chunked) is counted as it arrives, and refused (413) once it passes the
+limit, without reading the rest, whichever route reads it.
 """
 
 from starlette.types import Message, Receive

@@ -1,4 +1,5 @@
-"""The gateway's own layer around every HTTP request (pure ASGI: it runs for each one).
+"""The gateway's own layer around every HTTP request that `edge` does not answer itself (the
+edge does the same, with the same helpers, for the REST contract routes).
 
 It accepts or creates the correlation id and echoes it on every answer, 500s included; a given
 id that is not 1 to 128 visible ASCII characters is refused (400, under a new id) rather than
@@ -19,7 +20,6 @@ from gateway.bodylimit import counted, too_large
 from gateway.errors import error_response, platform_error_response
 from gateway.metrics import GatewayMetrics
 from pipelines import telemetry
-from pipelines.telemetry.http import method_label
 
 log = logging.getLogger("banyan.gateway")
 HEADER = b"x-correlation-id"
@@ -32,7 +32,6 @@ class Correlate:
     def __init__(self, app: ASGIApp, metrics: GatewayMetrics, max_body_bytes: int) -> None:
         self.app = app
         self.metrics = metrics
-        self.latency = metrics.latency.labels("http")
         self.limit = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -40,8 +39,7 @@ class Correlate:
             await self.app(scope, receive, send)
             return
         given, length = _given_id_and_length(scope["headers"])
-        refused = given is not None and not CORRELATION_ID.fullmatch(given)
-        correlation_id = given if given and not refused else uuid.uuid4().hex
+        correlation_id, refused = accept(given)
         scope.setdefault("state", {})["correlation_id"] = correlation_id
         telemetry.set_correlation(correlation_id)
         echoed = (HEADER, correlation_id.encode("latin-1"))
@@ -72,8 +70,13 @@ class Correlate:
             log.exception("unexpected error", extra={"correlationId": correlation_id})
             answer = error_response(500, "INTERNAL_ERROR", "internal error", correlation_id)
             await answer(scope, receive, send_echoing)
-        self.latency.observe(time.perf_counter() - started)
-        self.metrics.requests.labels("http", method_label(scope["method"]), str(status)).inc()
+        self.metrics.answered(scope["method"], status, time.perf_counter() - started)
+
+
+def accept(given: str | None) -> tuple[str, bool]:
+    """The request's correlation id (`given`, or a new one), and whether `given` is refused."""
+    refused = given is not None and not CORRELATION_ID.fullmatch(given)
+    return (given if given and not refused else uuid.uuid4().hex), refused
 
 
 def _given_id_and_length(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:

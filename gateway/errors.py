@@ -1,9 +1,10 @@
 """The gateway's error body, fixed by the platform design, for every failure."""
 
+import json
 import logging
 from typing import Any
 
-from fastapi.responses import JSONResponse
+from starlette.responses import Response
 
 from pipelines.errors import PlatformError
 
@@ -44,15 +45,8 @@ def log_server_error(
     )  # fmt: skip
 
 
-def error_response(
-    status: int,
-    code: str,
-    message: str,
-    correlation_id: str,
-    details: Any = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    log_server_error(status, code, message, details, correlation_id)
+def error_body(code: str, message: str, correlation_id: str, details: Any = None) -> bytes:
+    """The error body, encoded as Starlette's JSONResponse encodes it."""
     body = {
         "error": {
             "code": code,
@@ -61,9 +55,22 @@ def error_response(
             "correlationId": correlation_id,
         }
     }
-    return JSONResponse(body, status_code=status, headers=headers)
+    return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
-def platform_error_response(exc: PlatformError, correlation_id: str) -> JSONResponse:
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    correlation_id: str,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    log_server_error(status, code, message, details, correlation_id)
+    body = error_body(code, message, correlation_id, details)
+    return Response(body, status, headers, media_type="application/json")
+
+
+def platform_error_response(exc: PlatformError, correlation_id: str) -> Response:
     headers = exc.headers if isinstance(exc, GatewayError) else None
     return error_response(exc.status, exc.code, exc.message, correlation_id, exc.details, headers)

@@ -5,9 +5,6 @@ import re
 import uuid
 from collections.abc import Mapping
 
-from starlette.requests import Request
-from starlette.responses import Response
-
 from gateway.errors import GatewayError
 from pipelines.idempotency import MAX_KEY_BYTES
 
@@ -32,14 +29,6 @@ def new_key() -> str:
     return uuid.uuid4().hex
 
 
-def command_key(request: Request) -> str:
-    """The key a REST command is sent with (checked, or new), kept to be returned."""
-    request.state.idempotency_key = key = checked_key(request.headers) or new_key()
-    return key
-
-
-def return_key(request: Request, response: Response) -> None:
-    """Tell the client the key its command was sent with, whatever the answer."""
-    key = getattr(request.state, "idempotency_key", None)
-    if key is not None:
-        response.headers[HEADER] = key
+def command_key(headers: Mapping[str, str]) -> str:
+    """The key a REST command is sent with (checked, or new), to be returned with its answer."""
+    return checked_key(headers) or new_key()

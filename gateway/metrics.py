@@ -3,6 +3,7 @@
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from pipelines.telemetry import METRICS
+from pipelines.telemetry.http import method_label
 
 
 class GatewayMetrics:
@@ -47,6 +48,18 @@ class GatewayMetrics:
         self.in_flight = Gauge(
             "gateway_rpc_in_flight", "Requests waiting for a reply", registry=self.registry
         )
+
+        self._http_latency = self.latency.labels("http")
+        self._http_answers: dict[tuple[str, int], Counter] = {}  # label children, found once
+
+    def answered(self, method: str, status: int, seconds: float) -> None:
+        """Count and time one HTTP request."""
+        self._http_latency.observe(seconds)
+        key = (method_label(method), status)
+        answers = self._http_answers.get(key)
+        if answers is None:  # the labels come from closed sets: the dict stays small
+            answers = self._http_answers[key] = self.requests.labels("http", key[0], str(status))
+        answers.inc()
 
     def render(self) -> bytes:
         """The gateway's families, then the platform's (its RPC latencies among them)."""

@@ -3,10 +3,9 @@
 import json
 import logging
 import re
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
-
-from fastapi import Request
-from starlette.datastructures import Headers
+from urllib.parse import parse_qsl
 
 from gateway import nesting
 from gateway.errors import GatewayError
@@ -19,12 +18,17 @@ MAX_POSITION = 2**63 - 1  # the log's positions are PostgreSQL bigints
 TRACEPARENT = re.compile(r"^[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
-async def payload(request: Request, route: Route) -> dict[str, Any]:
+Headers = Mapping[str, str]  # a request's, names in lower case: the first of each
+
+
+async def payload(
+    route: Route, headers: Headers, query: bytes, read_body: Callable[[], Awaitable[bytes]]
+) -> dict[str, Any]:
     """The body (its size limited by `bodylimit`) or the query string: the contract's input."""
     if route.method == "GET":
-        return query_payload(request, route)
-    require_json(request.headers)
-    body = await request.body()
+        return query_payload(route, query)
+    require_json(headers)
+    body = await read_body()
     if b"\\u0000" in body or b"\x00" in body:
         raise GatewayError(400, "VALIDATION_ERROR", "NUL characters are not allowed")
     try:
@@ -53,15 +57,17 @@ def require_json(headers: Headers) -> None:
     )
 
 
-def query_payload(request: Request, route: Route) -> dict[str, Any]:
+def query_payload(route: Route, query: bytes) -> dict[str, Any]:
     """Query-string fields typed by the contract's JSON Schema (lists from repeated keys)."""
     properties = route.contract.input_schema.get("properties", {})
-    if any("\x00" in value for _, value in request.query_params.multi_items()):
-        raise GatewayError(400, "VALIDATION_ERROR", "NUL characters are not allowed")
+    fields: dict[str, list[str]] = {}  # as Starlette's QueryParams reads them, in order
+    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if "\x00" in value:
+            raise GatewayError(400, "VALIDATION_ERROR", "NUL characters are not allowed")
+        fields.setdefault(name, []).append(value)
     out: dict[str, Any] = {}
-    for name in request.query_params:
+    for name, values in fields.items():
         schema = properties.get(name, {})
-        values = request.query_params.getlist(name)
         out[name] = (
             [_typed(v, schema.get("items", {})) for v in values]
             if _is(schema, "array")
@@ -87,9 +93,9 @@ def _typed(value: str, schema: dict[str, Any]) -> Any:
     return value
 
 
-def min_position(request: Request) -> int:
+def min_position(headers: Headers) -> int:
     """`X-Min-Position`: a position in the log, a bigint (0 without the header)."""
-    raw = request.headers.get("x-min-position")
+    raw = headers.get("x-min-position")
     if raw is None:
         return 0
     if not POSITION.fullmatch(raw) or int(raw) > MAX_POSITION:
@@ -99,8 +105,8 @@ def min_position(request: Request) -> int:
     return int(raw)
 
 
-def traceparent(request: Request) -> str | None:
-    value = request.headers.get("traceparent")
+def traceparent(headers: Headers) -> str | None:
+    value = headers.get("traceparent")
     if value is not None and not TRACEPARENT.match(value):
         log.warning("ignoring an invalid traceparent header: %r", value[:80])
         return None

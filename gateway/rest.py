@@ -1,55 +1,62 @@
 """REST: `POST /api/{service}/{command}` and `GET /api/{service}/{query}`.
 
-The gateway's hot path skips FastAPI's exception, routing and request-response layers: they
-cost every request and give nothing here (the OpenAPI document comes from the registry,
-`gateway.openapi`). It still runs inside the gateway's own layers: tracing, CORS, correlation.
+A request's answer, errors included, as an `Outcome`: `gateway.edge` receives the request and
+sends the answer, in front of FastAPI's layers (they cost every request and give nothing here;
+the OpenAPI document comes from the registry, `gateway.openapi`).
 """
 
 import re
-
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from gateway import idempotency, requests
-from gateway.errors import GatewayError, platform_error_response
-from gateway.invoke import Call, invoke
+from gateway.errors import GatewayError, error_body, log_server_error
+from gateway.invoke import Call, Outcome, invoke
 from gateway.state import GatewayState
 from pipelines.errors import PlatformError
 
 PATH = re.compile(r"/api/([^/]+)/([^/]+)")
+ROUTE = "/api/{service}/{name}"  # what a request's span is named after
 
 
-class Api:
-    """A middleware that answers `/api/{service}/{name}` and passes anything else on."""
-
-    path = "/api/{service}/{name}"  # the route, as the request's span is named after it
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        match = PATH.fullmatch(scope["path"]) if scope["type"] == "http" else None
-        if match is None:
-            await self.app(scope, receive, send)
-            return
-        scope["path_params"] = {"service": match[1], "name": match[2]}
-        scope["route"] = self
-        request = Request(scope, receive)
-        try:
-            response = await call_contract(request)
-        except PlatformError as exc:
-            response = platform_error_response(exc, request.state.correlation_id)
-        idempotency.return_key(request, response)
-        await response(scope, receive, send)
+@dataclass(frozen=True, slots=True)
+class RestRequest:
+    method: str  # HEAD is answered as GET
+    service: str
+    name: str
+    headers: requests.Headers
+    query: bytes
+    client: str  # the caller's address
+    correlation_id: str
+    read_body: Callable[[], Awaitable[bytes]]  # its size limited by `bodylimit`
 
 
-async def call_contract(request: Request) -> Response:
-    service, name = request.path_params["service"], request.path_params["name"]
-    state: GatewayState = request.app.state.gateway
-    route = state.routes.find(service, name)
+async def answer(state: GatewayState, request: RestRequest) -> Outcome:
+    """The contract's answer; a command's carries the Idempotency-Key it was sent with."""
+    try:
+        call = await _call(state, request)
+    except PlatformError as exc:
+        return failure(exc, request.correlation_id)
+    try:
+        outcome = await invoke(state, call)
+    except PlatformError as exc:
+        outcome = failure(exc, request.correlation_id)
+    if call.idempotency_key is not None:
+        outcome.headers[idempotency.HEADER] = call.idempotency_key
+    return outcome
+
+
+def failure(exc: PlatformError, correlation_id: str) -> Outcome:
+    """The platform's error body for `exc`, with its headers (Allow, Retry-After...)."""
+    log_server_error(exc.status, exc.code, exc.message, exc.details, correlation_id)
+    body = error_body(exc.code, exc.message, correlation_id, exc.details)
+    return Outcome(exc.status, body, dict(exc.headers) if isinstance(exc, GatewayError) else {})
+
+
+async def _call(state: GatewayState, request: RestRequest) -> Call:
+    route = state.routes.find(request.service, request.name)
     if route is None:
-        raise GatewayError(404, "NOT_FOUND", f"{service} has no operation {name!r}")
+        raise GatewayError(404, "NOT_FOUND", f"{request.service} has no operation {request.name!r}")
     if request.method != route.method:
         raise GatewayError(
             405,
@@ -57,18 +64,18 @@ async def call_contract(request: Request) -> Response:
             f"use {route.method} {route.path}",
             headers={"Allow": route.method},
         )
-    identity = state.auth.identify(request.headers)
-    call = Call(
+    headers = request.headers
+    identity = state.auth.identify(headers)
+    payload = await requests.payload(route, headers, request.query, request.read_body)
+    return Call(
         route=route,
-        payload=await requests.payload(request, route),
+        payload=payload,
         identity=identity,
-        correlation_id=request.state.correlation_id,
-        min_position=requests.min_position(request),
+        correlation_id=request.correlation_id,
+        min_position=requests.min_position(headers),
         idempotency_key=(
-            idempotency.command_key(request) if route.contract.kind == "command" else None
+            idempotency.command_key(headers) if route.contract.kind == "command" else None
         ),
-        traceparent=requests.traceparent(request),
-        client=request.client.host if request.client else "",
+        traceparent=requests.traceparent(headers),
+        client=request.client,
     )
-    outcome = await invoke(state, call)
-    return Response(outcome.body, outcome.status, outcome.headers, media_type="application/json")

@@ -32,8 +32,8 @@ def mount(app: FastAPI, state: GatewayState, hub: EventHub) -> None:
                 identity,
                 correlation_id,
                 client=client,
-                min_position=requests.min_position(request),
-                traceparent=requests.traceparent(request),
+                min_position=requests.min_position(request.headers),
+                traceparent=requests.traceparent(request.headers),
                 idempotency_key=checked_key(request.headers),
             )
             response = await handlers.for_caller(identity.caller).handle_request(request)

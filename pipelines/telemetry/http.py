@@ -46,14 +46,14 @@ class TracingMiddleware:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        method = scope["method"] if scope["method"] in HTTP_METHODS else "HTTP"
+        method = span_method(scope["method"])
         with WorkScope(
             self.service,
             headers.get("x-correlation-id"),
             headers,
             method,
             SpanKind.SERVER,
-            lambda: _request_attributes(scope, headers),
+            lambda: request_attributes(scope, headers),
         ) as span:
             logged = self.access_log and access_log.isEnabledFor(logging.INFO)
             if not (span.is_recording() or logged):
@@ -67,20 +67,30 @@ class TracingMiddleware:
                     status = int(message["status"])
                     correlation = _correlation_id(message)
                     if span.is_recording():
-                        _record_response(span, status, correlation)
+                        record_response(span, status, correlation)
                 await send(message)
 
             await self.app(scope, receive, send_traced)
             route = getattr(scope.get("route"), "path", None)
             if route and span.is_recording():
-                if getattr(span, "name", method) == method:  # the app did not name it (GraphQL)
-                    span.update_name(f"{method} {route}")
-                span.set_attribute("http.route", route)
+                name_span(span, method, route)
             if logged:
-                _access_line(scope, status, time.perf_counter() - started, correlation)
+                access_line(scope, status, time.perf_counter() - started, correlation)
 
 
-def _access_line(scope: Scope, status: int, seconds: float, correlation: str | None) -> None:
+def name_span(span: trace.Span, method: str, route: str) -> None:
+    """Name a request's span after its route, unless the app named it (GraphQL)."""
+    if getattr(span, "name", method) == method:
+        span.update_name(f"{method} {route}")
+    span.set_attribute("http.route", route)
+
+
+def span_method(method: str) -> str:
+    """What a request's span is named after before its route is known."""
+    return method if method in HTTP_METHODS else "HTTP"
+
+
+def access_line(scope: Scope, status: int, seconds: float, correlation: str | None) -> None:
     path = scope["path"]
     if query := scope.get("query_string"):
         path = redact_urls(f"{path}?{query.decode('latin-1')}")
@@ -98,7 +108,7 @@ def _correlation_id(message: Message) -> str | None:
     return None
 
 
-def _request_attributes(scope: Scope, headers: dict[str, str]) -> dict[str, Any]:
+def request_attributes(scope: Scope, headers: dict[str, str]) -> dict[str, Any]:
     method = scope["method"]
     attributes: dict[str, Any] = {
         "http.request.method": method if method in HTTP_METHODS else "_OTHER",
@@ -117,7 +127,7 @@ def _request_attributes(scope: Scope, headers: dict[str, str]) -> dict[str, Any]
     return attributes
 
 
-def _record_response(span: trace.Span, status: int, correlation: str | None) -> None:
+def record_response(span: trace.Span, status: int, correlation: str | None) -> None:
     span.set_attribute("http.response.status_code", status)
     if correlation is not None:
         span.set_attribute("banyan.correlation_id", correlation)
