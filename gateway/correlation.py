@@ -8,7 +8,6 @@ with the platform's error body (never a stack trace); it refuses a body over the
 (`bodylimit`); it counts and times.
 """
 
-import logging
 import re
 import time
 import uuid
@@ -21,7 +20,6 @@ from gateway.errors import error_response, platform_error_response
 from gateway.metrics import GatewayMetrics
 from pipelines import telemetry
 
-log = logging.getLogger("banyan.gateway")
 HEADER = b"x-correlation-id"
 CORRELATION_ID = re.compile(r"[\x21-\x7e]{1,128}")  # visible ASCII: it goes into logs and headers
 INVALID_ID = "X-Correlation-ID must be 1 to 128 visible ASCII characters"
@@ -64,11 +62,12 @@ class Correlate:
                 await answer(scope, receive, send_echoing)
             else:
                 await self.app(scope, receive, send_echoing)
-        except Exception:
+        except Exception as exc:
             if status:  # the answer has begun: nothing better to send
                 raise
-            log.exception("unexpected error", extra={"correlationId": correlation_id})
-            answer = error_response(500, "INTERNAL_ERROR", "internal error", correlation_id)
+            answer = error_response(
+                500, "INTERNAL_ERROR", "internal error", correlation_id, cause=exc
+            )
             await answer(scope, receive, send_echoing)
         self.metrics.answered(scope["method"], status, time.perf_counter() - started)
 

@@ -27,7 +27,6 @@ from gateway.state import GatewayState
 from pipelines.telemetry import http
 from pipelines.telemetry.scope import WorkScope
 
-log = logging.getLogger("banyan.gateway")
 SERVICE = "gateway"
 JSON = (b"content-type", b"application/json")
 
@@ -101,10 +100,9 @@ class Edge:
                 read_body=partial(_body, body),
             )
             return await rest.answer(self.state, request)
-        except Exception:
-            log.exception("unexpected error", extra={"correlationId": correlation_id})
+        except Exception as exc:
             unexpected = GatewayError(500, "INTERNAL_ERROR", "internal error")
-            return rest.failure(unexpected, correlation_id)
+            return rest.failure(unexpected, correlation_id, cause=exc)
 
 
 class GatewayApp(FastAPI):

@@ -28,10 +28,16 @@ class GatewayError(PlatformError):
 
 
 def log_server_error(
-    status: int, code: str, message: str, details: Any, correlation_id: str | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: Any,
+    correlation_id: str | None = None,
+    cause: BaseException | None = None,
 ) -> None:
-    """A 5xx answer's line, with its cause: the client sees only a code and a message.
-    Without `correlation_id`, the request's own (from the log context)."""
+    """A 5xx answer's line, with its cause (an unexpected error's traceback): the client sees
+    only a code and a message. Without `correlation_id`, the request's own (from the log
+    context)."""
     if status < 500:
         return
     log.log(
@@ -42,6 +48,7 @@ def log_server_error(
         message,
         extra={"httpStatus": status, "code": code, "details": details,
                "correlationId": correlation_id},
+        exc_info=cause,
     )  # fmt: skip
 
 
@@ -65,8 +72,9 @@ def error_response(
     correlation_id: str,
     details: Any = None,
     headers: dict[str, str] | None = None,
+    cause: BaseException | None = None,
 ) -> Response:
-    log_server_error(status, code, message, details, correlation_id)
+    log_server_error(status, code, message, details, correlation_id, cause)
     body = error_body(code, message, correlation_id, details)
     return Response(body, status, headers, media_type="application/json")
 

@@ -46,9 +46,9 @@ async def answer(state: GatewayState, request: RestRequest) -> Outcome:
     return outcome
 
 
-def failure(exc: PlatformError, correlation_id: str) -> Outcome:
+def failure(exc: PlatformError, correlation_id: str, cause: BaseException | None = None) -> Outcome:
     """The platform's error body for `exc`, with its headers (Allow, Retry-After...)."""
-    log_server_error(exc.status, exc.code, exc.message, exc.details, correlation_id)
+    log_server_error(exc.status, exc.code, exc.message, exc.details, correlation_id, cause)
     body = error_body(exc.code, exc.message, correlation_id, exc.details)
     return Outcome(exc.status, body, dict(exc.headers) if isinstance(exc, GatewayError) else {})
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import dataclasses
+import logging
 import time
 import uuid
 
@@ -108,7 +109,9 @@ async def test_errors_have_the_platform_shape(http, token) -> None:
         assert "Traceback" not in response.text
 
 
-async def test_unexpected_errors_are_500s_with_the_correlation_id(settings, orders) -> None:
+async def test_unexpected_errors_are_500s_with_the_correlation_id(settings, orders, caplog) -> None:
+    """...and each is logged once, with its traceback and the correlation id."""
+    caplog.set_level(logging.ERROR, logger="banyan.gateway")
     app, server, client = await serve(settings)
 
     def broken(_headers: object) -> None:
@@ -128,6 +131,9 @@ async def test_unexpected_errors_are_500s_with_the_correlation_id(settings, orde
         assert error["correlationId"] == response.headers["X-Correlation-ID"]
         assert "secret" not in response.text and "Traceback" not in response.text
     assert given.headers["X-Correlation-ID"] == "corr-500"
+    logged = [r for r in caplog.records if getattr(r, "correlationId", None) == "corr-500"]
+    assert len(logged) == 1, [r.getMessage() for r in logged]
+    assert logged[0].exc_info is not None and getattr(logged[0], "httpStatus", None) == 500
 
 
 async def test_a_command_nothing_can_receive_fails_at_once(settings, orders, token) -> None:
