@@ -2,10 +2,10 @@
 
 A NOTIFY inside the appending transaction would serialize commits (PostgreSQL holds a
 database-wide lock from a notifying commit until it is flushed), so appenders only signal
-this notifier after their commit; it sends one payload-less NOTIFY at a time, coalescing the
-signals that arrive meanwhile. Readers in the same process are woken at once instead, and
-ignore that NOTIFY when it comes back. Readers re-read from their checkpoint, and poll as a
-fallback.
+this notifier after their commit; it sends one payload-less NOTIFY at a time, at most one per
+NOTIFY_GAP, coalescing the signals that arrive meanwhile. Readers in the same process are
+woken at once instead, and ignore that NOTIFY when it comes back. Readers re-read from their
+checkpoint, and poll as a fallback.
 """
 
 import asyncio
@@ -19,6 +19,7 @@ from pipelines.database import connect
 from pipelines.settings import Settings
 
 log = logging.getLogger("banyan.notifier")
+NOTIFY_GAP = 0.005  # seconds at least between two NOTIFYs: a busy service's appends share one
 
 
 def events_channel(settings: Settings) -> str:
@@ -63,6 +64,7 @@ class Notifier:
                         conn = await connect(self.settings)
                         self.server_pid = conn.get_server_pid()
                     await conn.execute("SELECT pg_notify($1, '')", channel)
+                    await asyncio.sleep(NOTIFY_GAP)
                 except Exception as exc:  # whatever it is, readers still poll
                     log.warning("cannot notify log readers: %s", exc)
                     conn = None

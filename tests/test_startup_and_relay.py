@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter
 
 from yarl import URL
@@ -133,6 +134,32 @@ async def test_log_readers_wake_at_once_on_their_own_appends_and_skip_its_notify
         await conn.reset()
         await orders.runtime.pool.release(conn)
         await notifier.stop()
+
+
+async def test_a_burst_of_appends_sends_a_notify_per_gap_and_one_after_the_last(
+    settings, orders
+) -> None:
+    """Other processes' readers need one NOTIFY per short gap, not one per append: each costs
+    the appending service a round trip."""
+    from pipelines.notifier import NOTIFY_GAP, Notifier, events_channel
+
+    notifier = Notifier(settings)
+    notified: list[float] = []
+    conn = await orders.runtime.pool.acquire()
+    await conn.add_listener(events_channel(settings), lambda *_: notified.append(time.monotonic()))
+    await notifier.start()
+    try:
+        began = time.monotonic()
+        for i in range(100):
+            await asyncio.sleep(0.001 if i else 0)
+            notifier.signal()
+        last = time.monotonic()
+        await eventually(lambda: notified and notified[-1] > last, what="a NOTIFY after the last")
+        assert len(notified) <= (last - began) / NOTIFY_GAP + 2, (len(notified), last - began)
+    finally:
+        await notifier.stop()
+        await conn.reset()
+        await orders.runtime.pool.release(conn)
 
 
 async def test_processes_migrating_a_new_schema_at_once_all_start(settings) -> None:
