@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 
 from pipelines.database import encode_json
+from projections.fresh_table import FreshTable
 
 Doc = dict[str, Any]
 FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -29,9 +30,12 @@ def field_sql(field: str) -> str:
 class Documents:
     """What a document projection's handlers write to, for one batch."""
 
-    def __init__(self, conn: asyncpg.Connection, table: str) -> None:
+    def __init__(
+        self, conn: asyncpg.Connection, table: str, fresh: FreshTable | None = None
+    ) -> None:
         self.conn = conn
         self.table = table
+        self.fresh = fresh  # a rebuild's table: puts are copied in while they are new
         self._puts: dict[str, Doc] = {}
         self._patches: dict[str, Doc] = {}
         self._deletes: set[str] = set()
@@ -70,7 +74,7 @@ class Documents:
             await self.conn.execute(
                 f"DELETE FROM {table} WHERE id = ANY($1::text[])", list(self._deletes)
             )
-        if self._puts:
+        if self._puts and not await self._copied():
             await self.conn.execute(
                 f"INSERT INTO {table} (id, doc) SELECT id, doc::jsonb "
                 "FROM unnest($1::text[], $2::text[]) AS p(id, doc) "
@@ -84,6 +88,10 @@ class Documents:
                 list(self._patches), _json_texts(self._patches.values()),
             )  # fmt: skip
         self._puts, self._patches, self._deletes = {}, {}, set()
+
+    async def _copied(self) -> bool:
+        """Whether the puts went into a rebuild's table by COPY (they are upserted if not)."""
+        return self.fresh is not None and await self.fresh.copy(self.conn, self.table, self._puts)
 
 
 def _json_texts(docs: Iterable[Doc]) -> list[str]:

@@ -26,6 +26,7 @@ from pipelines.memory_log import MemoryEventStore
 from pipelines.notifier import Notifier
 from pipelines.settings import Settings
 from projections.documents import DocumentReader, Documents, field_sql
+from projections.fresh_table import FreshTable
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 E = TypeVar("E", bound=Event)
@@ -129,16 +130,23 @@ class Projection:
             for index, field in self.indexes.items()
         ]
 
-    def writer(self, conn: asyncpg.Connection, generation: int) -> Documents | SqlTable:
+    def writer(
+        self, conn: asyncpg.Connection, generation: int, fresh: FreshTable | None = None
+    ) -> Documents | SqlTable:
         table = self.table(generation)
-        return SqlTable(conn, table) if self.schema is not None else Documents(conn, table)
+        return SqlTable(conn, table) if self.schema is not None else Documents(conn, table, fresh)
 
     async def apply(
-        self, conn: asyncpg.Connection, generation: int, events: Sequence[RecordedEvent]
+        self,
+        conn: asyncpg.Connection,
+        generation: int,
+        events: Sequence[RecordedEvent],
+        fresh: FreshTable | None = None,
     ) -> list[RecordedEvent]:
         """Fold `events` into the given generation, inside the caller's transaction; returns
-        them as the handlers saw them (events of older versions upcast)."""
-        return await self.fold(self.writer(conn, generation), events)
+        them as the handlers saw them (events of older versions upcast). `fresh`: a rebuild's
+        table, which only it writes."""
+        return await self.fold(self.writer(conn, generation, fresh), events)
 
     async def fold(self, writer: Writer, events: Sequence[RecordedEvent]) -> list[RecordedEvent]:
         """Hand each event this projection handles to its handler, with `writer`; then flush.

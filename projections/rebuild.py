@@ -16,6 +16,7 @@ from pipelines.database import Pool, connect
 from pipelines.eventstore import EventStore, RecordedEvent
 from pipelines.settings import Settings
 from projections import state
+from projections.fresh_table import FreshTable
 from projections.progress import Progress
 from projections.projection import Projection, Reset
 
@@ -36,6 +37,7 @@ class Rebuild:
         self.reset_cache = reset_cache
         self.batch = settings.rebuild_batch_size
         self.skipped: frozenset[int] = frozenset()  # events skipped by hand: skipped again
+        self.fresh = FreshTable()  # only this rebuild writes the new generation's table
 
     async def run(self) -> int:
         """Rebuild and swap; returns the position the new generation starts live at."""
@@ -89,7 +91,7 @@ class Rebuild:
                     break
                 reading = asyncio.ensure_future(self._read(covered))  # while this one applies
                 async with conn.transaction():
-                    await self.projection.apply(conn, generation, events)
+                    await self.projection.apply(conn, generation, events, self.fresh)
                     await conn.execute(
                         "UPDATE projection_rebuilds SET position = $2, updated_at = now() "
                         "WHERE name = $1",
@@ -122,7 +124,7 @@ class Rebuild:
             live = await state.load(conn, name, lock=True)  # live checkpoints wait from here
             while position < live.position:
                 events, position = await self._read(position, conn)
-                await self.projection.apply(conn, generation, events)
+                await self.projection.apply(conn, generation, events, self.fresh)
             await state.point_view(conn, self.projection, generation)
             await conn.execute(
                 "UPDATE projection_positions SET generation = $2, position = $3, "

@@ -3,6 +3,7 @@
 import asyncio
 import io
 import uuid
+from typing import Any
 
 import pytest
 
@@ -21,6 +22,7 @@ from pipelines.errors import NotFound, Timeout, ValidationError
 from pipelines.eventstore import RecordedEvent
 from pipelines.querycache import Cached, keyed_fields
 from projections import Documents, Projection, state
+from projections.fresh_table import FreshTable
 from projections.progress import Progress
 from projections.rebuild import Rebuild
 from projections.status import status
@@ -386,3 +388,50 @@ async def test_a_rebuild_reads_its_next_batch_while_it_applies_one(
     rebuild.store.read_page = counted  # type: ignore[method-assign]
     await rebuild.run()  # the first batch waits for the second read: it would time out
     assert reads >= 3 and "started" in next_read
+
+
+order_counts = Projection("order_counts")
+
+
+@order_counts.on(OrderPlaced)
+async def count_order(event: OrderPlaced, docs: Documents, meta: RecordedEvent) -> None:
+    counted = await docs.get(event.customer_id) or {"orders": 0}
+    docs.put(event.customer_id, {"orders": counted["orders"] + 1})
+
+
+async def test_a_rebuild_replaces_documents_it_wrote_in_earlier_batches(
+    settings, orders, rpc, token
+) -> None:
+    """A rebuild copies its new documents in; a put of one already there is upserted."""
+    customer = uuid.uuid4().hex
+    for _ in range(5):
+        await place(rpc, token, customer)
+    pool = orders.runtime.pool
+    small = settings.model_copy(update={"rebuild_batch_size": 2})
+    rebuild = Rebuild(order_counts, small, pool, Progress("c", io.StringIO()))
+    await rebuild.run()
+    assert not rebuild.fresh.copying  # the second batch met the first one's document
+    doc = await pool.fetchval("SELECT doc FROM order_counts WHERE id = $1", customer)
+    assert doc == {"orders": 5}
+
+
+async def test_copied_documents_read_back_as_upserted_ones(orders) -> None:
+    odd: dict[str, dict[str, Any]] = {
+        "tab\tand\nnewline": {"text": 'a\tb\nc \\ "quoted" é 日本 🙂', "n": [1, 2.5, None]},
+        "back\\slash é": {"nested": {"empty": {}, "list": [], "flag": True}},
+    }
+    written, copying = {}, FreshTable()
+    async with orders.runtime.pool.acquire() as conn:
+        for name, fresh in (("copied", copying), ("upserted", None)):
+            table = f"docs_{name}_{uuid.uuid4().hex[:8]}"
+            await conn.execute(f'CREATE TABLE "{table}" (id text PRIMARY KEY, doc jsonb NOT NULL, '
+                               "updated_at timestamptz NOT NULL DEFAULT now())")  # fmt: skip
+            docs = Documents(conn, table, fresh)
+            for doc_id, doc in odd.items():
+                docs.put(doc_id, doc)
+            await docs.flush()
+            rows = await conn.fetch(f'SELECT id, doc FROM "{table}"')
+            written[name] = {r["id"]: r["doc"] for r in rows}
+            await conn.execute(f'DROP TABLE "{table}"')
+    assert copying.copying  # not fallen back to the upsert
+    assert written["copied"] == written["upserted"] == odd
