@@ -5,6 +5,7 @@ and sent to PostgreSQL as three set-based statements, so a rebuild does a handfu
 trips per thousand events instead of one per event.
 """
 
+import asyncio
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -31,11 +32,16 @@ class Documents:
     """What a document projection's handlers write to, for one batch."""
 
     def __init__(
-        self, conn: asyncpg.Connection, table: str, fresh: FreshTable | None = None
+        self,
+        conn: asyncpg.Connection,
+        table: str,
+        fresh: FreshTable | None = None,
+        after: asyncio.Future[Any] | None = None,
     ) -> None:
         self.conn = conn
         self.table = table
         self.fresh = fresh  # a rebuild's table: puts are copied in while they are new
+        self.after = after  # the previous batch's write, still running on `conn`
         self._puts: dict[str, Doc] = {}
         self._patches: dict[str, Doc] = {}
         self._deletes: set[str] = set()
@@ -45,6 +51,8 @@ class Documents:
             return dict(self._puts[doc_id])
         if doc_id in self._deletes:
             return None
+        if self.after is not None:  # what it wrote is read back once it is written
+            await self.after
         stored = await self.conn.fetchval(f'SELECT doc FROM "{self.table}" WHERE id = $1', doc_id)
         if stored is not None and doc_id in self._patches:
             stored.update(self._patches[doc_id])

@@ -2,13 +2,16 @@
 
 The rebuild replays the whole log in batches, checkpointing each batch in
 `projection_rebuilds` (so an interrupted rebuild resumes), reading each batch (on a pooled
-connection) while it applies the one before, and creating a document projection's indexes
-once every document is written. Then it swaps: under the live
+connection) while it folds the one before, folding a document projection's batch while it
+writes the one before, and creating a document projection's indexes once every document is
+written. Then it swaps: under the live
 projection's row lock it applies the last few events, points the view at the new tables and
 moves the checkpoint, in one transaction. Queries never see a half-built read model.
 """
 
 import asyncio
+import functools
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 
@@ -16,6 +19,7 @@ from pipelines.database import Pool, connect
 from pipelines.eventstore import EventStore, RecordedEvent
 from pipelines.settings import Settings
 from projections import state
+from projections.documents import Documents
 from projections.fresh_table import FreshTable
 from projections.progress import Progress
 from projections.projection import Projection, Reset
@@ -82,29 +86,69 @@ class Rebuild:
     async def _replay(
         self, conn: asyncpg.Connection, generation: int, position: int, target: int
     ) -> int:
-        """Apply batches until the whole log as of now is in the new generation."""
+        """Apply batches until the whole log as of now is in the new generation.
+
+        Each batch is read while the one before is folded, and folded while the one before
+        that is written (the batch's documents and its checkpoint, in one transaction).
+        """
         reading = asyncio.ensure_future(self._read(position))
+        writing: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        writing.set_result(None)  # the batch being written: how many events it commits
         try:
             while True:
                 events, covered = await reading
                 if covered == position:
                     break
                 reading = asyncio.ensure_future(self._read(covered))  # while this one applies
-                async with conn.transaction():
-                    await self.projection.apply(conn, generation, events, self.fresh)
-                    await conn.execute(
-                        "UPDATE projection_rebuilds SET position = $2, updated_at = now() "
-                        "WHERE name = $1",
-                        self.projection.name,
-                        covered,
-                    )
+                write = await self._fold(conn, generation, events, writing)
+                self._report(await writing, position, target)
+                writing = asyncio.ensure_future(self._commit(conn, write, len(events), covered))
                 position = covered
-                self.progress.update(len(events), position, max(target, position))
+            self._report(await writing, position, target)
         finally:
             reading.cancel()
+            writing.cancel()  # a batch cut short is rolled back, its checkpoint with it
+            await asyncio.gather(writing, return_exceptions=True)
         for statement in self.projection.index_ddl(generation):
             await conn.execute(statement)
         return position
+
+    async def _fold(
+        self,
+        conn: asyncpg.Connection,
+        generation: int,
+        events: list[RecordedEvent],
+        writing: "asyncio.Future[int | None]",
+    ) -> Callable[[], Awaitable[object]]:
+        """What writes a batch. A document projection's handlers run now, while the batch
+        before is written (a document they read back is read once it is written); a SQL
+        projection's write as they run, so they run inside the batch's own transaction."""
+        if self.projection.schema is not None:
+            return functools.partial(self.projection.apply, conn, generation, events)
+        table = self.projection.table(generation)
+        documents = Documents(conn, table, self.fresh, after=writing)
+        await self.projection.handle(documents, events)
+        return documents.flush
+
+    async def _commit(
+        self,
+        conn: asyncpg.Connection,
+        write: Callable[[], Awaitable[object]],
+        count: int,
+        covered: int,
+    ) -> int:
+        async with conn.transaction():
+            await write()
+            await conn.execute(
+                "UPDATE projection_rebuilds SET position = $2, updated_at = now() WHERE name = $1",
+                self.projection.name,
+                covered,
+            )
+        return count
+
+    def _report(self, applied: int | None, position: int, target: int) -> None:
+        if applied is not None:
+            self.progress.update(applied, position, max(target, position))
 
     async def _read(
         self, position: int, conn: asyncpg.Connection | None = None
