@@ -66,7 +66,7 @@ from pipelines.testing.isolation import drop_isolated_env
 from pipelines.topology import request_queue_name
 from projections import Projection
 from projections.progress import Progress
-from projections.rebuild import Rebuild
+from projections.rebuild import Rebuild, tune_collector
 
 BASELINE_TABLE = "bench_order_summary"
 BASELINE_QUERY_QUEUE = "bench.baseline.queries.GetOrder"
@@ -141,7 +141,9 @@ async def bench_rebuild(settings: Settings, sizes: Sizes) -> list[Comparison]:
         )
         pool = await create_pool(own, 2)
         stack.push_async_callback(pool.close)
-        gc.freeze()  # as `banyan projections rebuild` does; both sides gain
+        thresholds = gc.get_threshold()
+        tune_collector()  # as `banyan projections rebuild` does; both sides gain
+        stack.callback(gc.set_threshold, *thresholds)  # the live parts run as services do
 
         async def sdk() -> None:
             await Rebuild(order_summary, own, pool, Progress(PROJECTION, io.StringIO())).run()

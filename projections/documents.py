@@ -2,7 +2,8 @@
 
 Within one batch of events, writes are collected per id (a put, a shallow patch or a delete)
 and sent to PostgreSQL as three set-based statements, so a rebuild does a handful of round
-trips per thousand events instead of one per event.
+trips per thousand events instead of one per event. A rebuild's new documents go into its
+fresh table by COPY instead (see `projections.fresh_table`).
 """
 
 import asyncio
