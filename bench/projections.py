@@ -5,7 +5,9 @@
     .venv/bin/python -m bench.projections --only rebuild --upcast-rebuilds 0   # 1 alone
 
 1. Rebuild of `order_summary` (`projections.rebuild.Rebuild`) over a generated log versus a
-   hand-written asyncpg replay into its own table (same batch size, same documents).
+   hand-written asyncpg replay into its own table (same batch size, same documents). Both run
+   in this process with its garbage collector set as `banyan projections rebuild` sets it
+   (`tune_collector`), restored for the parts after.
    1b. The same rebuild reading every event through a one-step upcaster (its classes one
    version up, the log as written) versus without: what upcasting costs (goal: <= 10%).
 2. Live lag while PlaceOrder arrives at a steady rate: the orders service's projection runner
