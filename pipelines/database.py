@@ -16,7 +16,11 @@ Pool: TypeAlias = asyncpg.Pool
 
 
 def encode_json(value: Any) -> str:
-    return value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+    return value if isinstance(value, str) else encode_json_bytes(value).decode()
+
+
+def encode_json_bytes(value: Any) -> bytes:
+    return orjson.dumps(value, default=str)
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

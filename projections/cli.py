@@ -1,7 +1,6 @@
 """`banyan projections list|status|rebuild NAME|skip NAME`."""
 
 import argparse
-import gc
 import json
 
 from pipelines.database import connect, create_pool, migrate
@@ -10,7 +9,7 @@ from pipelines.redisclient import connect_redis
 from pipelines.settings import Settings
 from projections import state
 from projections.progress import Progress
-from projections.rebuild import Rebuild
+from projections.rebuild import Rebuild, tune_collector
 from projections.status import find, known_projections, statuses
 
 
@@ -38,9 +37,7 @@ async def rebuild(settings: Settings, args: argparse.Namespace) -> int:
     pool = await create_pool(settings, size=2)
     cache = QueryCache(connect_redis(settings), settings.cache_prefix)
     progress = Progress(projection.name)
-    # Millions of short-lived event objects trigger many full collections; moving the startup
-    # heap out of their reach saved about a fifth of a rebuild's CPU.
-    gc.freeze()
+    tune_collector()
     try:
         await Rebuild(projection, settings, pool, progress, cache.reset).run()
     except KeyboardInterrupt:

@@ -2,9 +2,11 @@
 
 Within one batch of events, writes are collected per id (a put, a shallow patch or a delete)
 and sent to PostgreSQL as three set-based statements, so a rebuild does a handful of round
-trips per thousand events instead of one per event.
+trips per thousand events instead of one per event. A rebuild's new documents go into its
+fresh table by COPY instead (see `projections.fresh_table`).
 """
 
+import asyncio
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -12,6 +14,7 @@ from typing import Any
 import asyncpg
 
 from pipelines.database import encode_json
+from projections.fresh_table import FreshTable
 
 Doc = dict[str, Any]
 FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -29,9 +32,17 @@ def field_sql(field: str) -> str:
 class Documents:
     """What a document projection's handlers write to, for one batch."""
 
-    def __init__(self, conn: asyncpg.Connection, table: str) -> None:
+    def __init__(
+        self,
+        conn: asyncpg.Connection,
+        table: str,
+        fresh: FreshTable | None = None,
+        after: asyncio.Future[Any] | None = None,
+    ) -> None:
         self.conn = conn
         self.table = table
+        self.fresh = fresh  # a rebuild's table: puts are copied in while they are new
+        self.after = after  # the previous batch's write, still running on `conn`
         self._puts: dict[str, Doc] = {}
         self._patches: dict[str, Doc] = {}
         self._deletes: set[str] = set()
@@ -41,6 +52,8 @@ class Documents:
             return dict(self._puts[doc_id])
         if doc_id in self._deletes:
             return None
+        if self.after is not None:  # what it wrote is read back once it is written
+            await self.after
         stored = await self.conn.fetchval(f'SELECT doc FROM "{self.table}" WHERE id = $1', doc_id)
         if stored is not None and doc_id in self._patches:
             stored.update(self._patches[doc_id])
@@ -70,7 +83,7 @@ class Documents:
             await self.conn.execute(
                 f"DELETE FROM {table} WHERE id = ANY($1::text[])", list(self._deletes)
             )
-        if self._puts:
+        if self._puts and not await self._copied():
             await self.conn.execute(
                 f"INSERT INTO {table} (id, doc) SELECT id, doc::jsonb "
                 "FROM unnest($1::text[], $2::text[]) AS p(id, doc) "
@@ -84,6 +97,10 @@ class Documents:
                 list(self._patches), _json_texts(self._patches.values()),
             )  # fmt: skip
         self._puts, self._patches, self._deletes = {}, {}, set()
+
+    async def _copied(self) -> bool:
+        """Whether the puts went into a rebuild's table by COPY (they are upserted if not)."""
+        return self.fresh is not None and await self.fresh.copy(self.conn, self.table, self._puts)
 
 
 def _json_texts(docs: Iterable[Doc]) -> list[str]:

@@ -12,6 +12,7 @@ Each rebuild writes a new generation of the tables; the view named after the pro
 always points at the live one.
 """
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
@@ -26,8 +27,10 @@ from pipelines.memory_log import MemoryEventStore
 from pipelines.notifier import Notifier
 from pipelines.settings import Settings
 from projections.documents import DocumentReader, Documents, field_sql
+from projections.fresh_table import FreshTable
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
+YIELD_EVERY = 64  # events a fold handles between letting other tasks run
 E = TypeVar("E", bound=Event)
 Apply = Callable[[Any, Any, RecordedEvent], Awaitable[None]]
 Invalidate = Callable[[str, Sequence[RecordedEvent]], Awaitable[None]]  # QueryCache.invalidate
@@ -129,31 +132,55 @@ class Projection:
             for index, field in self.indexes.items()
         ]
 
-    def writer(self, conn: asyncpg.Connection, generation: int) -> Documents | SqlTable:
+    def writer(
+        self, conn: asyncpg.Connection, generation: int, fresh: FreshTable | None = None
+    ) -> Documents | SqlTable:
         table = self.table(generation)
-        return SqlTable(conn, table) if self.schema is not None else Documents(conn, table)
+        return SqlTable(conn, table) if self.schema is not None else Documents(conn, table, fresh)
 
     async def apply(
-        self, conn: asyncpg.Connection, generation: int, events: Sequence[RecordedEvent]
+        self,
+        conn: asyncpg.Connection,
+        generation: int,
+        events: Sequence[RecordedEvent],
+        fresh: FreshTable | None = None,
     ) -> list[RecordedEvent]:
         """Fold `events` into the given generation, inside the caller's transaction; returns
-        them as the handlers saw them (events of older versions upcast)."""
-        return await self.fold(self.writer(conn, generation), events)
+        them as the handlers saw them (events of older versions upcast). `fresh`: a rebuild's
+        table, which only it writes."""
+        return await self.fold(self.writer(conn, generation, fresh), events)
 
     async def fold(self, writer: Writer, events: Sequence[RecordedEvent]) -> list[RecordedEvent]:
         """Hand each event this projection handles to its handler, with `writer`; then flush.
         Returns the events as the handlers saw them."""
+        applied = await self.handle(writer, events)
+        await writer.flush()
+        return applied
+
+    async def handle(self, writer: Writer, events: Sequence[RecordedEvent]) -> list[RecordedEvent]:
+        """Hand each event this projection handles to its handler, with `writer` (not flushed
+        yet); returns the events as the handlers saw them.
+
+        Every YIELD_EVERY events it lets other tasks run: a rebuild writes its previous batch
+        on its connection meanwhile.
+        """
+        handlers = {
+            name: (event, fn, event.__pydantic_validator__.validate_python)
+            for name, (event, fn) in self.handlers.items()
+        }  # the model's validator itself: model_validate adds a sixth to each event's cost
         applied = []
-        for recorded in events:
-            entry = self.handlers.get(recorded.event_type)
+        for count, recorded in enumerate(events, 1):
+            entry = handlers.get(recorded.event_type)
             if entry is not None:
+                event, handler, validate = entry
                 try:
-                    recorded = recorded.read_as(entry[0])
-                    await entry[1](entry[0].model_validate(recorded.data), writer, recorded)
+                    recorded = recorded.read_as(event)
+                    await handler(validate(recorded.data), writer, recorded)
                 except Exception as exc:
                     raise ProjectionError(recorded.position, recorded.event_type, exc) from exc
             applied.append(recorded)
-        await writer.flush()
+            if count % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
         return applied
 
     def runner(

@@ -3,6 +3,7 @@
 import asyncio
 import io
 import uuid
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,8 @@ from pipelines.dispatch import Handler
 from pipelines.errors import NotFound, Timeout, ValidationError
 from pipelines.eventstore import RecordedEvent
 from pipelines.querycache import Cached, keyed_fields
-from projections import Documents, Projection, state
+from projections import Documents, Projection, SqlTable, state
+from projections.fresh_table import FreshTable
 from projections.progress import Progress
 from projections.rebuild import Rebuild
 from projections.status import status
@@ -386,3 +388,115 @@ async def test_a_rebuild_reads_its_next_batch_while_it_applies_one(
     rebuild.store.read_page = counted  # type: ignore[method-assign]
     await rebuild.run()  # the first batch waits for the second read: it would time out
     assert reads >= 3 and "started" in next_read
+
+
+order_counts = Projection("order_counts")
+
+
+@order_counts.on(OrderPlaced)
+async def count_order(event: OrderPlaced, docs: Documents, meta: RecordedEvent) -> None:
+    counted = await docs.get(event.customer_id) or {"orders": 0}
+    docs.put(event.customer_id, {"orders": counted["orders"] + 1})
+
+
+async def test_a_rebuild_replaces_documents_it_wrote_in_earlier_batches(
+    settings, orders, rpc, token
+) -> None:
+    """A rebuild copies its new documents in; a put of one already there is upserted."""
+    customer = uuid.uuid4().hex
+    for _ in range(5):
+        await place(rpc, token, customer)
+    pool = orders.runtime.pool
+    small = settings.model_copy(update={"rebuild_batch_size": 2})
+    rebuild = Rebuild(order_counts, small, pool, Progress("c", io.StringIO()))
+    await rebuild.run()
+    assert not rebuild.fresh.copying  # the second batch met the first one's document
+    doc = await pool.fetchval("SELECT doc FROM order_counts WHERE id = $1", customer)
+    assert doc == {"orders": 5}
+
+
+async def test_copied_documents_read_back_as_upserted_ones(orders) -> None:
+    odd: dict[str, dict[str, Any]] = {
+        "tab\tand\nnewline": {"text": 'a\tb\nc \\ "quoted" é 日本 🙂', "n": [1, 2.5, None]},
+        "back\\slash é": {"nested": {"empty": {}, "list": [], "flag": True}},
+    }
+    written, copying = {}, FreshTable()
+    async with orders.runtime.pool.acquire() as conn:
+        for name, fresh in (("copied", copying), ("upserted", None)):
+            table = f"docs_{name}_{uuid.uuid4().hex[:8]}"
+            await conn.execute(f'CREATE TABLE "{table}" (id text PRIMARY KEY, doc jsonb NOT NULL, '
+                               "updated_at timestamptz NOT NULL DEFAULT now())")  # fmt: skip
+            docs = Documents(conn, table, fresh)
+            for doc_id, doc in odd.items():
+                docs.put(doc_id, doc)
+            await docs.flush()
+            rows = await conn.fetch(f'SELECT id, doc FROM "{table}"')
+            written[name] = {r["id"]: r["doc"] for r in rows}
+            await conn.execute(f'DROP TABLE "{table}"')
+    assert copying.copying  # not fallen back to the upsert
+    assert written["copied"] == written["upserted"] == odd
+
+
+folding_ahead = Projection("folding_ahead")
+second_batch: dict[str, Any] = {}
+
+
+@folding_ahead.on(OrderPlaced)
+async def folds_ahead(event: OrderPlaced, docs: Documents, meta: RecordedEvent) -> None:
+    second_batch["events"] += 1
+    if second_batch["events"] == 3:  # batches of 2: the first event of the second batch
+        second_batch["folding"].set()
+    docs.put(event.order_id, {"customerId": event.customer_id})
+
+
+async def test_a_rebuild_folds_its_next_batch_while_it_writes_one(
+    settings, orders, rpc, token, monkeypatch
+) -> None:
+    for _ in range(4):
+        await place(rpc, token, "fold-ahead")
+    small = settings.model_copy(update={"rebuild_batch_size": 2})
+    pool = orders.runtime.pool
+    second_batch.update(events=0, folding=asyncio.Event())
+    flush, flushes = Documents.flush, 0
+
+    async def first_waits(documents: Documents) -> None:
+        nonlocal flushes
+        if documents.table.startswith("folding_ahead"):
+            flushes += 1
+            if flushes == 1:  # written once the second batch is being folded: no deadlock
+                await asyncio.wait_for(second_batch["folding"].wait(), 5)
+        await flush(documents)
+
+    monkeypatch.setattr(Documents, "flush", first_waits)
+    await Rebuild(folding_ahead, small, pool, Progress("f", io.StringIO())).run()
+    placed = await pool.fetchval("SELECT count(*) FROM events WHERE event_type = 'OrderPlaced'")
+    assert await pool.fetchval("SELECT count(*) FROM folding_ahead") == placed
+
+
+orders_per_customer = Projection(
+    "orders_per_customer",
+    schema="CREATE TABLE IF NOT EXISTS {table} (customer text PRIMARY KEY, orders int NOT NULL)",
+)
+
+
+@orders_per_customer.on(OrderPlaced)
+async def add_order(event: OrderPlaced, table: SqlTable, meta: RecordedEvent) -> None:
+    await table.execute(
+        "INSERT INTO {table} VALUES ($1, 1) "
+        "ON CONFLICT (customer) DO UPDATE SET orders = {table}.orders + 1",
+        event.customer_id,
+    )
+
+
+async def test_a_projection_with_its_own_sql_table_rebuilds_each_event_once(
+    settings, orders, rpc, token
+) -> None:
+    customer = uuid.uuid4().hex
+    for _ in range(5):
+        await place(rpc, token, customer)
+    pool = orders.runtime.pool
+    small = settings.model_copy(update={"rebuild_batch_size": 2})
+    for _ in range(2):  # the second time into a new generation
+        await Rebuild(orders_per_customer, small, pool, Progress("s", io.StringIO())).run()
+        counted = "SELECT orders FROM orders_per_customer WHERE customer = $1"
+        assert await pool.fetchval(counted, customer) == 5
