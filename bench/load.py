@@ -483,6 +483,11 @@ class Growth:
         return max(0.0, (self.plateau.mb - self.end_mb) / self.end_mb)
 
     @property
+    def judged_by_plateau(self) -> bool:
+        """Grown beyond the limit, but levelling off: judged by the growth still to come."""
+        return self.worst > GROWTH_LIMIT and self.plateau is not None
+
+    @property
     def flagged(self) -> bool:
         return self.worst > GROWTH_LIMIT and self.to_come > GROWTH_LIMIT
 
@@ -575,8 +580,8 @@ async def soak(side: Side, rate: float, sizes: Sizes) -> list[Goal]:
         *(
             Goal(
                 f"{g.name} RSS growth after warm-up"
-                + (", still to come (levels off)" if g.worst > GROWTH_LIMIT else ""),
-                (g.to_come if g.worst > GROWTH_LIMIT else g.worst) * 100,
+                + (", still to come (levels off)" if g.judged_by_plateau else ""),
+                (g.to_come if g.judged_by_plateau else g.worst) * 100,
                 GROWTH_LIMIT * 100,
                 "%",
                 at_most=True,
