@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +69,18 @@ def _consumer(processor: Processor) -> Any:
     return consume
 
 
+async def settle_startup_objects() -> None:
+    """Once a service process has started, its modules, contracts and connections stay for
+    its life: the garbage collector stops scanning them (`gc.freeze`). Its full collections,
+    due when the objects that survived younger ones grow by a quarter of the rest, then come
+    soon and cost little; before, the requests' reference cycles (messages, frames, futures)
+    piled up as garbage until a quarter of the ~145,000 start-up objects was reached (about
+    1 MB in 25 s at 80 requests/s, freed only by a full collection). Not run by `start()`
+    (tests, embedding): the host process's own objects are not ours to freeze."""
+    gc.collect()
+    gc.freeze()
+
+
 class ServiceInstance:
     def __init__(self, service: "Service", settings: Settings) -> None:
         refuse_private_key(settings, service.name)
@@ -101,7 +114,7 @@ class ServiceInstance:
         self.app = FastStream(
             self.broker,
             on_startup=[self._setup],
-            after_startup=[self._start_background],
+            after_startup=[self._start_background, settle_startup_objects],
             on_shutdown=[self._goodbye, self._stop_background],
             after_shutdown=[self._teardown],
             specification=ServiceAsyncAPI(service, settings.rabbitmq_url),

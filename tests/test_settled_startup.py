@@ -1,0 +1,27 @@
+"""A started service process stops the garbage collector from scanning its start-up objects,
+so that its full collections come soon and cheaply (resident memory stays level)."""
+
+import gc
+from collections.abc import Iterator
+
+import pytest
+
+from pipelines.instance import settle_startup_objects
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def unfrozen() -> Iterator[None]:
+    gc.unfreeze()
+    yield
+    gc.unfreeze()  # the test process's objects are not ours to keep frozen
+
+
+@pytest.mark.usefixtures("unfrozen")
+async def test_settling_freezes_the_objects_alive_then() -> None:
+    alive: list[int] = []  # a container: tracked by the collector until frozen
+    assert gc.is_tracked(alive)
+    await settle_startup_objects()
+    assert gc.get_freeze_count() > 0
+    assert not any(o is alive for o in gc.get_objects())  # no longer scanned
