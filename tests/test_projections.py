@@ -21,6 +21,7 @@ from pipelines.dispatch import Handler
 from pipelines.errors import NotFound, Timeout, ValidationError
 from pipelines.eventstore import RecordedEvent
 from pipelines.querycache import Cached, keyed_fields
+from pipelines.settings import Settings
 from projections import Documents, Projection, SqlTable, state
 from projections.fresh_table import FreshTable
 from projections.progress import Progress
@@ -399,15 +400,20 @@ async def count_order(event: OrderPlaced, docs: Documents, meta: RecordedEvent) 
     docs.put(event.customer_id, {"orders": counted["orders"] + 1})
 
 
+async def five_orders_in_batches_of_two(settings, rpc, token) -> tuple[str, Settings]:
+    """Five orders of a new customer, and settings that rebuild two events per batch."""
+    customer = uuid.uuid4().hex
+    for _ in range(5):
+        await place(rpc, token, customer)
+    return customer, settings.model_copy(update={"rebuild_batch_size": 2})
+
+
 async def test_a_rebuild_replaces_documents_it_wrote_in_earlier_batches(
     settings, orders, rpc, token
 ) -> None:
     """A rebuild copies its new documents in; a put of one already there is upserted."""
-    customer = uuid.uuid4().hex
-    for _ in range(5):
-        await place(rpc, token, customer)
+    customer, small = await five_orders_in_batches_of_two(settings, rpc, token)
     pool = orders.runtime.pool
-    small = settings.model_copy(update={"rebuild_batch_size": 2})
     rebuild = Rebuild(order_counts, small, pool, Progress("c", io.StringIO()))
     await rebuild.run()
     assert not rebuild.fresh.copying  # the second batch met the first one's document
@@ -491,11 +497,8 @@ async def add_order(event: OrderPlaced, table: SqlTable, meta: RecordedEvent) ->
 async def test_a_projection_with_its_own_sql_table_rebuilds_each_event_once(
     settings, orders, rpc, token
 ) -> None:
-    customer = uuid.uuid4().hex
-    for _ in range(5):
-        await place(rpc, token, customer)
+    customer, small = await five_orders_in_batches_of_two(settings, rpc, token)
     pool = orders.runtime.pool
-    small = settings.model_copy(update={"rebuild_batch_size": 2})
     for _ in range(2):  # the second time into a new generation
         await Rebuild(orders_per_customer, small, pool, Progress("s", io.StringIO())).run()
         counted = "SELECT orders FROM orders_per_customer WHERE customer = $1"
