@@ -31,12 +31,16 @@ async def past_deadline(conn: asyncpg.Connection | asyncpg.Pool, flows: FlowSett
     return int(await conn.fetchval(PAST_DEADLINE, grace(flows)))
 
 
-@every_interval
 async def watch(instance: "ServiceInstance") -> None:
     """Keep `banyan_flows_past_deadline` of a service hosting flows up to date."""
-    if instance.runtime.pool is not None:
-        stuck = await past_deadline(instance.runtime.pool, FlowSettings())
-        METRICS.flows_past_deadline.labels(instance.service.name).set(stuck)
+    flows = FlowSettings()
+    gauge = METRICS.flows_past_deadline.labels(instance.service.name)
+
+    async def sample(instance: "ServiceInstance") -> None:
+        if instance.runtime.pool is not None:
+            gauge.set(await past_deadline(instance.runtime.pool, flows))
+
+    await every_interval(sample)(instance)
 
 
 async def status_sections(settings: Settings) -> list[Section]:

@@ -164,18 +164,16 @@ class Projection:
         Every YIELD_EVERY events it lets other tasks run: a rebuild writes its previous batch
         on its connection meanwhile.
         """
-        handlers = {
-            name: (event, fn, event.__pydantic_validator__.validate_python)
-            for name, (event, fn) in self.handlers.items()
-        }  # the model's validator itself: model_validate adds a sixth to each event's cost
         applied = []
         for count, recorded in enumerate(events, 1):
-            entry = handlers.get(recorded.event_type)
+            entry = self.handlers.get(recorded.event_type)
             if entry is not None:
-                event, handler, validate = entry
+                event, handler = entry
                 try:
                     recorded = recorded.read_as(event)
-                    await handler(validate(recorded.data), writer, recorded)
+                    # the model's validator itself: model_validate adds a sixth to the cost
+                    validated = event.__pydantic_validator__.validate_python(recorded.data)
+                    await handler(validated, writer, recorded)
                 except Exception as exc:
                     raise ProjectionError(recorded.position, recorded.event_type, exc) from exc
             applied.append(recorded)
