@@ -15,10 +15,11 @@
     FastStream's `RabbitBroker.request`.
 
 Ratios are the peer's time / Banyan's (above 1: Banyan is faster). The run gets its own
-RabbitMQ vhost and PostgreSQL schemas, dropped at the end. Like `banyan projections rebuild`,
-the run moves its startup heap out of the garbage collector's reach (`gc.freeze`) once set
-up: both sides read into millions of short-lived objects, whose full collections would
-otherwise measure the size of the process rather than the libraries.
+RabbitMQ vhost and PostgreSQL schemas, dropped at the end. Once set up, the run sets the
+garbage collector as every platform process does once started (`tune_collector`: the startup
+heap frozen, the youngest generation collected every 50,000 allocations), for both sides:
+they read into millions of short-lived objects, whose collections would otherwise measure
+the size of the process and the interpreter's defaults rather than the libraries.
 """
 
 import argparse
@@ -54,6 +55,7 @@ from bench.common import (
 from bench.environment import isolated_settings
 from bench.gateway import DAWDLE_SECONDS, RPC_CALLERS, RPC_GOAL, RPC_TARGETS, rpc_ops
 from bench.projections import drop_schema
+from pipelines.collector import tune_collector
 from pipelines.database import connect, create_pool, migrate
 from pipelines.eventstore import EventStore, NewEvent
 from pipelines.identity import Caller, TokenCodec
@@ -222,7 +224,9 @@ async def bench_log(settings: Settings, sizes: Sizes, stack: AsyncExitStack) -> 
     conn = await connect(settings)
     stack.push_async_callback(conn.close)
     await fill_logs(settings, conn, sizes.events)
-    gc.freeze()
+    thresholds = gc.get_threshold()
+    tune_collector()
+    stack.callback(gc.set_threshold, *thresholds)
     ours, theirs = read_ops(pool, conn, recorder, sizes.events)
     results = [
         await compare(

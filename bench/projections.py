@@ -58,6 +58,7 @@ from examples.orders import service
 from examples.orders.contracts import GetOrder, PlaceOrder
 from examples.orders.summary import order_summary
 from pipelines import upcaster
+from pipelines.collector import tune_collector
 from pipelines.database import create_pool, migrate
 from pipelines.identity import Caller, TokenCodec
 from pipelines.instance import ServiceInstance
@@ -68,7 +69,7 @@ from pipelines.testing.isolation import drop_isolated_env
 from pipelines.topology import request_queue_name
 from projections import Projection
 from projections.progress import Progress
-from projections.rebuild import Rebuild, tune_collector
+from projections.rebuild import Rebuild
 
 BASELINE_TABLE = "bench_order_summary"
 BASELINE_QUERY_QUEUE = "bench.baseline.queries.GetOrder"

@@ -8,6 +8,7 @@ from typing import Any, TypeAlias, cast
 import asyncpg
 import orjson
 
+from pipelines import timestamps
 from pipelines.settings import Settings
 
 log = logging.getLogger("banyan.database")
@@ -28,12 +29,17 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(
             name, encoder=encode_json, decoder=orjson.loads, schema="pg_catalog"
         )
+    await timestamps.use_text(conn)
 
 
 def connect_kwargs(settings: Settings, dsn: str | None = None) -> dict[str, Any]:
     return {
         "dsn": dsn or settings.database_url,
-        "server_settings": {"search_path": settings.database_schema, **stall_limits(settings)},
+        "server_settings": {
+            "search_path": settings.database_schema,
+            **timestamps.SESSION,
+            **stall_limits(settings),
+        },
         "init": _init_connection,
     }
 

@@ -3,13 +3,14 @@
 import argparse
 import json
 
+from pipelines.collector import tune_collector
 from pipelines.database import connect, create_pool, migrate
 from pipelines.querycache import QueryCache
 from pipelines.redisclient import connect_redis
 from pipelines.settings import Settings
 from projections import state
 from projections.progress import Progress
-from projections.rebuild import Rebuild, tune_collector
+from projections.rebuild import Rebuild
 from projections.status import find, known_projections, statuses
 
 

@@ -11,7 +11,6 @@ moves the checkpoint, in one transaction. Queries never see a half-built read mo
 
 import asyncio
 import functools
-import gc
 from collections.abc import Awaitable, Callable
 
 import asyncpg
@@ -24,21 +23,6 @@ from projections.documents import Documents
 from projections.fresh_table import FreshTable
 from projections.progress import Progress
 from projections.projection import Projection, Reset
-
-YOUNG_OBJECTS = 50_000  # allocations between collections of the youngest generation (not 700)
-
-
-def tune_collector() -> None:
-    """For a process that rebuilds: out of the garbage collector's way.
-
-    Millions of short-lived event objects trigger many full collections: moving the startup
-    heap out of their reach (`gc.freeze`) saved about a fifth of a rebuild's CPU. They are freed
-    by reference counting, not by the collector, so collecting the youngest generation every
-    YOUNG_OBJECTS allocations instead of 700 saves another tenth (its collections and full
-    collections all but vanish) and leaves cycles a bounded time to wait.
-    """
-    gc.freeze()
-    gc.set_threshold(YOUNG_OBJECTS, *gc.get_threshold()[1:])
 
 
 class Rebuild:

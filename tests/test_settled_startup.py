@@ -1,11 +1,13 @@
-"""A started service process stops the garbage collector from scanning its start-up objects,
-so that its full collections come soon and cheaply (resident memory stays level)."""
+"""A started service process stops the garbage collector from scanning its start-up objects
+and collects young objects less often, so that its full collections come soon and cheaply
+(resident memory stays level) and short-lived objects cost it no scans."""
 
 import gc
 from collections.abc import Iterator
 
 import pytest
 
+from pipelines.collector import YOUNG_OBJECTS
 from pipelines.instance import settle_startup_objects
 
 pytestmark = pytest.mark.unit
@@ -13,9 +15,11 @@ pytestmark = pytest.mark.unit
 
 @pytest.fixture
 def unfrozen() -> Iterator[None]:
+    thresholds = gc.get_threshold()
     gc.unfreeze()
     yield
     gc.unfreeze()  # the test process's objects are not ours to keep frozen
+    gc.set_threshold(*thresholds)
 
 
 @pytest.mark.usefixtures("unfrozen")
@@ -25,3 +29,10 @@ async def test_settling_freezes_the_objects_alive_then() -> None:
     await settle_startup_objects()
     assert gc.get_freeze_count() > 0
     assert not any(o is alive for o in gc.get_objects())  # no longer scanned
+
+
+@pytest.mark.usefixtures("unfrozen")
+async def test_settling_collects_young_objects_less_often() -> None:
+    older = gc.get_threshold()[1:]
+    await settle_startup_objects()
+    assert gc.get_threshold() == (YOUNG_OBJECTS, *older)
