@@ -8,6 +8,6 @@ def __getattr__(name: str) -> Any:
     if name == "app":
         from gateway.app import create_app
 
-        globals()["app"] = create_app()
+        globals()["app"] = create_app(settle=True)  # a process of its own
         return globals()["app"]
     raise AttributeError(name)

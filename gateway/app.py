@@ -22,6 +22,7 @@ from gateway.routes import RouteTable
 from gateway.state import GatewayState, RegistrySource
 from gateway.subscriptions import EventHub
 from pipelines import telemetry
+from pipelines.collector import settle_startup_objects
 from pipelines.errors import PlatformError
 from pipelines.logs import configure_logging
 from pipelines.production import refuse_private_key
@@ -30,7 +31,11 @@ from pipelines.settings import Settings, get_settings
 GZIP_ABOVE_BYTES = 1024  # smaller answers cost more to compress than they save
 
 
-def create_app(settings: Settings | None = None, source: RegistrySource | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, source: RegistrySource | None = None, *, settle: bool = False
+) -> FastAPI:
+    """The gateway's app; `settle`: once started, tune the garbage collector for a process of
+    its own (`settle_startup_objects`), as `uvicorn gateway:app` does."""
     settings = settings or get_settings()
     refuse_private_key(settings, "gateway")
     if source is None:
@@ -43,6 +48,8 @@ def create_app(settings: Settings | None = None, source: RegistrySource | None =
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging("gateway", settings.log_level)
         await state.start()
+        if settle:
+            await settle_startup_objects()
         try:
             yield
         finally:

@@ -3,7 +3,6 @@
 import asyncio
 import contextlib
 import functools
-import gc
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +13,7 @@ from faststream.rabbit import Channel
 from pipelines import telemetry
 from pipelines.announce import Announcer, new_instance_id
 from pipelines.asyncapi import ServiceAsyncAPI
-from pipelines.collector import tune_collector
+from pipelines.collector import settle_startup_objects
 from pipelines.connecting import until_connected
 from pipelines.database import create_pool, migrate
 from pipelines.dispatch import CommandProcessor, EventProcessor, Processor, QueryProcessor
@@ -68,19 +67,6 @@ def _consumer(processor: Processor) -> Any:
 
     consume.__name__ = f"{processor.queue}"
     return consume
-
-
-async def settle_startup_objects() -> None:
-    """Once a service process has started, its modules, contracts and connections stay for
-    its life: the collector stops scanning them and collects young objects less often
-    (`tune_collector`). Its full collections, due when the objects that survived younger ones
-    grow by a quarter of the rest, then come soon and cost little; before, the requests'
-    reference cycles (messages, frames, futures) piled up as garbage until a quarter of the
-    ~145,000 start-up objects was reached (about 1 MB in 25 s at 80 requests/s, freed only by
-    a full collection). Not run by `start()` (tests, embedding): the host process's own
-    objects are not ours to freeze."""
-    gc.collect()
-    tune_collector()
 
 
 class ServiceInstance:
