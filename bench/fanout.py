@@ -36,6 +36,7 @@ from examples.orders.contracts import OrderLine, OrderPlaced
 from gateway.auth import ANONYMOUS, Identity
 from gateway.routes import RouteTable
 from gateway.subscriptions import CAPACITY, EventHub
+from pipelines import eventloop
 from pipelines import headers as h
 from pipelines.identity import Caller
 from pipelines.registry import Audience, ContractInfo, describe
@@ -256,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     add_size_options(parser, Sizes(), QUICK)
     args = parser.parse_args(argv)
     sizes = chosen_sizes(args, QUICK if args.quick else Sizes())
-    report(asyncio.run(run(sizes)), sizes)
+    report(eventloop.run(run(sizes)), sizes)  # both sides: the loop Banyan's processes run on
 
 
 if __name__ == "__main__":

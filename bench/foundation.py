@@ -35,6 +35,7 @@ from bench.baseline import (
 )
 from bench.common import GOAL, Comparison, Op, compare, print_summary
 from bench.environment import isolated_settings
+from pipelines import eventloop
 from pipelines.database import create_pool as sdk_pool
 from pipelines.database import migrate
 from pipelines.eventstore import EventStore, NewEvent
@@ -297,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     baseline_schema = f"{settings.database_schema}_baseline"
     try:
         describe(settings, options, baseline_schema)
-        asyncio.run(run(settings, baseline_schema, options))
+        eventloop.run(run(settings, baseline_schema, options))  # both sides: Banyan's loop
     except KeyboardInterrupt:
         print("\ninterrupted; cleaning up", file=sys.stderr)
         raise SystemExit(130) from None

@@ -55,6 +55,7 @@ from bench.common import (
 from bench.environment import isolated_settings
 from bench.gateway import DAWDLE_SECONDS, RPC_CALLERS, RPC_GOAL, RPC_TARGETS, rpc_ops
 from bench.projections import drop_schema
+from pipelines import eventloop
 from pipelines.collector import tune_collector
 from pipelines.database import connect, create_pool, migrate
 from pipelines.eventstore import EventStore, NewEvent
@@ -327,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings, env = isolated_settings(relay=False)
     try:
         describe(settings, sizes)
-        asyncio.run(run(settings, sizes, only))
+        eventloop.run(run(settings, sizes, only))  # the loop Banyan's processes run on
     finally:
         asyncio.run(drop_isolated_env(env))
 

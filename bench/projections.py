@@ -57,7 +57,7 @@ from bench.environment import isolated_settings
 from examples.orders import service
 from examples.orders.contracts import GetOrder, PlaceOrder
 from examples.orders.summary import order_summary
-from pipelines import upcaster
+from pipelines import eventloop, upcaster
 from pipelines.collector import tune_collector
 from pipelines.database import create_pool, migrate
 from pipelines.identity import Caller, TokenCodec
@@ -592,7 +592,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings, env = isolated_settings(relay=options.relay)
     try:
         describe(settings, options)
-        asyncio.run(run(settings, options))
+        eventloop.run(run(settings, options))  # both sides: the loop `banyan` commands run on
     finally:
         asyncio.run(cleanup(settings, env))
 

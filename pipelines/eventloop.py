@@ -1,6 +1,7 @@
-"""The event loop a platform process runs on: uvloop when it is installed (the `fast` extra),
-else asyncio's own. uvloop spends less CPU per request; `faststream run` and uvicorn make the
-same choice by themselves, so every process of a deployment runs on the same loop.
+"""The event loop a platform process runs on: uvloop, which the platform installs wherever it
+runs (not on Windows), else asyncio's own. uvloop spends less CPU per request; `faststream
+run` and uvicorn make the same choice by themselves, so every process of a deployment runs on
+the same loop.
 """
 
 import asyncio
