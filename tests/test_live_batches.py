@@ -1,0 +1,133 @@
+"""A document projection's live batch: its writes and its checkpoint in one statement."""
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from examples.orders.contracts import OrderCancelled, OrderConfirmed, OrderPlaced
+from pipelines.database import connect
+from pipelines.eventstore import EventStore, NewEvent, RecordedEvent
+from pipelines.settings import Settings
+from projections import Documents, Projection, state
+from projections.runner import ProjectionRunner
+from tests.conftest import eventually
+from tests.roundtrips import counting
+
+live_batch = Projection("live_batch")
+
+
+@live_batch.on(OrderPlaced)
+async def placed(event: OrderPlaced, docs: Documents, meta: RecordedEvent) -> None:
+    if event.customer_id == "poison":
+        raise ValueError("cannot handle poison")
+    docs.put(event.order_id, {"status": "placed"})
+
+
+@live_batch.on(OrderConfirmed)
+async def confirmed(event: OrderConfirmed, docs: Documents, meta: RecordedEvent) -> None:
+    docs.patch(event.order_id, {"status": "confirmed"})
+
+
+@live_batch.on(OrderCancelled)
+async def cancelled(event: OrderCancelled, docs: Documents, meta: RecordedEvent) -> None:
+    docs.delete(event.order_id)
+
+
+def event(event_type: str, order_id: str, version: int, customer: str = "live") -> NewEvent:
+    data = {"orderId": order_id, "customerId": customer, "items": [], "total": "0"}
+    return NewEvent("Order", order_id, version, event_type, json.dumps(data), {"service": "orders"})
+
+
+@pytest.fixture
+async def conn(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+    conn = await connect(settings)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def runner(settings: Settings, orders, conn) -> ProjectionRunner:
+    """A live_batch runner at the end of the log, stepped by hand on `conn`."""
+    runner: ProjectionRunner = live_batch.runner(settings, orders.runtime.pool, None)
+    current = await state.ensure(conn, live_batch)
+    runner.position, runner.generation = current.position, current.generation
+    while await runner.step(conn):
+        pass
+    return runner
+
+
+async def documents(conn: asyncpg.Connection) -> dict[str, str]:
+    rows = await conn.fetch("SELECT id, doc->>'status' AS status FROM live_batch")
+    return {r["id"]: r["status"] for r in rows}
+
+
+async def test_a_live_batch_is_written_and_checkpointed_in_one_round_trip(
+    runner, orders, conn
+) -> None:
+    store: EventStore = orders.runtime.store
+    a, b, c, d, e = (str(uuid.uuid4()) for _ in range(5))
+    await store.append([event("OrderPlaced", i, 1) for i in (a, b, c)])
+    assert not await runner.step(conn)
+    # a put, a patch and a delete: twice, the second time with every statement prepared
+    await store.append([event("OrderPlaced", d, 1), event("OrderConfirmed", a, 2),
+                        event("OrderCancelled", b, 2)])  # fmt: skip
+    assert not await runner.step(conn)
+    await store.append([event("OrderPlaced", e, 1), event("OrderConfirmed", c, 2),
+                        event("OrderCancelled", d, 2)])  # fmt: skip
+    with counting(conn) as counter:
+        assert not await runner.step(conn)
+    assert counter.round_trips == 3  # read the events, write them, announce the checkpoint
+    written = await documents(conn)
+    assert {i: written.get(i) for i in (a, b, c, d, e)} == {
+        a: "confirmed", b: None, c: "confirmed", d: None, e: "placed"
+    }  # fmt: skip
+    assert (await state.load(conn, "live_batch")).position == runner.position
+
+
+async def test_a_batch_waiting_for_a_checkpoint_that_moves_writes_nothing(
+    runner, orders, settings, conn
+) -> None:
+    """The checkpoint's row is locked (a swap, a skip) while a batch would move it: once it
+    is moved elsewhere, the batch has no effect and the runner follows the checkpoint."""
+    holder = await connect(settings)
+    try:
+        async with holder.transaction():
+            await state.load(holder, "live_batch", lock=True)
+            order = str(uuid.uuid4())
+            moved = await orders.runtime.store.append([event("OrderPlaced", order, 1)])
+            stepping = asyncio.create_task(runner.step(conn))
+            pid = conn.get_server_pid()
+            await eventually(lambda: waits_for_a_lock(holder, pid), what="the batch to wait")
+            await holder.execute(
+                "UPDATE projection_positions SET position = $2 WHERE name = $1", "live_batch", moved
+            )
+        assert await stepping  # superseded: ready to read on from the moved checkpoint
+    finally:
+        await holder.close()
+    assert runner.position == moved
+    assert order not in await documents(conn)
+
+
+async def waits_for_a_lock(conn: asyncpg.Connection, pid: int) -> bool:
+    waiting = "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1"
+    return bool(await conn.fetchval(waiting, pid))
+
+
+async def test_a_failing_event_stops_the_batch_after_its_good_prefix(runner, orders, conn) -> None:
+    good, bad, after = (str(uuid.uuid4()) for _ in range(3))
+    events = [event("OrderPlaced", good, 1), event("OrderPlaced", bad, 1, "poison"),
+              event("OrderPlaced", after, 1)]  # fmt: skip
+    last = await orders.runtime.store.append(events)
+    assert not await runner.step(conn)
+    stopped = await state.load(conn, "live_batch")
+    assert (stopped.state, stopped.error_position) == ("failed", last - 1)
+    assert stopped.position == last - 2 == runner.position
+    written = await documents(conn)
+    assert good in written and bad not in written and after not in written
+    await state.skip(conn, "live_batch")  # leave it running for the next test
+    while await runner.step(conn):
+        pass
