@@ -18,12 +18,13 @@ from tests.conftest import eventually
 from tests.roundtrips import counting
 
 live_batch = Projection("live_batch")
+UNHANDLED = "live-batch-unhandled"  # the customer whose orders its handler fails on
 
 
 @live_batch.on(OrderPlaced)
 async def placed(event: OrderPlaced, docs: Documents, meta: RecordedEvent) -> None:
-    if event.customer_id == "poison":
-        raise ValueError("cannot handle poison")
+    if event.customer_id == UNHANDLED:
+        raise ValueError(f"cannot handle {UNHANDLED}")
     docs.put(event.order_id, {"status": "placed"})
 
 
@@ -88,6 +89,23 @@ async def test_a_live_batch_is_written_and_checkpointed_in_one_round_trip(
     assert (await state.load(conn, "live_batch")).position == runner.position
 
 
+async def test_writes_to_one_document_in_a_batch_become_one_write(runner, orders, conn) -> None:
+    """One statement may modify a row only once: a put, patch or delete replaces the batch's
+    earlier write of the same id."""
+    kept, gone = str(uuid.uuid4()), str(uuid.uuid4())
+    await orders.runtime.store.append([event("OrderPlaced", gone, 1)])
+    assert not await runner.step(conn)
+    writes = ["OrderPlaced", "OrderConfirmed", "OrderCancelled", "OrderPlaced", "OrderConfirmed"]
+    await orders.runtime.store.append(
+        [event(kind, kept, version) for version, kind in enumerate(writes, 1)]
+        + [event("OrderConfirmed", gone, 2), event("OrderCancelled", gone, 3),
+           event("OrderConfirmed", gone, 4)]
+    )  # fmt: skip
+    assert not await runner.step(conn)
+    written = await documents(conn)
+    assert written[kept] == "confirmed" and gone not in written
+
+
 async def test_a_batch_waiting_for_a_checkpoint_that_moves_writes_nothing(
     runner, orders, settings, conn
 ) -> None:
@@ -119,7 +137,7 @@ async def waits_for_a_lock(conn: asyncpg.Connection, pid: int) -> bool:
 
 async def test_a_failing_event_stops_the_batch_after_its_good_prefix(runner, orders, conn) -> None:
     good, bad, after = (str(uuid.uuid4()) for _ in range(3))
-    events = [event("OrderPlaced", good, 1), event("OrderPlaced", bad, 1, "poison"),
+    events = [event("OrderPlaced", good, 1), event("OrderPlaced", bad, 1, UNHANDLED),
               event("OrderPlaced", after, 1)]  # fmt: skip
     last = await orders.runtime.store.append(events)
     assert not await runner.step(conn)
