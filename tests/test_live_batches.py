@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from examples.orders.contracts import OrderCancelled, OrderConfirmed, OrderPlaced
-from pipelines.database import connect
+from examples.orders.contracts import OrderCancelled, OrderConfirmed, OrderPlaced, OrderRejected
+from pipelines.database import Pool, connect
 from pipelines.eventstore import EventStore, NewEvent, RecordedEvent
 from pipelines.settings import Settings
-from projections import Documents, Projection, state
+from projections import Documents, Projection, SqlTable, state
 from projections.runner import ProjectionRunner
 from tests.conftest import eventually
 from tests.roundtrips import counting
@@ -33,13 +33,26 @@ async def confirmed(event: OrderConfirmed, docs: Documents, meta: RecordedEvent)
     docs.patch(event.order_id, {"status": "confirmed"})
 
 
+live_sql = Projection("live_sql", schema="CREATE TABLE IF NOT EXISTS {table} (id text PRIMARY KEY)")
+
+
+@live_sql.on(OrderPlaced)
+async def inserted(event: OrderPlaced, table: SqlTable, meta: RecordedEvent) -> None:
+    await table.execute("INSERT INTO {table} VALUES ($1) ON CONFLICT DO NOTHING", event.order_id)
+
+
+@live_batch.on(OrderRejected)
+async def rejected(event: OrderRejected, docs: Documents, meta: RecordedEvent) -> None:
+    docs.put(event.order_id, {"status": "rejected"})  # a whole new document
+
+
 @live_batch.on(OrderCancelled)
 async def cancelled(event: OrderCancelled, docs: Documents, meta: RecordedEvent) -> None:
     docs.delete(event.order_id)
 
 
 def event(event_type: str, order_id: str, version: int, customer: str = "live") -> NewEvent:
-    data = {"orderId": order_id, "customerId": customer, "items": [], "total": "0"}
+    data = {"orderId": order_id, "customerId": customer, "items": [], "total": "0", "reason": "-"}
     return NewEvent("Order", order_id, version, event_type, json.dumps(data), {"service": "orders"})
 
 
@@ -50,15 +63,22 @@ async def conn(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
     await conn.close()
 
 
-@pytest.fixture
-async def runner(settings: Settings, orders, conn) -> ProjectionRunner:
-    """A live_batch runner at the end of the log, stepped by hand on `conn`."""
-    runner: ProjectionRunner = live_batch.runner(settings, orders.runtime.pool, None)
-    current = await state.ensure(conn, live_batch)
+async def caught_up(
+    projection: Projection, settings: Settings, pool: Pool, conn: asyncpg.Connection
+) -> ProjectionRunner:
+    """A runner of `projection` at the end of the log, stepped by hand on `conn`."""
+    runner: ProjectionRunner = projection.runner(settings, pool, None)
+    current = await state.ensure(conn, projection)
     runner.position, runner.generation = current.position, current.generation
     while await runner.step(conn):
         pass
+    assert not runner.failed
     return runner
+
+
+@pytest.fixture
+async def runner(settings: Settings, orders, conn) -> ProjectionRunner:
+    return await caught_up(live_batch, settings, orders.runtime.pool, conn)
 
 
 async def documents(conn: asyncpg.Connection) -> dict[str, str]:
@@ -95,7 +115,7 @@ async def test_writes_to_one_document_in_a_batch_become_one_write(runner, orders
     kept, gone = str(uuid.uuid4()), str(uuid.uuid4())
     await orders.runtime.store.append([event("OrderPlaced", gone, 1)])
     assert not await runner.step(conn)
-    writes = ["OrderPlaced", "OrderConfirmed", "OrderCancelled", "OrderPlaced", "OrderConfirmed"]
+    writes = ["OrderPlaced", "OrderConfirmed", "OrderCancelled", "OrderRejected", "OrderConfirmed"]
     await orders.runtime.store.append(
         [event(kind, kept, version) for version, kind in enumerate(writes, 1)]
         + [event("OrderConfirmed", gone, 2), event("OrderCancelled", gone, 3),
@@ -111,23 +131,47 @@ async def test_a_batch_waiting_for_a_checkpoint_that_moves_writes_nothing(
 ) -> None:
     """The checkpoint's row is locked (a swap, a skip) while a batch would move it: once it
     is moved elsewhere, the batch has no effect and the runner follows the checkpoint."""
+    order = str(uuid.uuid4())
+    await superseded_while_waiting(runner, settings, orders.runtime.store, conn, order)
+    assert order not in await documents(conn)
+
+
+async def test_a_sql_projections_batch_waiting_for_a_moved_checkpoint_writes_nothing(
+    orders, settings, conn
+) -> None:
+    """Its handlers write as they run: its batch is rolled back with the checkpoint."""
+    pool = orders.runtime.pool
+    runner = await caught_up(live_sql, settings, pool, conn)
+    order = str(uuid.uuid4())
+    await superseded_while_waiting(runner, settings, orders.runtime.store, conn, order)
+    assert not await conn.fetchval("SELECT count(*) FROM live_sql WHERE id = $1", order)
+
+
+async def superseded_while_waiting(
+    runner: ProjectionRunner,
+    settings: Settings,
+    store: EventStore,
+    conn: asyncpg.Connection,
+    order: str,
+) -> None:
+    """Place `order`; step the runner while another session holds its checkpoint, until it
+    waits for the row; then move the checkpoint past the order and let it go."""
+    name = runner.projection.name
+    moved = await store.append([event("OrderPlaced", order, 1)])
     holder = await connect(settings)
     try:
         async with holder.transaction():
-            await state.load(holder, "live_batch", lock=True)
-            order = str(uuid.uuid4())
-            moved = await orders.runtime.store.append([event("OrderPlaced", order, 1)])
+            await state.load(holder, name, lock=True)
             stepping = asyncio.create_task(runner.step(conn))
             pid = conn.get_server_pid()
             await eventually(lambda: waits_for_a_lock(holder, pid), what="the batch to wait")
             await holder.execute(
-                "UPDATE projection_positions SET position = $2 WHERE name = $1", "live_batch", moved
+                "UPDATE projection_positions SET position = $2 WHERE name = $1", name, moved
             )
         assert await stepping  # superseded: ready to read on from the moved checkpoint
     finally:
         await holder.close()
     assert runner.position == moved
-    assert order not in await documents(conn)
 
 
 async def waits_for_a_lock(conn: asyncpg.Connection, pid: int) -> bool:
