@@ -3,12 +3,14 @@
 Within one batch of events, writes are collected per id (a put, a shallow patch or a delete)
 and sent to PostgreSQL as three set-based statements, so a rebuild does a handful of round
 trips per thousand events instead of one per event. A rebuild's new documents go into its
-fresh table by COPY instead (see `projections.fresh_table`).
+fresh table by COPY instead (see `projections.fresh_table`). A live runner sends the three
+together with its checkpoint, as one statement (`flush_if`).
 """
 
 import asyncio
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -20,6 +22,7 @@ Doc = dict[str, Any]
 FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_OFFSET = 2**62
 MAX_PAGE = 1000  # documents one find() returns at most: a page, never a whole table
+GUARDED = "EXISTS (SELECT FROM guard)"  # a write of `flush_if`: only if its guard applied
 
 
 def field_sql(field: str) -> str:
@@ -27,6 +30,20 @@ def field_sql(field: str) -> str:
     if not FIELD.match(field):
         raise ValueError(f"invalid document field name {field!r}")
     return f"(doc->>'{field}')"
+
+
+@dataclass(frozen=True)
+class Write:
+    """One write statement: SQL with `{0}`, `{1}`... where its arguments go and `{when}`, the
+    condition it is made on; and its arguments."""
+
+    sql: str
+    args: tuple[Any, ...]
+
+    def numbered(self, first: int, when: str) -> str:
+        """The SQL, its arguments numbered from `first`, made on condition `when`."""
+        places = (f"${first + i}" for i in range(len(self.args)))
+        return self.sql.format(*places, when=when)
 
 
 class Documents:
@@ -78,24 +95,66 @@ class Documents:
         self._deletes.add(doc_id)
 
     async def flush(self) -> None:
-        table = f'"{self.table}"'
-        if self._deletes:
-            await self.conn.execute(
-                f"DELETE FROM {table} WHERE id = ANY($1::text[])", list(self._deletes)
-            )
+        """Write the batch, a statement per kind of write (in the caller's transaction)."""
+        await self._execute(self._deleting())
         if self._puts and not await self._copied():
-            await self.conn.execute(
-                f"INSERT INTO {table} (id, doc) SELECT id, doc::jsonb "
-                "FROM unnest($1::text[], $2::text[]) AS p(id, doc) "
-                "ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, updated_at = now()",
-                list(self._puts), _json_texts(self._puts.values()),
-            )  # fmt: skip
-        if self._patches:
-            await self.conn.execute(
-                f"UPDATE {table} AS t SET doc = t.doc || p.changes::jsonb, updated_at = now() "
-                "FROM unnest($1::text[], $2::text[]) AS p(id, changes) WHERE t.id = p.id",
-                list(self._patches), _json_texts(self._patches.values()),
-            )  # fmt: skip
+            await self._execute(self._upserting())
+        await self._execute(self._patching())
+        self._clear()
+
+    async def flush_if(self, guard: Write) -> bool:
+        """Write the batch and run `guard` in one statement, no transaction needed; whether
+        the guard (a data-modifying statement that returns a row when it applies) applied.
+        If it did not, nothing of the batch is written.
+
+        Its puts, patches and deletes touch disjoint ids (a later write of an id replaces
+        the earlier one), as one statement must never modify a row twice.
+        """
+        parts, args = [f"guard AS ({guard.numbered(1, 'true')})"], list(guard.args)
+        writes = (self._deleting(), self._upserting(), self._patching())
+        for name, write in zip(("deleted", "put", "patched"), writes, strict=True):
+            if write is not None:
+                parts.append(f"{name} AS ({write.numbered(len(args) + 1, GUARDED)})")
+                args += write.args
+        self._clear()
+        applied = await self.conn.fetchval(
+            f"WITH {', '.join(parts)} SELECT count(*) FROM guard", *args
+        )
+        return bool(applied)
+
+    def _deleting(self) -> Write | None:
+        if not self._deletes:
+            return None
+        return Write(
+            f'DELETE FROM "{self.table}" WHERE id = ANY({{0}}::text[]) AND {{when}}',
+            (list(self._deletes),),
+        )
+
+    def _upserting(self) -> Write | None:
+        if not self._puts:
+            return None
+        return Write(
+            f'INSERT INTO "{self.table}" (id, doc) SELECT id, doc::jsonb '
+            "FROM unnest({0}::text[], {1}::text[]) AS p(id, doc) WHERE {when} "
+            "ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, updated_at = now()",
+            (list(self._puts), _json_texts(self._puts.values())),
+        )
+
+    def _patching(self) -> Write | None:
+        if not self._patches:
+            return None
+        return Write(
+            f'UPDATE "{self.table}" AS t SET doc = t.doc || p.changes::jsonb, '
+            "updated_at = now() FROM unnest({0}::text[], {1}::text[]) AS p(id, changes) "
+            "WHERE t.id = p.id AND {when}",
+            (list(self._patches), _json_texts(self._patches.values())),
+        )
+
+    async def _execute(self, write: Write | None) -> None:
+        if write is not None:
+            await self.conn.execute(write.numbered(1, "true"), *write.args)
+
+    def _clear(self) -> None:
         self._puts, self._patches, self._deletes = {}, {}, set()
 
     async def _copied(self) -> bool:

@@ -1,7 +1,8 @@
 """Keeps one projection up to date: catch up from its checkpoint, then follow the log.
 
-Each batch of events is applied and the checkpoint moved in one transaction, so a crash
-never applies an event twice nor skips one. One runner per projection applies at a time
+Each batch of events is applied and the checkpoint moved atomically (a document projection's
+in one statement, a SQL projection's in one transaction), so a crash never applies an event
+twice nor skips one. One runner per projection applies at a time
 (an advisory lock); others wait. A handler that raises stops the projection at that event,
 visible in `banyan projections status`, until the code is fixed (restart) or the event is
 skipped (`banyan projections skip NAME`).
@@ -19,6 +20,7 @@ from pipelines.leadership import keep_leading
 from pipelines.notifier import Notifier, Wakeup
 from pipelines.settings import Settings
 from projections import state
+from projections.documents import Documents
 from projections.projection import Invalidate, Projection, ProjectionError
 
 log = logging.getLogger("banyan.projections")
@@ -112,21 +114,39 @@ class ProjectionRunner:
     ) -> list[RecordedEvent] | None:
         """Apply and checkpoint atomically: the events as applied (upcast), or None if a
         rebuild or a skip moved the checkpoint."""
-        name = self.projection.name
         try:
-            async with conn.transaction():
-                with telemetry.applying(name, events):
-                    applied = await self.projection.apply(conn, self.generation, events)
-                expected = (self.position, self.generation)
-                if not await state.advance(conn, name, expected, covered):
-                    raise Superseded
+            with telemetry.applying(self.projection.name, events):
+                applied = await self._apply(conn, events, covered)
         except (Superseded, ProjectionError, asyncpg.UndefinedTableError):
             # Applied to a generation a swap has replaced (its table may be gone already):
-            # rolled back, and nothing to report; the next step reads the new checkpoint.
+            # no effect, and nothing to report; the next step reads the new checkpoint.
             if await self._follow_checkpoint(conn):
                 return None
             raise
         self.position = covered
+        return applied
+
+    async def _apply(
+        self, conn: asyncpg.Connection, events: list[RecordedEvent], covered: int
+    ) -> list[RecordedEvent]:
+        """Apply `events` and move the checkpoint to `covered`, all or nothing (Superseded if
+        the checkpoint is not where this runner left it).
+
+        A document projection's writes wait for the end of the batch: they and the checkpoint
+        go in one statement (no BEGIN and COMMIT). A SQL projection's handlers write as they
+        run, inside a transaction the checkpoint commits with.
+        """
+        name, expected = self.projection.name, (self.position, self.generation)
+        writer = self.projection.writer(conn, self.generation)
+        if isinstance(writer, Documents):
+            applied = await self.projection.handle(writer, events)
+            if not await writer.flush_if(state.advancing(name, expected, covered)):
+                raise Superseded
+            return applied
+        async with conn.transaction():
+            applied = await self.projection.fold(writer, events)
+            if not await state.advance(conn, name, expected, covered):
+                raise Superseded
         return applied
 
     async def _follow_checkpoint(self, conn: asyncpg.Connection) -> bool:

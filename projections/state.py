@@ -8,6 +8,7 @@ import asyncpg
 
 from pipelines.positions import positions_channel
 from pipelines.settings import Settings
+from projections.documents import Write
 from projections.projection import Projection
 
 
@@ -70,6 +71,12 @@ async def point_view(conn: asyncpg.Connection, projection: Projection, generatio
     )
 
 
+ADVANCE = (
+    "UPDATE projection_positions SET position = {3}, updated_at = now(), state = 'running', "
+    "error = NULL, error_position = NULL WHERE name = {0} AND position = {1} AND generation = {2}"
+)
+
+
 async def advance(
     conn: asyncpg.Connection, name: str, expected: tuple[int, int], position: int
 ) -> bool:
@@ -78,14 +85,15 @@ async def advance(
     False, with nothing changed, if a rebuild or a skip moved it first. A swap holds the row
     lock until it commits, and this re-checks the row once the lock is free.
     """
-    status = await conn.execute(
-        "UPDATE projection_positions SET position = $4, updated_at = now(), state = 'running', "
-        "error = NULL, error_position = NULL WHERE name = $1 AND position = $2 AND generation = $3",
-        name,
-        *expected,
-        position,
-    )
+    move = advancing(name, expected, position)
+    status = await conn.execute(move.numbered(1, "true"), *move.args)
     return bool(status == "UPDATE 1")
+
+
+def advancing(name: str, expected: tuple[int, int], position: int) -> Write:
+    """`advance` as a statement that returns a row if it moved the checkpoint: the guard of a
+    document projection's batch (`Documents.flush_if`)."""
+    return Write(f"{ADVANCE} RETURNING 1", (name, *expected, position))
 
 
 async def announce(conn: asyncpg.Connection, name: str, position: int, settings: Settings) -> None:
