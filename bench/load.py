@@ -74,7 +74,7 @@ from bench.common import (
 )
 from bench.environment import isolated_settings
 from bench.foundation import ORDER, cleanup
-from bench.gateway import UNLIMITED, BareGateway, forget_keys
+from bench.gateway import KEEP_ALIVE, UNLIMITED, BareGateway, forget_keys
 from bench.loadrig import (
     Program,
     baseline_schema,
@@ -100,6 +100,7 @@ MIN_RATE, MAX_RATE = 5.0, 20_000.0  # requests per second: where a ramp stops se
 PAUSE = 1.0  # seconds between steps
 MAX_CONNECTIONS = 512  # per side; beyond, requests wait for a connection (and it shows)
 REQUEST_TIMEOUT = 10.0
+IDLE_EXPIRY = KEEP_ALIVE / 4  # seconds a client keeps an idle connection (the servers': KEEP_ALIVE)
 READY_TIMEOUT = 60.0  # seconds for the programs of a side to start, or the read model
 WARMUP_SHARE = 0.2  # of the soak, before memory counts
 GROWTH_LIMIT = 0.02
@@ -177,12 +178,13 @@ class Reply:
 
 
 class Connection:
-    """One keep-alive connection, framed by h11 (uvicorn serves both sides with h11 too)."""
+    """One keep-alive connection, framed by h11."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
         self.h11 = h11.Connection(h11.CLIENT)
         self.reusable = True
+        self.idle_since = 0.0  # time.monotonic() when it went back to the client's idle ones
 
     @classmethod
     async def open(cls, port: int) -> "Connection":
@@ -215,26 +217,42 @@ class Connection:
 
 
 class Client:
-    """Keep-alive connections to one server: one per request in flight, up to a limit."""
+    """Keep-alive connections to one server: one per request in flight, up to a limit.
 
-    def __init__(self, port: int) -> None:
+    Like the HTTP clients users run, it closes a connection that sat idle for `idle_expiry`
+    seconds instead of reusing it: well before the server's keep-alive timeout, which would
+    otherwise race a request sent just as the server closes (the request fails unanswered).
+    """
+
+    def __init__(self, port: int, idle_expiry: float = IDLE_EXPIRY) -> None:
         self.port = port
+        self.idle_expiry = idle_expiry
         self._idle: list[Connection] = []
         self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
 
     async def send(self, req: Request, timeout: float = REQUEST_TIMEOUT) -> Reply:
         async with self._slots:
-            conn = self._idle.pop() if self._idle else await Connection.open(self.port)
+            conn = self._reusable() or await Connection.open(self.port)
             try:
                 reply = await asyncio.wait_for(conn.exchange(req), timeout)
             except BaseException:
                 conn.close()
                 raise
             if conn.reusable:
+                conn.idle_since = time.monotonic()
                 self._idle.append(conn)
             else:
                 conn.close()
             return reply
+
+    def _reusable(self) -> Connection | None:
+        """The idle connection used last, closing those idle too long on the way."""
+        while self._idle:
+            conn = self._idle.pop()
+            if time.monotonic() - conn.idle_since < self.idle_expiry:
+                return conn
+            conn.close()
+        return None
 
     def close(self) -> None:
         for conn in self._idle:

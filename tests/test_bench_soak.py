@@ -1,10 +1,12 @@
 """The load soak's memory verdict: growth beyond 2% flags a process, unless its RSS levels off."""
 
+import asyncio
+import contextlib
 import math
 
 import pytest
 
-from bench.load import GROWTH_LIMIT, growth
+from bench.load import GROWTH_LIMIT, Client, growth, request
 
 pytestmark = pytest.mark.unit
 
@@ -42,3 +44,33 @@ def test_flat_memory_passes_without_a_plateau() -> None:
     judged = growth("orders", samples, WARMUP)
     assert judged.worst <= GROWTH_LIMIT
     assert not judged.flagged
+
+
+async def _serve_keep_alive(accepted: list[int]) -> asyncio.Server:
+    """A server answering every request 204 on the connection it came on (keep-alive)."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        with contextlib.suppress(asyncio.IncompleteReadError):  # until the client closes
+            while await reader.readuntil(b"\r\n\r\n"):
+                writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+
+    return await asyncio.start_server(serve, "127.0.0.1", 0)
+
+
+@pytest.mark.parametrize(("idle_expiry", "connections"), [(60.0, 1), (0.0, 2)])
+async def test_the_load_client_reuses_idle_connections_until_they_expire(
+    idle_expiry: float, connections: int
+) -> None:
+    """A connection idle past its expiry is closed, not raced against the server's own
+    keep-alive timeout."""
+    accepted: list[int] = []
+    server = await _serve_keep_alive(accepted)
+    client = Client(server.sockets[0].getsockname()[1], idle_expiry=idle_expiry)
+    try:
+        for _ in range(2):
+            assert (await client.send(request("GET", "/health", "token"))).status == 204
+    finally:
+        client.close()
+        server.close()
+    assert len(accepted) == connections
