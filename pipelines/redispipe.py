@@ -21,7 +21,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError, ResponseError, TimeoutError
 
-from pipelines.resp import Incomplete, pack, reply
+from pipelines.resp import Incomplete, Push, pack, reply
 
 Arg = str | int | bytes
 NO_SCRIPT = "NOSCRIPT"
@@ -80,6 +80,8 @@ class Link:
         try:
             while True:
                 value, position = reply(buffer, position)
+                if isinstance(value, Push):  # redis-py's notices of maintenance, say
+                    continue
                 future, _ = self.waiting.popleft()
                 if not future.done():
                     future.set_result(value)

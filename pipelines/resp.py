@@ -12,6 +12,10 @@ class Incomplete(Exception):
     """The buffer ends inside a reply: read more."""
 
 
+class Push(list[Any]):
+    """A message the server sent of its own (RESP3 push): the reply to no call."""
+
+
 def pack(args: tuple[str | int | bytes, ...]) -> bytes:
     """A command as Redis reads it: an array of bulk strings."""
     parts = [b"*%d\r\n" % len(args)]
@@ -25,7 +29,8 @@ def reply(buffer: bytes, position: int) -> tuple[Any, int]:
     """The reply that starts at `position` of `buffer`, and where the next one starts.
 
     Integers as int, strings as bytes, nil as None, arrays as lists, an error reply as a
-    `ResponseError` (returned, not raised: it answers one call). `Incomplete` if it is cut."""
+    `ResponseError` (returned, not raised: it answers one call), a push message as a `Push`.
+    `Incomplete` if it is cut."""
     end = buffer.find(CRLF, position)
     if end < 0:
         raise Incomplete
@@ -39,11 +44,11 @@ def reply(buffer: bytes, position: int) -> tuple[Any, int]:
         return buffer[position : position + size], position + size + 2
     if kind == 0x3A:  # : integer
         return int(line), position
-    if kind == 0x2A:  # * array
+    if kind == 0x2A or kind == 0x3E:  # * array, > push
         count = int(line)
         if count < 0:
             return None, position
-        items = []
+        items = [] if kind == 0x2A else Push()
         for _ in range(count):
             item, position = reply(buffer, position)
             items.append(item)

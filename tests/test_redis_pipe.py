@@ -13,7 +13,7 @@ from redis.exceptions import ConnectionError, InvalidResponse, ResponseError, Ti
 
 from pipelines.redisclient import connect_redis
 from pipelines.redispipe import RedisPipe
-from pipelines.resp import Incomplete, pack, reply
+from pipelines.resp import Incomplete, Push, pack, reply
 from pipelines.settings import Settings
 from tests.tcp_proxy import free_port, proxy_for
 
@@ -102,6 +102,22 @@ async def test_an_error_reply_fails_its_call_alone(
         await client.delete(key)
 
 
+async def test_a_message_redis_sends_of_its_own_answers_no_call(
+    settings: Settings, client: aioredis.Redis
+) -> None:
+    key = f"{settings.cache_prefix}:tracked:{uuid.uuid4().hex}"
+    pipe = RedisPipe(client)
+    try:
+        assert await pipe.call(b"CLIENT", b"TRACKING", b"ON") == b"OK"
+        assert await pipe.call(b"GET", key) is None
+        await client.set(key, "changed")  # Redis tells the pipe's connection: a push message
+        assert await pipe.call(b"PING") == b"PONG"
+        assert await pipe.call(b"GET", key) == b"changed"
+    finally:
+        await pipe.close()
+        await client.delete(key)
+
+
 async def test_a_frozen_redis_fails_the_calls_in_time_and_a_new_connection_follows(
     settings: Settings,
 ) -> None:
@@ -153,5 +169,7 @@ def test_replies_are_read_whole_or_not_at_all() -> None:
     for cut in range(end):
         with pytest.raises(Incomplete):
             reply(whole[:cut], 0)
+    push, _ = reply(b">2\r\n$4\r\nMOVE\r\n:1\r\n", 0)
+    assert isinstance(push, Push) and push == [b"MOVE", 1]
     with pytest.raises(InvalidResponse):
         reply(b"%1\r\n", 0)
