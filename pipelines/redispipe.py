@@ -41,16 +41,25 @@ class Link:
         self.open = True
         self._loop = asyncio.get_running_loop()
         self._watch: asyncio.TimerHandle | None = None
+        self._unsent: list[bytes] = []
         self._reading = asyncio.create_task(self._read())
 
     def call(self, packed: bytes) -> "asyncio.Future[Any]":
         future = self._loop.create_future()
         deadline = self._loop.time() + (self.timeout or 0)
         self.waiting.append((future, deadline))
-        self.writer.write(packed)
+        if not self._unsent:
+            self._loop.call_soon(self._send)
+        self._unsent.append(packed)
         if self.timeout is not None and self._watch is None:
             self._watch = self._loop.call_at(deadline, self._check)
         return future
+
+    def _send(self) -> None:
+        """The calls made since the last send, in one write (one system call, not one each)."""
+        unsent, self._unsent = self._unsent, []
+        if self.open:
+            self.writer.write(b"".join(unsent))
 
     def _check(self) -> None:
         """The oldest call has had its time: fail the link if its reply has not come."""

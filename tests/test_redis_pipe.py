@@ -61,6 +61,28 @@ async def test_many_calls_in_flight_each_get_their_own_reply_over_one_connection
     assert len(opened) == 1
 
 
+async def test_calls_made_together_go_out_in_one_write(
+    client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipe = RedisPipe(client)
+    echo = pipe.script(ECHO)
+    try:
+        await echo(keys=["k"], args=[0, "open"])
+        assert pipe._link is not None
+        writer, writes = pipe._link.writer, []
+        write = writer.write
+
+        def counted(data: bytes) -> None:
+            writes.append(data)
+            write(data)
+
+        monkeypatch.setattr(writer, "write", counted)
+        replies = await asyncio.gather(*(echo(keys=["k"], args=[i, "x"]) for i in range(50)))
+    finally:
+        await pipe.close()
+    assert replies == [[b"k", i, b"x"] for i in range(50)] and len(writes) == 1
+
+
 async def test_a_reply_longer_than_one_read_is_read_whole(client: aioredis.Redis) -> None:
     pipe = RedisPipe(client)
     echo, long = pipe.script(ECHO), "x" * 300_000
