@@ -267,6 +267,31 @@ async def test_the_gateway_makes_one_redis_round_trip_per_request(
     assert cached.headers.get("X-Cache") == "hit" and sent == ["EVALSHA"], sent
 
 
+async def test_concurrent_requests_share_one_redis_connection(
+    served, admin, shopper, monkeypatch
+) -> None:
+    """Not one connection per request in flight: opening them under load (each within
+    REDIS_TIMEOUT) turned requests away from the cache and the rate limits."""
+    app, http = served
+    pool = app.state.gateway.redis.connection_pool
+    headers = bearer((await new_user(http, admin, shopper))["tokens"]["accessToken"])
+
+    async def cached() -> bool:
+        return (await http.get(LIST, headers=headers)).headers.get("X-Cache") == "hit"
+
+    await eventually(cached, what="a cached answer")
+    opened: list[object] = []
+    make = pool.make_connection
+
+    def counted() -> object:
+        opened.append(connection := make())
+        return connection
+
+    monkeypatch.setattr(pool, "make_connection", counted)
+    hits = await asyncio.gather(*(cached() for _ in range(64)))
+    assert all(hits) and len(opened) <= 1, (hits.count(False), len(opened))
+
+
 async def test_without_redis_the_gateway_still_refuses_revoked_tokens(
     settings, auth, orders, http, admin, shopper
 ) -> None:
