@@ -277,7 +277,7 @@ async def test_concurrent_requests_share_one_redis_connection(
     headers = bearer((await new_user(http, admin, shopper))["tokens"]["accessToken"])
 
     async def cached() -> bool:
-        return (await http.get(LIST, headers=headers)).headers.get("X-Cache") == "hit"
+        return str((await http.get(LIST, headers=headers)).headers.get("X-Cache")) == "hit"
 
     await eventually(cached, what="a cached answer")
     opened: list[object] = []
