@@ -69,14 +69,14 @@ async def test_calls_made_together_go_out_in_one_write(
     try:
         await echo(keys=["k"], args=[0, "open"])
         assert pipe._link is not None
-        writer, writes = pipe._link.writer, []
-        write = writer.write
+        transport, writes = pipe._link.transport, []
+        write = transport.write
 
         def counted(data: bytes) -> None:
             writes.append(data)
             write(data)
 
-        monkeypatch.setattr(writer, "write", counted)
+        monkeypatch.setattr(transport, "write", counted)
         replies = await asyncio.gather(*(echo(keys=["k"], args=[i, "x"]) for i in range(50)))
     finally:
         await pipe.close()
