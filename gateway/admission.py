@@ -60,7 +60,7 @@ class Admissions:
         self.cache = cache
         self._hits = metrics.cache.labels("hit")
         self._misses = metrics.cache.labels("miss")
-        self._count_and_lookup = limiter.redis.register_script(COUNT_AND_LOOKUP)
+        self._count_and_lookup = limiter.pipe.script(COUNT_AND_LOOKUP)
 
     async def admit(self, call: "Call") -> Admission:
         contract = call.route.contract

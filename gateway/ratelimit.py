@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 from gateway.auth import token_revoked
 from gateway.errors import GatewayError
 from pipelines.identity import Caller
+from pipelines.redispipe import RedisPipe
 from pipelines.revocation import caller_keys
 
 WINDOW = 60  # seconds
@@ -105,8 +106,9 @@ class RateLimiter:
         unavailable: Callable[[], None] = lambda: None,
     ) -> None:
         self.redis = client
+        self.pipe = RedisPipe(client)  # the scripts called per request
         self.unavailable = unavailable  # called for each request let through without Redis
-        self._count = client.register_script(COUNT)
+        self._count = self.pipe.script(COUNT)
         self.prefix = prefix
         self.user_limit = user
         self.anonymous_limit = anonymous

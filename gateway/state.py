@@ -80,6 +80,7 @@ class GatewayState:
         await self.supervisor.stop()
         await self.feed.stop()
         await self.rpc.close()
+        await self.limiter.pipe.close()
         await self.redis.aclose()
 
     async def _on_event(self, event_type: str, data: object, headers: object) -> None:

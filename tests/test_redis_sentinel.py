@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 
 from examples.orders import service as orders_service
 from pipelines.redisclient import connect_redis
+from pipelines.redispipe import RedisPipe
 from pipelines.settings import Settings
 from tests.conftest import eventually
 from tests.gateway_rig import running_gateway
@@ -24,6 +25,7 @@ from tests.test_gateway import bearer
 
 pytestmark = pytest.mark.timeout(120)
 MASTER = "banyan-test"
+SET = "return redis.call('SET', KEYS[1], ARGV[1])"
 ITEMS = [{"sku": "plum", "quantity": 1, "unitPrice": "1.10"}]
 
 
@@ -80,6 +82,21 @@ async def test_the_client_writes_to_the_master_the_sentinel_names(settings, sent
         await client.set(key, "found")
         assert await direct.get(key) == b"found"
     finally:
+        await client.aclose()
+        await direct.aclose()
+
+
+async def test_the_pipe_calls_the_master_the_sentinel_names(settings, sentinel) -> None:
+    master_port, sentinel_port, _ = sentinel
+    client = connect_redis(through(settings, sentinel_port))
+    pipe = RedisPipe(client)
+    direct = aioredis.Redis(port=master_port)
+    key = f"{settings.cache_prefix}:sentinel:{uuid.uuid4().hex}"
+    try:
+        assert await pipe.script(SET)(keys=[key], args=["piped"]) == b"OK"
+        assert await direct.get(key) == b"piped"
+    finally:
+        await pipe.close()
         await client.aclose()
         await direct.aclose()
 

@@ -233,16 +233,22 @@ async def test_graphql_subscriptions_of_a_disabled_user_close_with_4401(
 async def test_the_gateway_makes_one_redis_round_trip_per_request(
     served, admin, shopper, monkeypatch
 ) -> None:
+    """Counted on both of the gateway's ways to Redis: its client and its pipe."""
     app, http = served
-    redis = app.state.gateway.redis
+    gateway = app.state.gateway
     sent: list[Any] = []
-    execute = redis.execute_command
+    execute, piped = gateway.redis.execute_command, gateway.limiter.pipe.call
 
     async def counted(*args: Any, **options: Any) -> Any:
         sent.append(args[0])
         return await execute(*args, **options)
 
-    monkeypatch.setattr(redis, "execute_command", counted)
+    async def counted_pipe(*args: Any) -> Any:
+        sent.append(args[0].decode())
+        return await piped(*args)
+
+    monkeypatch.setattr(gateway.redis, "execute_command", counted)
+    monkeypatch.setattr(gateway.limiter.pipe, "call", counted_pipe)
     user = await new_user(http, admin, shopper)
     headers = bearer(user["tokens"]["accessToken"])
 
@@ -259,6 +265,31 @@ async def test_the_gateway_makes_one_redis_round_trip_per_request(
     sent.clear()
     cached = await http.get(LIST, headers=headers)
     assert cached.headers.get("X-Cache") == "hit" and sent == ["EVALSHA"], sent
+
+
+async def test_concurrent_requests_share_one_redis_connection(
+    served, admin, shopper, monkeypatch
+) -> None:
+    """Not one connection per request in flight: opening them under load (each within
+    REDIS_TIMEOUT) turned requests away from the cache and the rate limits."""
+    app, http = served
+    pool = app.state.gateway.redis.connection_pool
+    headers = bearer((await new_user(http, admin, shopper))["tokens"]["accessToken"])
+
+    async def cached() -> bool:
+        return str((await http.get(LIST, headers=headers)).headers.get("X-Cache")) == "hit"
+
+    await eventually(cached, what="a cached answer")
+    opened: list[object] = []
+    make = pool.make_connection
+
+    def counted() -> object:
+        opened.append(connection := make())
+        return connection
+
+    monkeypatch.setattr(pool, "make_connection", counted)
+    hits = await asyncio.gather(*(cached() for _ in range(64)))
+    assert all(hits) and len(opened) <= 1, (hits.count(False), len(opened))
 
 
 async def test_without_redis_the_gateway_still_refuses_revoked_tokens(
