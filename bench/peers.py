@@ -17,7 +17,7 @@
 Ratios are the peer's time / Banyan's (above 1: Banyan is faster). The run gets its own
 RabbitMQ vhost and PostgreSQL schemas, dropped at the end. Once set up, the run sets the
 garbage collector as every platform process does once started (`tune_collector`: the startup
-heap frozen, the youngest generation collected every 50,000 allocations), for both sides:
+heap frozen, the youngest generation collected every 10,000 allocations), for both sides:
 they read into millions of short-lived objects, whose collections would otherwise measure
 the size of the process and the interpreter's defaults rather than the libraries.
 """

@@ -58,7 +58,7 @@ from examples.orders import service
 from examples.orders.contracts import GetOrder, PlaceOrder
 from examples.orders.summary import order_summary
 from pipelines import eventloop, upcaster
-from pipelines.collector import tune_collector
+from pipelines.collector import REBUILD_YOUNG_OBJECTS, tune_collector
 from pipelines.database import create_pool, migrate
 from pipelines.identity import Caller, TokenCodec
 from pipelines.instance import ServiceInstance
@@ -145,7 +145,7 @@ async def bench_rebuild(settings: Settings, sizes: Sizes) -> list[Comparison]:
         pool = await create_pool(own, 2)
         stack.push_async_callback(pool.close)
         thresholds = gc.get_threshold()
-        tune_collector()  # as `banyan projections rebuild` does; both sides gain
+        tune_collector(REBUILD_YOUNG_OBJECTS)  # as `banyan projections rebuild`; both sides gain
         stack.callback(gc.set_threshold, *thresholds)  # the live parts run as services do
 
         async def sdk() -> None:

@@ -3,7 +3,7 @@
 import argparse
 import json
 
-from pipelines.collector import tune_collector
+from pipelines.collector import REBUILD_YOUNG_OBJECTS, tune_collector
 from pipelines.database import connect, create_pool, migrate
 from pipelines.querycache import QueryCache
 from pipelines.redisclient import connect_redis
@@ -38,7 +38,7 @@ async def rebuild(settings: Settings, args: argparse.Namespace) -> int:
     pool = await create_pool(settings, size=2)
     cache = QueryCache(connect_redis(settings), settings.cache_prefix)
     progress = Progress(projection.name)
-    tune_collector()
+    tune_collector(REBUILD_YOUNG_OBJECTS)
     try:
         await Rebuild(projection, settings, pool, progress, cache.reset).run()
     except KeyboardInterrupt:
