@@ -178,6 +178,21 @@ async def test_without_redis_a_call_fails_as_through_redis_py(settings: Settings
         await client.aclose()
 
 
+async def test_a_client_speaking_resp3_gets_the_same_replies(settings: Settings) -> None:
+    """With `protocol=3` in the client's URL the pipe's connection speaks RESP3: a script's Lua
+    false (a key GET found missing) still reads as nil, and the connection stays in use."""
+    redis = aioredis.Redis.from_url(f"{settings.redis_url}?protocol=3")
+    pipe = RedisPipe(redis)
+    echo = pipe.script(ECHO)
+    try:
+        assert redis.connection_pool.connection_kwargs["protocol"] == 3
+        assert await echo(["k"], [1, "nil"]) == [b"k", 1, None]
+        assert await echo(["k"], [2, "kept"]) == [b"k", 2, b"kept"]
+    finally:
+        await pipe.close()
+        await redis.aclose()
+
+
 def test_commands_are_arrays_of_bulk_strings() -> None:
     assert pack((b"EVALSHA", "é", 5)) == b"*3\r\n$7\r\nEVALSHA\r\n$2\r\n\xc3\xa9\r\n$1\r\n5\r\n"
 
