@@ -131,23 +131,19 @@ class Documents:
         )
 
     def _upserting(self) -> Write | None:
-        if not self._puts:
-            return None
-        return Write(
+        return _per_document(
             f'INSERT INTO "{self.table}" (id, doc) SELECT id, doc::jsonb '
             "FROM unnest({0}::text[], {1}::text[]) AS p(id, doc) WHERE {when} "
             "ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, updated_at = now()",
-            (list(self._puts), _json_texts(self._puts.values())),
+            self._puts,
         )
 
     def _patching(self) -> Write | None:
-        if not self._patches:
-            return None
-        return Write(
+        return _per_document(
             f'UPDATE "{self.table}" AS t SET doc = t.doc || p.changes::jsonb, '
             "updated_at = now() FROM unnest({0}::text[], {1}::text[]) AS p(id, changes) "
             "WHERE t.id = p.id AND {when}",
-            (list(self._patches), _json_texts(self._patches.values())),
+            self._patches,
         )
 
     async def _execute(self, write: Write | None) -> None:
@@ -160,6 +156,11 @@ class Documents:
     async def _copied(self) -> bool:
         """Whether the puts went into a rebuild's table by COPY (they are upserted if not)."""
         return self.fresh is not None and await self.fresh.copy(self.conn, self.table, self._puts)
+
+
+def _per_document(sql: str, docs: dict[str, Doc]) -> Write | None:
+    """`sql` over the ids (`{0}`) and JSON texts (`{1}`) of `docs`; None if there are none."""
+    return Write(sql, (list(docs), _json_texts(docs.values()))) if docs else None
 
 
 def _json_texts(docs: Iterable[Doc]) -> list[str]:
