@@ -8,7 +8,8 @@
     appends of one event by 16 concurrent writers (theirs on 16 threads, as its synchronous
     API is used), of 100-event batches by one writer and by 16, and a read of the whole log in
     pages of 1,000 (theirs `select_notifications`, each event as it comes, the state bytes
-    undecoded; ours `read_page`, each event decoded: data and metadata as dicts). Both logs hold
+    undecoded; ours `EventStore.pages`, each event decoded: data and metadata as dicts, the
+    next page asked for while one is decoded). Both logs hold
     the same events for the read: the generated `orders` log (bench.orderlog), copied into
     theirs with its JSON as the state.
 (b) 64 concurrent callers of a handler that waits 20 ms: Banyan's RpcClient against
@@ -154,13 +155,9 @@ def read_ops(
     """The whole log in pages of PAGE, on one connection each."""
 
     async def ours() -> None:
-        store, position, count = EventStore(pool), 0, 0
-        while True:
-            page, covered = await store.read_page(position, PAGE, conn=conn)
+        count = 0
+        async for page, _ in EventStore(pool).pages(0, PAGE, conn=conn):
             count += sum(1 for event in page if event.data is not None)
-            if len(page) < PAGE:
-                break
-            position = covered
         check_count("Banyan", count, total)
 
     async def theirs() -> None:

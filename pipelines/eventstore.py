@@ -1,11 +1,14 @@
 """The PostgreSQL event log: append with optimistic concurrency, read streams and the whole log."""
 
+import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from itertools import islice
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, NamedTuple, TypeAlias, cast
 
 import asyncpg
 
@@ -107,7 +110,7 @@ class RecordedEvent(NamedTuple):
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> "RecordedEvent":
         """From a row of EVENT_COLUMNS."""
-        return cls._make(row)
+        return _recorded(row)
 
     @classmethod
     def from_log(cls, row: asyncpg.Record) -> "RecordedEvent":
@@ -122,6 +125,12 @@ class RecordedEvent(NamedTuple):
             return self
         data = upcast(event, self.data, self.schema_version)
         return RecordedEvent._make((*self[:6], data, *self[7:11], current))
+
+
+# From a row of EVENT_COLUMNS: a quarter faster than `_make`, which checks the length in Python.
+_recorded = cast(Callable[[asyncpg.Record], RecordedEvent], partial(tuple.__new__, RecordedEvent))
+Page: TypeAlias = tuple[list[RecordedEvent], int]  # events, and the position the reader covered
+Fetch: TypeAlias = Callable[[int], Awaitable[list[asyncpg.Record]]]  # the page after a position
 
 
 @dataclass(slots=True, frozen=True)
@@ -266,16 +275,54 @@ class EventStore:
         settled = self._settled_below
         if after_position + 1 >= settled:
             return await self._read_with_bound(runner, after_position, limit, types)
-        if types is None:
-            rows = await runner.fetch(READ_SETTLED, after_position, settled, limit)
-        else:
-            rows = await runner.fetch(READ_SETTLED_OF_TYPES, after_position, settled, limit, types)
-        events = list(map(RecordedEvent._make, rows))
+        events = list(map(_recorded, await _settled(runner, settled, limit, types)(after_position)))
         if len(events) == limit:
             return events, events[-1].position
         # everything below the known bound is read: what committed since comes in this page too
         more, covered = await self._read_with_bound(runner, settled - 1, limit - len(events), types)
         return events + more, covered
+
+    async def pages(
+        self,
+        after_position: int,
+        page_size: int = 1000,
+        event_types: Sequence[str] | None = None,
+        conn: asyncpg.Connection | None = None,
+    ) -> AsyncIterator[Page]:
+        """The events after a position (of the given types) below a readable bound taken as
+        the iteration starts: the whole log as of then, page by page, each with the position
+        the reader has covered. The last page is short, maybe empty.
+
+        For long stretches (catch-ups, exports, replays): the next page is asked for as soon
+        as a page's rows arrive, so the server reads it while this one is decoded and used.
+        Runs on `conn`, or on a pooled connection held until the iteration ends; stop early
+        with `contextlib.aclosing`.
+        """
+        if page_size < 1:
+            raise ValueError(f"a page holds at least one event, not {page_size}")
+        types = list(event_types) if event_types is not None else None
+        async with self._held(conn) as runner:
+            bound = await self.readable_bound(runner)
+            self._settled_below = max(self._settled_below, bound)
+            fetch = _settled(runner, bound, page_size, types)
+            reading = asyncio.ensure_future(fetch(after_position))
+            try:
+                while len(rows := await reading) == page_size:
+                    reading = asyncio.ensure_future(fetch(rows[-1][0]))
+                    await asyncio.sleep(0)  # the request leaves before this page is decoded
+                    events = list(map(_recorded, rows))
+                    yield events, events[-1].position
+                yield list(map(_recorded, rows)), max(bound - 1, after_position)
+            finally:
+                await asyncio.wait([reading])  # a page asked for ends before the connection is free
+
+    @asynccontextmanager
+    async def _held(self, conn: asyncpg.Connection | None) -> AsyncIterator[Runner]:
+        if conn is not None:
+            yield conn
+            return
+        async with self.pool.acquire() as pooled:
+            yield pooled
 
     async def _read_with_bound(
         self, runner: Runner, after_position: int, limit: int, types: list[str] | None
@@ -340,6 +387,13 @@ class EventStore:
             state,
             shape,
         )
+
+
+def _settled(runner: Runner, bound: int, limit: int, types: list[str] | None) -> Fetch:
+    """What reads the page after a position below `bound`, where every position is settled."""
+    if types is None:
+        return lambda after: runner.fetch(READ_SETTLED, after, bound, limit)
+    return lambda after: runner.fetch(READ_SETTLED_OF_TYPES, after, bound, limit, types)
 
 
 def _arguments(

@@ -8,7 +8,7 @@ readable bound is always just past the newest event. It passes the log's contrac
 import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -21,6 +21,7 @@ from pipelines.eventstore import (
     DuplicateEvent,
     EventStore,
     NewEvent,
+    Page,
     RecordedEvent,
     Runner,
     StoredResult,
@@ -151,15 +152,35 @@ class MemoryEventStore(EventStore):
         event_types: Sequence[str] | None = None,
         conn: Runner | None = None,
     ) -> tuple[list[RecordedEvent], int]:
-        wanted = set(event_types) if event_types is not None else None
-        found = [
-            e
-            for e in self.events[max(after_position, 0) :]
-            if wanted is None or e.event_type in wanted
-        ][:limit]
+        found = self._matching(after_position, len(self.events), event_types)[:limit]
         if len(found) == limit:
             return found, found[-1].position
         return found, max(len(self.events), after_position)
+
+    async def pages(
+        self,
+        after_position: int,
+        page_size: int = 1000,
+        event_types: Sequence[str] | None = None,
+        conn: asyncpg.Connection | None = None,
+    ) -> AsyncIterator[Page]:
+        if page_size < 1:
+            raise ValueError(f"a page holds at least one event, not {page_size}")
+        bound = len(self.events)
+        found = self._matching(after_position, bound, event_types)
+        for start in range(0, len(found) + 1, page_size):
+            page = found[start : start + page_size]
+            yield page, page[-1].position if len(page) == page_size else max(bound, after_position)
+
+    def _matching(
+        self, after_position: int, up_to: int, event_types: Sequence[str] | None
+    ) -> list[RecordedEvent]:
+        wanted = set(event_types) if event_types is not None else None
+        return [
+            e
+            for e in self.events[max(after_position, 0) : up_to]
+            if wanted is None or e.event_type in wanted
+        ]
 
     async def command_result(self, command_id: str) -> StoredResult | None:
         return self._results.get(command_id)

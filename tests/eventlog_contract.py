@@ -6,6 +6,7 @@ A subclass named `Test...` provides a `store` fixture. Every test writes streams
 """
 
 import uuid
+from contextlib import aclosing
 
 import pytest
 
@@ -140,6 +141,44 @@ class EventLogContract:
         none, covered = await store.read_page(head, 1000, [f"Never{fresh()}"])
         assert none == [] and covered == head
         assert await store.readable_bound() == head + 1
+
+    async def test_pages_read_the_log_as_of_their_start(self, store: EventStore) -> None:
+        stream, wanted = fresh(), f"Counted{fresh()[:8]}"
+        start = await store.head_position()
+        await store.append([new(stream, v, v, wanted if v % 2 else "Other") for v in range(1, 6)])
+        head = await store.head_position()
+        pages = []
+        async for page, covered in store.pages(start, 2):
+            pages.append(([e.data["n"] for e in page], covered))
+            if len(pages) == 1:  # appended after the start: not in these pages
+                await store.append([new(stream, 6, 6)])
+        assert pages[:2] == [([1, 2], start + 2), ([3, 4], start + 4)]
+        assert pages[2:] == [([5], head)]
+        typed = [page async for page in store.pages(start, 2, [wanted])]
+        assert [[e.data["n"] for e in events] for events, _ in typed] == [[1, 3], [5]]
+        assert [covered for _, covered in typed][1] == head + 1  # the bound moved on
+
+    async def test_pages_end_with_a_short_page_even_when_it_is_empty(
+        self, store: EventStore
+    ) -> None:
+        start = await store.head_position()
+        await store.append([new(fresh(), v) for v in (1, 2)])
+        head = await store.head_position()
+        pages = [(len(page), covered) async for page, covered in store.pages(start, 2)]
+        assert pages == [(2, head), (0, head)]
+        assert [p async for p in store.pages(head + 5, 10)] == [([], head + 5)]
+        with pytest.raises(ValueError, match="at least one event"):
+            await anext(store.pages(start, 0))
+
+    async def test_pages_stopped_early_leave_the_log_readable(self, store: EventStore) -> None:
+        start = await store.head_position()
+        await store.append([new(fresh(), v) for v in range(1, 5)])
+        for _ in range(30):  # more than any pool holds
+            async with aclosing(store.pages(start, 1)) as pages:
+                async for page, _ in pages:
+                    assert len(page) == 1
+                    break
+        assert len(await store.read_all(start, 10)) == 4
 
     async def test_a_snapshot_is_read_back_by_its_shape(self, store: EventStore) -> None:
         stream = fresh()

@@ -2,7 +2,9 @@
 
 import asyncio
 import uuid
+from contextlib import aclosing
 
+import asyncpg
 import pytest
 
 from pipelines.eventstore import EventStore
@@ -83,6 +85,41 @@ async def test_a_reader_stops_below_an_append_in_flight(store: EventStore) -> No
         assert await store.readable_bound() == in_flight
         assert all(e.position < in_flight for e in await store.read_all(in_flight - 5, 100))
     assert [e.position for e in await store.read_all(in_flight - 1, 2)] == [in_flight, later]
+
+
+async def test_pages_stop_below_an_append_in_flight(store: EventStore) -> None:
+    start = await store.head_position()
+    async with store.pool.acquire() as writer, writer.transaction():
+        in_flight = await store.append([new(uuid.uuid4().hex, 1)], conn=writer)
+        later = await store.append([new(uuid.uuid4().hex, 1)])
+        assert in_flight is not None and later is not None and later > in_flight
+        pages = [page async for page in store.pages(start, 1)]
+    assert all(e.position < in_flight for events, _ in pages for e in events)
+    assert pages[-1] == ([], in_flight - 1)
+    read = [e.position async for events, _ in store.pages(in_flight - 1, 1) for e in events]
+    assert read[:2] == [in_flight, later]
+
+
+async def test_pages_ask_for_the_next_page_while_the_caller_uses_one(store: EventStore) -> None:
+    """The server reads page 2 while the caller still holds page 1."""
+    start = await store.head_position()
+    await store.append([new(uuid.uuid4().hex, v) for v in (1, 2, 3)])
+    answered: list[str] = []
+    second_read = asyncio.Event()
+
+    def logged(query: asyncpg.connection.LoggedQuery) -> None:
+        answered.append(query.query)
+        if len(answered) == 3:  # the bound, page 1, page 2
+            second_read.set()
+
+    async with store.pool.acquire() as conn:
+        conn.add_query_logger(logged)
+        async with aclosing(store.pages(start, 1, conn=conn)) as pages:
+            async for _ in pages:
+                await asyncio.wait_for(second_read.wait(), 5)  # page 1 is still ours
+                break
+        assert await conn.fetchval("SELECT 1") == 1  # the page asked for ahead has ended
+    assert "readable_bound" in answered[0] and "FROM events" in answered[2]
 
 
 async def pages_until_caught_up(
