@@ -122,6 +122,25 @@ async def test_pages_ask_for_the_next_page_while_the_caller_uses_one(store: Even
     assert "readable_bound" in answered[0] and "FROM events" in answered[2]
 
 
+async def test_a_reader_cancelled_mid_page_frees_its_connection(store: EventStore) -> None:
+    start = await store.head_position()
+    await store.append([new(uuid.uuid4().hex, v) for v in range(1, 6)])
+    holding = asyncio.Event()
+
+    async def slow_reader() -> None:
+        async for _ in store.pages(start, 1):
+            holding.set()
+            await asyncio.Event().wait()  # a caller that never finishes its page
+
+    for _ in range(store.pool.get_max_size() + 2):
+        reader = asyncio.create_task(slow_reader())
+        await asyncio.wait_for(holding.wait(), 5)
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+        holding.clear()
+    assert len(await asyncio.wait_for(store.read_all(start, 10), 5)) == 5
+
+
 async def pages_until_caught_up(
     store: EventStore, conn: object, position: int, limit: int
 ) -> tuple[list[int], int]:
