@@ -2,7 +2,7 @@
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -288,7 +288,7 @@ class EventStore:
         page_size: int = 1000,
         event_types: Sequence[str] | None = None,
         conn: asyncpg.Connection | None = None,
-    ) -> AsyncIterator[Page]:
+    ) -> AsyncGenerator[Page, None]:
         """The events after a position (of the given types) below a readable bound taken as
         the iteration starts: the whole log as of then, page by page, each with the position
         the reader has covered. The last page is short, maybe empty.

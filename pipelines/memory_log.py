@@ -8,7 +8,7 @@ readable bound is always just past the newest event. It passes the log's contrac
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -163,7 +163,7 @@ class MemoryEventStore(EventStore):
         page_size: int = 1000,
         event_types: Sequence[str] | None = None,
         conn: asyncpg.Connection | None = None,
-    ) -> AsyncIterator[Page]:
+    ) -> AsyncGenerator[Page, None]:
         if page_size < 1:
             raise ValueError(f"a page holds at least one event, not {page_size}")
         bound = len(self.events)
