@@ -51,10 +51,8 @@ def current_cache() -> RegistryCache | None:
 
 async def keep_cache(instance: "ServiceInstance") -> None:
     """Background task: the instance's registry cache, from its start until it stops."""
-    client = connect_redis(instance.settings)
-    cache = RegistryCache(
-        QueryCache(client, instance.settings.cache_prefix), instance.settings.heartbeat_interval
-    )
+    queries = QueryCache(connect_redis(instance.settings), instance.settings.cache_prefix)
+    cache = RegistryCache(queries, instance.settings.heartbeat_interval)
     _attached.append(cache)
     try:
         # requests handled before this task started changed the registry uncached
@@ -62,4 +60,4 @@ async def keep_cache(instance: "ServiceInstance") -> None:
         await asyncio.Future()  # until cancelled
     finally:
         _attached.remove(cache)
-        await client.aclose()
+        await queries.close()

@@ -43,7 +43,6 @@ class GatewayState:
         self.source = source
         self.rpc = RpcClient(settings.rabbitmq_url, service_name="gateway")
         self.redis = connect_redis(settings)
-        self.cache = QueryCache(self.redis, settings.cache_prefix)
         self.metrics = GatewayMetrics()
         self.limiter = RateLimiter(
             self.redis,
@@ -52,6 +51,7 @@ class GatewayState:
             settings.rate_limit_anonymous,
             self.metrics.redis_unavailable.inc,
         )
+        self.cache = QueryCache(self.redis, settings.cache_prefix, pipe=self.limiter.pipe)
         self.admissions = Admissions(self.limiter, self.cache, self.metrics)
         self.breakers = Breakers(cooldown=settings.breaker_cooldown)
         self.revocations = Revocations(settings.jwt_expiration)

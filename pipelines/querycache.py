@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 
 from pipelines.contracts import InvalidContract, Model
 from pipelines.identity import Caller
+from pipelines.redispipe import RedisPipe
 
 log = logging.getLogger("banyan.cache")
 # How long a key's last-change position is kept after its last change. It must outlive every
@@ -31,6 +32,13 @@ local parts = {}
 for i = 1, #KEYS do parts[i] = redis.call('GET', KEYS[i]) or '0' end
 local key = ARGV[1] .. ':' .. table.concat(parts, '.')
 return {key, redis.call('GET', key)}
+"""
+# KEYS: the counters of the events' types, then keyed counters; ARGV[1]: how many of the
+# first; ARGV[2]: how long a keyed counter lives; ARGV[3..]: each keyed counter's position.
+INVALIDATE = """
+local types = tonumber(ARGV[1])
+for i = 1, types do redis.call('INCR', KEYS[i]) end
+for i = types + 1, #KEYS do redis.call('SET', KEYS[i], ARGV[i - types + 2], 'EX', ARGV[2]) end
 """
 
 
@@ -83,13 +91,22 @@ class CacheHit:
 
 
 class QueryCache:
+    """The cache's reads and writes, each one call over a pipelined connection of `client`'s
+    (`pipe`, shared with other per-request calls where given)."""
+
     def __init__(
-        self, client: aioredis.Redis, prefix: str, keyed: dict[str, set[str]] | None = None
+        self,
+        client: aioredis.Redis,
+        prefix: str,
+        keyed: dict[str, set[str]] | None = None,
+        pipe: RedisPipe | None = None,
     ) -> None:
         self.redis = client
+        self.pipe = pipe or RedisPipe(client)
         self.prefix = prefix
         self.keyed = keyed or {}  # per projection, the event fields keyed queries use
-        self._lookup = client.register_script(LOOKUP)
+        self._lookup = self.pipe.script(LOOKUP)
+        self._invalidate = self.pipe.script(INVALIDATE)
 
     def counters(
         self, projection: str, event_types: Iterable[str], keyed: tuple[str, str] | None = None
@@ -130,34 +147,34 @@ class QueryCache:
         if key is None:
             return
         try:
-            await self.redis.set(key, str(position).encode() + b"|" + body, px=int(ttl * 1000))
+            entry = str(position).encode() + b"|" + body
+            await self.pipe.call(b"SET", key, entry, b"PX", int(ttl * 1000))
         except RedisError as exc:
             log.warning("cannot cache a query result: %s", exc)
 
     async def invalidate(self, projection: str, events: Sequence[LoggedEvent]) -> None:
         """After `events` were applied and committed: the answers they may change go."""
-        type_counters = self.counters(projection, {e.event_type for e in events})[1:]
+        counters = self.counters(projection, {e.event_type for e in events})[1:]
+        types, positions = len(counters), []
+        for event in events:
+            for field in self.keyed.get(projection, ()):
+                if isinstance(value := event.data.get(field), str):
+                    counters.append(self._keyed_counter(projection, field, value))
+                    positions.append(event.position)
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for counter in type_counters:
-                    pipe.incr(counter)
-                for event in events:
-                    for field in self.keyed.get(projection, ()):
-                        if isinstance(value := event.data.get(field), str):
-                            counter = self._keyed_counter(projection, field, value)
-                            pipe.set(counter, event.position, ex=KEYED_COUNTER_TTL)
-                await pipe.execute()
+            await self._invalidate(keys=counters, args=[types, KEYED_COUNTER_TTL, *positions])
         except RedisError as exc:  # entries still expire with their TTL
             log.error("cannot invalidate cached queries of %s: %s", projection, exc)
 
     async def reset(self, projection: str) -> None:
         """Every cached answer from `projection` goes (after a rebuild, say)."""
         try:
-            await self.redis.incr(self.counters(projection, ())[0])
+            await self.pipe.call(b"INCR", self.counters(projection, ())[0])
         except RedisError as exc:
             log.error("cannot invalidate cached queries of %s: %s", projection, exc)
 
     async def close(self) -> None:
+        await self.pipe.close()
         await self.redis.aclose()
 
 
