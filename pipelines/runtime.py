@@ -22,6 +22,7 @@ from pipelines.pacing import Pacer
 from pipelines.positions import PositionWatcher
 from pipelines.querycache import QueryCache
 from pipelines.replica import ReadReplica
+from pipelines.replies import publish_reply, reply_properties
 from pipelines.revocation import Revocations, TokenRevoked
 from pipelines.rpc import Response, RpcClient
 from pipelines.service_identity import ServiceIdentity
@@ -115,17 +116,8 @@ class Runtime:
             headers[h.READ_POSITION] = reply.read_position
         channel = await self.channel(REPLY_CHANNEL)
         body, encoding = encode_body(reply.body)
-        await channel.default_exchange.publish(
-            aio_pika.Message(
-                body,
-                headers=headers,
-                content_encoding=encoding,
-                correlation_id=incoming.reply_correlation,
-                content_type="application/json",
-            ),
-            routing_key=incoming.reply_to,
-            mandatory=False,
-        )
+        properties = reply_properties(headers, encoding, incoming.reply_correlation)
+        await publish_reply(channel, incoming.reply_to, body, properties)
 
     async def dead_letter(
         self,

@@ -4,12 +4,17 @@ service's CPU per command against a hand-written service (bench.gateway, 64 clie
 from decimal import Decimal
 from typing import Any
 
+import aio_pika
 import pytest
+from aio_pika.exchange import Exchange
 from fast_depends.core.model import CallModel
 
 from examples.orders.contracts import OrderLine, OrderPlaced, PlaceOrder
 from examples.orders.domain import Order
+from pipelines import headers as h
+from pipelines.replies import reply_properties
 from pipelines.rpc import RpcClient
+from pipelines.topology import REPLY_TO
 
 ITEMS = [{"sku": "apple", "quantity": 3, "unitPrice": "1.50"}]
 
@@ -53,3 +58,37 @@ def test_recording_and_taking_events_skip_pydantics_attribute_fallback(
     assert order.take_pending() == [placed]
     assert order.take_pending() == [] and order.status == "placed" and order.version == 1
     assert fallbacks == []
+
+
+async def test_replies_are_published_without_an_aio_pika_message(
+    orders, rpc: RpcClient, token, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reply's properties are built directly: the same frame, less CPU per request."""
+    replied_through_exchange: list[str] = []
+    real = Exchange.publish
+
+    async def recording(self: Exchange, message: Any, routing_key: str, **kw: Any) -> Any:
+        if routing_key.startswith(REPLY_TO):
+            replied_through_exchange.append(routing_key)
+        return await real(self, message, routing_key, **kw)
+
+    monkeypatch.setattr(Exchange, "publish", recording)
+    command = PlaceOrder.model_validate({"customerId": "alice", "items": ITEMS})
+    response = await rpc.send("orders", command, token=token("alice", "orders:place"))
+    assert response.ok and response.headers[h.SERVICE_NAME] == "orders"
+    assert response.headers[h.EVENT_POSITION] == response.position
+    assert replied_through_exchange == []
+
+
+@pytest.mark.parametrize("encoding", [None, "gzip"])
+def test_a_replys_properties_are_those_of_an_aio_pika_message(encoding: str | None) -> None:
+    headers: dict[str, Any] = {h.STATUS: "ok", h.RETRY_COUNT: 0, h.EVENT_POSITION: 42}
+    ours = reply_properties(headers, encoding, "corr-1")
+    theirs = aio_pika.Message(
+        b"{}",
+        headers=headers,
+        content_encoding=encoding,
+        correlation_id="corr-1",
+        content_type="application/json",
+    ).properties
+    assert ours.marshal() == theirs.marshal()
