@@ -8,6 +8,7 @@ import aio_pika
 import pytest
 from aio_pika.exchange import Exchange
 from fast_depends.core.model import CallModel
+from faststream._internal.endpoint.subscriber.usecase import SubscriberUsecase
 
 from examples.orders.contracts import OrderLine, OrderPlaced, PlaceOrder
 from examples.orders.domain import Order
@@ -37,6 +38,26 @@ async def test_a_command_reaches_its_processor_without_dependency_injection(
     response = await rpc.send("orders", command, token=token("alice", "orders:place"))
     assert response.ok and response.position is not None
     assert solved == 0
+
+
+async def test_a_delivery_goes_to_its_processor_directly(
+    orders, rpc: RpcClient, token, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not through FastStream's per-message pipeline (context scopes, middlewares, parser):
+    the processor decodes, checks, logs and acknowledges each message itself."""
+    piped = 0
+    real = SubscriberUsecase.process_message
+
+    async def counting(self: SubscriberUsecase[Any], msg: Any) -> Any:
+        nonlocal piped
+        piped += 1
+        return await real(self, msg)
+
+    monkeypatch.setattr(SubscriberUsecase, "process_message", counting)
+    command = PlaceOrder.model_validate({"customerId": "alice", "items": ITEMS})
+    response = await rpc.send("orders", command, token=token("alice", "orders:place"))
+    assert response.ok and response.position is not None
+    assert piped == 0
 
 
 def test_recording_and_taking_events_skip_pydantics_attribute_fallback(
