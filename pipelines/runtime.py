@@ -20,9 +20,9 @@ from pipelines.messages import Incoming, Reply, encode_body, failure_fields, red
 from pipelines.notifier import Notifier
 from pipelines.pacing import Pacer
 from pipelines.positions import PositionWatcher
+from pipelines.publishing import json_properties, publish
 from pipelines.querycache import QueryCache
 from pipelines.replica import ReadReplica
-from pipelines.replies import publish_reply, reply_properties
 from pipelines.revocation import Revocations, TokenRevoked
 from pipelines.rpc import Response, RpcClient
 from pipelines.service_identity import ServiceIdentity
@@ -116,8 +116,9 @@ class Runtime:
             headers[h.READ_POSITION] = reply.read_position
         channel = await self.channel(REPLY_CHANNEL)
         body, encoding = encode_body(reply.body)
-        properties = reply_properties(headers, encoding, incoming.reply_correlation)
-        await publish_reply(channel, incoming.reply_to, body, properties)
+        properties = json_properties(headers, encoding, incoming.reply_correlation)
+        # not mandatory: an unroutable reply is dropped (its caller is gone)
+        await publish(channel, incoming.reply_to, body, properties, mandatory=False)
 
     async def dead_letter(
         self,

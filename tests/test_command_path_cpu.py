@@ -13,9 +13,9 @@ from faststream._internal.endpoint.subscriber.usecase import SubscriberUsecase
 from examples.orders.contracts import OrderLine, OrderPlaced, PlaceOrder
 from examples.orders.domain import Order
 from pipelines import headers as h
-from pipelines.replies import reply_properties
+from pipelines.publishing import json_properties
 from pipelines.rpc import RpcClient
-from pipelines.topology import REPLY_TO
+from pipelines.topology import REPLY_TO, request_queue_name
 
 ITEMS = [{"sku": "apple", "quantity": 3, "unitPrice": "1.50"}]
 
@@ -81,35 +81,55 @@ def test_recording_and_taking_events_skip_pydantics_attribute_fallback(
     assert fallbacks == []
 
 
-async def test_replies_are_published_without_an_aio_pika_message(
+async def test_requests_and_replies_are_published_without_an_aio_pika_message(
     orders, rpc: RpcClient, token, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The reply's properties are built directly: the same frame, less CPU per request."""
-    replied_through_exchange: list[str] = []
+    """Their properties are built directly: the same frames, less CPU per request."""
+    through_exchange: list[str] = []
     real = Exchange.publish
 
     async def recording(self: Exchange, message: Any, routing_key: str, **kw: Any) -> Any:
-        if routing_key.startswith(REPLY_TO):
-            replied_through_exchange.append(routing_key)
+        if routing_key in (queue, REPLY_TO) or routing_key.startswith(f"{REPLY_TO}."):
+            through_exchange.append(routing_key)  # not the relay's events
         return await real(self, message, routing_key, **kw)
 
+    queue = request_queue_name("orders", PlaceOrder)
     monkeypatch.setattr(Exchange, "publish", recording)
     command = PlaceOrder.model_validate({"customerId": "alice", "items": ITEMS})
     response = await rpc.send("orders", command, token=token("alice", "orders:place"))
     assert response.ok and response.headers[h.SERVICE_NAME] == "orders"
     assert response.headers[h.EVENT_POSITION] == response.position
-    assert replied_through_exchange == []
+    assert through_exchange == []
 
 
 @pytest.mark.parametrize("encoding", [None, "gzip"])
 def test_a_replys_properties_are_those_of_an_aio_pika_message(encoding: str | None) -> None:
     headers: dict[str, Any] = {h.STATUS: "ok", h.RETRY_COUNT: 0, h.EVENT_POSITION: 42}
-    ours = reply_properties(headers, encoding, "corr-1")
+    ours = json_properties(headers, encoding, "corr-1")
     theirs = aio_pika.Message(
         b"{}",
         headers=headers,
         content_encoding=encoding,
         correlation_id="corr-1",
         content_type="application/json",
+    ).properties
+    assert ours.marshal() == theirs.marshal()
+
+
+@pytest.mark.parametrize("encoding", [None, "gzip"])
+def test_a_requests_properties_are_those_of_an_aio_pika_message(encoding: str | None) -> None:
+    headers: dict[str, Any] = {h.CORRELATION_ID: "c", h.RETRY_COUNT: 0, h.USER_TOKEN: "t"}
+    ours = json_properties(
+        headers, encoding, "k", reply_to=REPLY_TO, message_id="m", persistent=True
+    )
+    theirs = aio_pika.Message(
+        b"{}",
+        headers=headers,
+        correlation_id="k",
+        reply_to=REPLY_TO,
+        message_id="m",
+        content_type="application/json",
+        content_encoding=encoding,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
     ).properties
     assert ours.marshal() == theirs.marshal()
