@@ -19,7 +19,6 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from aio_pika.abc import AbstractIncomingMessage
-from faststream.rabbit import RabbitMessage
 
 from pipelines import headers as h
 from pipelines import telemetry
@@ -139,8 +138,7 @@ class Processor:
             runtime.service, queue, self.message_type, handler.contract.__kind__
         )
 
-    async def __call__(self, message: RabbitMessage) -> None:
-        raw: AbstractIncomingMessage = message.raw_message
+    async def __call__(self, raw: AbstractIncomingMessage) -> None:
         try:
             await self._handle(raw)
         except INFRASTRUCTURE_ERRORS:

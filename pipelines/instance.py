@@ -15,6 +15,7 @@ from pipelines.announce import Announcer, new_instance_id
 from pipelines.asyncapi import ServiceAsyncAPI
 from pipelines.collector import settle_startup_objects
 from pipelines.connecting import until_connected
+from pipelines.consuming import deliver_directly
 from pipelines.database import create_pool, migrate
 from pipelines.dispatch import CommandProcessor, EventProcessor, Processor, QueryProcessor
 from pipelines.errors import PlatformError
@@ -51,19 +52,16 @@ if TYPE_CHECKING:
     from pipelines.service import Service
 
 
-async def _as_is(message: Any) -> Any:
-    """Hand the message itself to the processor, which decodes and validates it: no
-    dependency injection (and no worker-thread hop) per message."""
-    return message
-
-
 # a handler's processor, its queue, the exchange the queue is bound to, and its channel
 Consumer = tuple[Processor, Any, Any, Channel]
 
 
 def _consumer(processor: Processor) -> Any:
-    async def consume(message):  # type: ignore[no-untyped-def]  # the RabbitMessage (_as_is)
-        await processor(message)
+    """What FastStream registers (and documents) for the queue; deliveries go to the
+    processor directly (`deliver_directly`)."""
+
+    async def consume(message: Any) -> None:
+        raise AssertionError(f"{processor.queue}: deliveries go to the processor directly")
 
     consume.__name__ = f"{processor.queue}"
     return consume
@@ -81,6 +79,8 @@ class ServiceInstance:
             settings.rabbitmq_url,
             StoppingBroker,
             stop_timeout=draining_share(settings),
+            # processors take the message as it is (_as_is): no dependency injection per message
+            apply_types=False,
             log_level=logging.DEBUG,
             logger=logging.getLogger(f"banyan.{service.name}.broker"),
         )
@@ -130,14 +130,11 @@ class ServiceInstance:
 
     def _subscribe(self) -> None:
         for processor, queue, exchange, channel in self._consumers:
-            self.broker.subscriber(
-                queue,
-                exchange,
-                channel=channel,
-                ack_policy=AckPolicy.MANUAL,
-                no_reply=True,
-                decoder=_as_is,
-            )(_consumer(processor))
+            subscriber = self.broker.subscriber(
+                queue, exchange, channel=channel, ack_policy=AckPolicy.MANUAL, no_reply=True
+            )
+            subscriber(_consumer(processor))
+            deliver_directly(subscriber, processor)
 
     async def start(self) -> None:
         """Start without the FastStream runner (tests, embedding)."""

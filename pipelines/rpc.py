@@ -17,7 +17,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import aio_pika
 from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractRobustChannel,
@@ -37,6 +36,7 @@ from pipelines.errors import (
 )
 from pipelines.idempotency import bounded_key
 from pipelines.messages import Incoming, encode_body
+from pipelines.publishing import json_properties, publish
 from pipelines.rabbitnodes import connect_rabbitmq
 from pipelines.topology import REPLY_TO, request_queue_name
 
@@ -171,18 +171,16 @@ class RpcClient:
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self._waiting[key] = future
         with telemetry.requesting(self.service_name, queue, all_headers, correlation_id) as sent:
-            message = aio_pika.Message(
-                body,
-                headers=all_headers,  # as `requesting` completed them (trace context)
-                correlation_id=key,
+            properties = json_properties(
+                all_headers,  # as `requesting` completed them (trace context)
+                encoding,
+                key,
                 reply_to=REPLY_TO,
                 message_id=bounded_key(message_id) if message_id else uuid.uuid4().hex,
-                content_type="application/json",
-                content_encoding=encoding,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                persistent=True,
             )
             published = asyncio.ensure_future(
-                self._channel.default_exchange.publish(message, routing_key=queue)
+                publish(self._channel, queue, body, properties, mandatory=True)
             )
             published.add_done_callback(functools.partial(_unless_published, future, queue))
             try:

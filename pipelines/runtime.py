@@ -20,6 +20,7 @@ from pipelines.messages import Incoming, Reply, encode_body, failure_fields, red
 from pipelines.notifier import Notifier
 from pipelines.pacing import Pacer
 from pipelines.positions import PositionWatcher
+from pipelines.publishing import json_properties, publish
 from pipelines.querycache import QueryCache
 from pipelines.replica import ReadReplica
 from pipelines.revocation import Revocations, TokenRevoked
@@ -115,17 +116,9 @@ class Runtime:
             headers[h.READ_POSITION] = reply.read_position
         channel = await self.channel(REPLY_CHANNEL)
         body, encoding = encode_body(reply.body)
-        await channel.default_exchange.publish(
-            aio_pika.Message(
-                body,
-                headers=headers,
-                content_encoding=encoding,
-                correlation_id=incoming.reply_correlation,
-                content_type="application/json",
-            ),
-            routing_key=incoming.reply_to,
-            mandatory=False,
-        )
+        properties = json_properties(headers, encoding, incoming.reply_correlation)
+        # not mandatory: an unroutable reply is dropped (its caller is gone)
+        await publish(channel, incoming.reply_to, body, properties, mandatory=False)
 
     async def dead_letter(
         self,
