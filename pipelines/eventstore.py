@@ -290,7 +290,7 @@ class EventStore:
         more, covered = await self._read_with_bound(runner, settled - 1, limit - len(events), types)
         return events + more, covered
 
-    async def pages(
+    def pages(
         self,
         after_position: int,
         page_size: int = 1000,
@@ -309,6 +309,15 @@ class EventStore:
         if page_size < 1:
             raise ValueError(f"a page holds at least one event, not {page_size}")
         types = list(event_types) if event_types is not None else None
+        return self._pages(after_position, page_size, types, conn)
+
+    async def _pages(
+        self,
+        after_position: int,
+        page_size: int,
+        types: list[str] | None,
+        conn: asyncpg.Connection | None,
+    ) -> AsyncGenerator[Page, None]:
         async with self._held(conn) as runner:
             bound = await self.readable_bound(runner)
             self._settled_below = max(self._settled_below, bound)

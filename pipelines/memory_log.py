@@ -157,17 +157,15 @@ class MemoryEventStore(EventStore):
             return found, found[-1].position
         return found, max(len(self.events), after_position)
 
-    async def pages(
+    async def _pages(
         self,
         after_position: int,
-        page_size: int = 1000,
-        event_types: Sequence[str] | None = None,
-        conn: asyncpg.Connection | None = None,
+        page_size: int,
+        types: list[str] | None,
+        conn: asyncpg.Connection | None,
     ) -> AsyncGenerator[Page, None]:
-        if page_size < 1:
-            raise ValueError(f"a page holds at least one event, not {page_size}")
         bound = len(self.events)
-        found = self._matching(after_position, bound, event_types)
+        found = self._matching(after_position, bound, types)
         for start in range(0, len(found) + 1, page_size):
             page = found[start : start + page_size]
             yield page, page[-1].position if len(page) == page_size else max(bound, after_position)

@@ -16,6 +16,7 @@ from redis.backoff import NoBackoff
 from pipelines.querycache import KEYED_COUNTER_TTL, QueryCache
 from pipelines.redisclient import connect_redis
 from pipelines.settings import Settings
+from tests.redis_connections import count_opened
 
 PROJECTION = "order_summary"
 
@@ -77,15 +78,7 @@ async def test_cache_calls_in_flight_share_one_connection(
 ) -> None:
     """redis-py's pool opened a connection per call in flight, and cost about 130 µs of CPU per
     call; a batch's invalidation took a round trip per pipeline of commands."""
-    pool = cache.redis.connection_pool
-    opened: list[object] = []
-    make = pool.make_connection
-
-    def counted() -> object:
-        opened.append(connection := make())
-        return connection
-
-    monkeypatch.setattr(pool, "make_connection", counted)
+    opened = count_opened(cache.redis, monkeypatch)
     counters = cache.counters(PROJECTION, ["OrderPlaced"])
     events = [Event(n, "OrderPlaced", {"orderId": f"o-{n}"}) for n in range(50)]
     await asyncio.gather(

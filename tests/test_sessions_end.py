@@ -26,6 +26,7 @@ from pipelines.rpc import RpcClient
 from pipelines.settings import Settings
 from tests.conftest import eventually, started
 from tests.gateway_rig import running_gateway
+from tests.redis_connections import count_opened
 from tests.tcp_proxy import free_port
 from tests.test_gateway import bearer
 from tests.test_gateway_graphql import TransportWS, transport_ws
@@ -273,21 +274,13 @@ async def test_concurrent_requests_share_one_redis_connection(
     """Not one connection per request in flight: opening them under load (each within
     REDIS_TIMEOUT) turned requests away from the cache and the rate limits."""
     app, http = served
-    pool = app.state.gateway.redis.connection_pool
     headers = bearer((await new_user(http, admin, shopper))["tokens"]["accessToken"])
 
     async def cached() -> bool:
         return str((await http.get(LIST, headers=headers)).headers.get("X-Cache")) == "hit"
 
     await eventually(cached, what="a cached answer")
-    opened: list[object] = []
-    make = pool.make_connection
-
-    def counted() -> object:
-        opened.append(connection := make())
-        return connection
-
-    monkeypatch.setattr(pool, "make_connection", counted)
+    opened = count_opened(app.state.gateway.redis, monkeypatch)
     hits = await asyncio.gather(*(cached() for _ in range(64)))
     assert all(hits) and len(opened) <= 1, (hits.count(False), len(opened))
 
