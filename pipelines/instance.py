@@ -79,7 +79,7 @@ class ServiceInstance:
             settings.rabbitmq_url,
             StoppingBroker,
             stop_timeout=draining_share(settings),
-            # processors take the message as it is (_as_is): no dependency injection per message
+            # deliveries go to the processors directly (`deliver_directly`): no injection to build
             apply_types=False,
             log_level=logging.DEBUG,
             logger=logging.getLogger(f"banyan.{service.name}.broker"),
