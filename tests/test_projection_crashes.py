@@ -55,24 +55,42 @@ def placed_events(count: int) -> list[NewEvent]:
     return events
 
 
+# Holds the rebuild's checkpoint past position 500 while the test holds advisory lock 22:
+# the rebuild is killed mid-way however fast it runs.
+STALL_PAST_500 = """
+CREATE FUNCTION stall_rebuild() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.position > 500 THEN PERFORM pg_advisory_xact_lock(22); END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER stall_rebuild BEFORE UPDATE ON projection_rebuilds
+    FOR EACH ROW EXECUTE FUNCTION stall_rebuild();
+"""
+STALLED = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 22 AND NOT granted"
+
+
 async def test_rebuild_killed_mid_way_resumes(settings, orders) -> None:
     store, pool = orders.runtime.store, orders.runtime.pool
     for _ in range(20):
         await store.append(placed_events(250))
     await eventually(lambda: caught_up(pool), timeout=30, what="the live runner")
     env = {"REBUILD_BATCH_SIZE": "100", "LOG_LEVEL": "WARNING"}
-    child = await spawn("-m", "pipelines.cli", "projections", "rebuild", "order_summary", **env)
-    try:
-        await eventually(
-            lambda: pool.fetchval("SELECT position > 500 FROM projection_rebuilds"),
-            timeout=30, what="the rebuild to make progress",
-        )  # fmt: skip
-    except AssertionError:
-        child.kill()
-        raise AssertionError((await child.communicate())[0].decode()[-2000:]) from None
-    child.kill()
-    await child.wait()
-    assert await pool.fetchval("SELECT count(*) FROM projection_rebuilds") == 1
+    async with pool.acquire() as holder:
+        await holder.execute(STALL_PAST_500)
+        await holder.execute("SELECT pg_advisory_lock(22)")
+        child = await spawn("-m", "pipelines.cli", "projections", "rebuild", "order_summary", **env)
+        try:
+            await eventually(
+                lambda: pool.fetchval(STALLED),
+                timeout=30, what="the rebuild to stall past position 500",
+            )  # fmt: skip
+        finally:
+            child.kill()
+            output, _ = await child.communicate()
+        await holder.execute("SELECT pg_advisory_unlock(22)")
+        await holder.execute("DROP TRIGGER stall_rebuild ON projection_rebuilds")
+        await holder.execute("DROP FUNCTION stall_rebuild()")
+    assert await pool.fetchval("SELECT position FROM projection_rebuilds") == 500, output.decode()
     child = await spawn("-m", "pipelines.cli", "projections", "rebuild", "order_summary", **env)
     output, _ = await asyncio.wait_for(child.communicate(), 60)
     assert child.returncode == 0, output.decode()
