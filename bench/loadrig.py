@@ -8,7 +8,6 @@ start-up) and `python -m bench.loadrig` (bench.baseline's BaselineOrders on its 
 """
 
 import asyncio
-import os
 import signal
 import socket
 import subprocess
@@ -23,12 +22,12 @@ from starlette.types import Receive, Scope, Send
 from bench.baseline import RawRpcClient, baseline_orders, create_pool
 from bench.foundation import BASELINE_QUEUE
 from bench.gateway import KEEP_ALIVE, BareGateway
+from bench.proccpu import cpu_seconds
 from pipelines import eventloop
 from pipelines.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 STOP_WAIT = 20.0  # seconds a program may take to finish in-flight work after SIGTERM
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def baseline_schema(settings: Settings) -> str:
@@ -116,10 +115,8 @@ class Program:
         return int(line.split()[1]) / 1024
 
     def cpu_seconds(self) -> float:
-        """User and system CPU time so far, from /proc (utime and stime, in clock ticks)."""
-        stat = Path(f"/proc/{self.process.pid}/stat").read_text()
-        fields = stat.rpartition(")")[2].split()  # after the command name, which may hold spaces
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        """User and system CPU time so far."""
+        return cpu_seconds(self.process.pid)
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from functools import partial
-from time import perf_counter
+from time import perf_counter, process_time
 
 import asyncpg
 from eventsourcing.persistence import StoredEvent
@@ -55,6 +55,7 @@ from bench.common import (
 )
 from bench.environment import isolated_settings
 from bench.gateway import DAWDLE_SECONDS, RPC_CALLERS, RPC_GOAL, RPC_TARGETS, rpc_ops
+from bench.proccpu import postgres_cpu_seconds
 from bench.projections import drop_schema
 from pipelines import eventloop
 from pipelines.collector import tune_collector
@@ -173,6 +174,41 @@ def read_ops(
     return ours, theirs
 
 
+@dataclass(frozen=True)
+class ReadCpu:
+    """CPU time per event read, in µs: this process's and PostgreSQL's (None: not visible)."""
+
+    own: float
+    server: float | None
+
+
+async def read_cpu(sides: dict[str, Op], reads: int, events: int) -> dict[str, ReadCpu]:
+    """Each side's CPU per event over `reads` whole-log reads, alternating: on two cores the
+    reader and the server overlap, so wall times alone hide what either costs."""
+    own, served = dict.fromkeys(sides, 0.0), dict.fromkeys(sides, 0.0)
+    visible = postgres_cpu_seconds() is not None
+    for number in range(reads):
+        for name, op in sides.items() if number % 2 == 0 else reversed(sides.items()):
+            started, serving = process_time(), postgres_cpu_seconds() or 0.0
+            await op()
+            own[name] += process_time() - started
+            served[name] += (postgres_cpu_seconds() or 0.0) - serving
+    per_event = 1e6 / (reads * events)
+    return {
+        name: ReadCpu(own[name] * per_event, served[name] * per_event if visible else None)
+        for name in sides
+    }
+
+
+def print_read_cpu(cpu: dict[str, ReadCpu], reads: int) -> None:
+    def side(name: str, used: ReadCpu) -> str:
+        served = "?" if used.server is None else f"{used.server:.2f}"
+        return f"{name} {used.own:.2f} µs here + {served} µs in PostgreSQL"
+
+    print(f"  CPU per event read ({reads} reads per side): "
+          + "; ".join(side(name, used) for name, used in cpu.items()), flush=True)  # fmt: skip
+
+
 def check_count(who: str, count: int, total: int) -> None:
     if count != total:
         raise RuntimeError(f"{who} read {count:,} events of {total:,}")
@@ -240,6 +276,8 @@ async def bench_log(settings: Settings, sizes: Sizes, stack: AsyncExitStack) -> 
             labels=THEM["eventsourcing"],
         )
     ]
+    cpu = await read_cpu({"Banyan": ours, "eventsourcing": theirs}, sizes.reads, sizes.events)
+    print_read_cpu(cpu, sizes.reads)
     store = EventStore(pool)
     measure = partial(compare, rounds=sizes.rounds, unit="events", scored=False,
                       labels=THEM["eventsourcing"])  # fmt: skip
