@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from graphql import get_introspection_query
+from graphql import get_introspection_query, specified_rules, validate
 
 from gateway.breaker import CLOSED, HALF_OPEN, Breaker
 from gateway.graphql import limits
@@ -104,6 +104,25 @@ async def test_a_huge_document_is_refused_before_validation(http) -> None:
     assert response.status_code == 400 and error_code(response) == "VALIDATION_ERROR"
     assert "tokens" in response.json()["errors"][0]["message"]
     assert time.perf_counter() - started < 1.0
+
+
+async def test_a_query_over_the_limits_is_refused_before_the_standard_rules(
+    http, monkeypatch
+) -> None:
+    """The standard rules take several times as long as the limits on a large document."""
+    validated: list[list[str]] = []
+
+    def recording(schema, document, rules=None, **options):
+        validated.append([rule.__name__ for rule in rules or specified_rules])
+        return validate(schema, document, rules, **options)
+
+    monkeypatch.setattr(limits, "validate", recording)
+    response = await graphql(http, aliased_schemas(100))
+    assert response.status_code == 400 and "maximum cost" in response.text
+    assert validated == [["QueryLimits"]]
+    response = await graphql(http, FULL_INTROSPECTION)
+    assert response.status_code == 200
+    assert validated[1:] == [["QueryLimits"], [rule.__name__ for rule in specified_rules]]
 
 
 async def test_introspection_attack_leaves_other_clients_fast(http) -> None:

@@ -21,11 +21,14 @@ from graphql import (
     FieldNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLSchema,
     InlineFragmentNode,
     OperationDefinitionNode,
     SelectionSetNode,
     parse,
+    validate,
 )
+from graphql.utilities.type_info import TypeInfo
 from graphql.validation import ASTValidationRule
 from starlette.responses import Response
 
@@ -113,10 +116,19 @@ def parse_query(_context: Any, data: dict[str, Any]) -> DocumentNode:
     return parse(data["query"], max_tokens=MAX_TOKENS)
 
 
-def rules(
-    _context: Any, _document: DocumentNode, _data: Any
-) -> Collection[type[ASTValidationRule]]:
-    return [QueryLimits]
+def validate_within_limits(
+    schema: GraphQLSchema,
+    document_ast: DocumentNode,
+    rules: Collection[type[ASTValidationRule]] | None = None,
+    max_errors: int | None = None,
+    type_info: TypeInfo | None = None,  # in ariadne's signature; graphql-core 3.3 takes none
+) -> list[GraphQLError]:
+    """The limits first, alone, then the standard rules: a document over the limits is refused
+    without the standard rules, which take several times as long (two hundred aliased
+    `__schema` fields: about 160 against 35 ms)."""
+    return validate(schema, document_ast, rules=[QueryLimits]) or validate(
+        schema, document_ast, rules=rules, max_errors=max_errors
+    )
 
 
 def json_response(result: dict[str, Any], status: int, correlation_id: str) -> Response:

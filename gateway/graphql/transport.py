@@ -40,7 +40,7 @@ EXPLORER = GraphiQL(title="Banyan GraphQL")
 def _configure(handler: GraphQLHandlerBase, schema: GraphQLSchema, **options: Any) -> None:
     handler.configure(
         schema,
-        validation_rules=limits.rules,
+        query_validator=limits.validate_within_limits,
         query_parser=observe.parse_query,
         explorer=EXPLORER,
         logger=quiet_logger,
