@@ -28,7 +28,7 @@ INSERT_EVENTS = (
 ONE_EVENT = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10"
 MANY_EVENTS = (
     "e.*, $9, $10 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], "
-    "$6::jsonb[], $7::jsonb[], $8::int[]) AS e"
+    "$6::json[], $7::json[], $8::int[]) AS e"
 )
 RECORD_COMMAND = (
     "INSERT INTO command_results (command_id, message_type, result, fingerprint, position) "

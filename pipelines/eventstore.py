@@ -60,7 +60,7 @@ COMMAND_RESULT = (
     "SELECT result, position, fingerprint, result IS NULL AS withheld FROM command_results "
     "WHERE command_id = $1"
 )
-READ_LOG = "SELECT * FROM read_log_versioned($1, $2, $3::text[])"
+READ_LOG = "SELECT * FROM read_log_as_written($1, $2, $3::text[])"
 # Below a readable bound once taken every position stays settled (the bound only rises), so
 # a reader reads below it with a plain SELECT: no bound per page, and rows no function buffers.
 READ_SETTLED = (
@@ -121,7 +121,7 @@ class RecordedEvent(NamedTuple):
 
     @classmethod
     def from_log(cls, row: asyncpg.Record) -> "RecordedEvent":
-        """From a row of `read_log_versioned`: the bound, then the event."""
+        """From a row of `read_log_as_written`: the bound, then the event."""
         return cls._make(islice(row, 1, None))
 
     def read_as(self, event: type[Event]) -> "RecordedEvent":
@@ -274,7 +274,7 @@ class EventStore:
         Only positions below a readable bound are read, in a statement that starts after the
         bound was taken, so every one of them is visible or gone for good. A bound stays good
         (the positions below it are settled forever), so a reader catching up takes one, in the
-        same round trip as its page (`read_log_versioned`), only when it has read everything
+        same round trip as its page (`read_log_as_written`), only when it has read everything
         below the highest this store has seen. When fewer than `limit` events match, the reader
         has covered everything below a bound taken during this call.
         """
@@ -344,7 +344,7 @@ class EventStore:
     async def _read_with_bound(
         self, runner: Runner, after_position: int, limit: int, types: list[str] | None
     ) -> tuple[list[RecordedEvent], int]:
-        """A fresh bound and the page below it, in one round trip (`read_log_versioned`)."""
+        """A fresh bound and the page below it, in one round trip (`read_log_as_written`)."""
         rows = await runner.fetch(READ_LOG, after_position, limit, types)
         bound: int = rows[0][0]
         self._settled_below = max(self._settled_below, bound)

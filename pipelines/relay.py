@@ -33,7 +33,7 @@ log = logging.getLogger("banyan.relay")
 READ_BATCH = (
     "SELECT position, event_id, aggregate_type, aggregate_id, version, event_type, data::text, "
     "metadata, occurred_at, correlation_id, causation_id, schema_version "
-    "FROM read_log_versioned($1, $2, NULL) "
+    "FROM read_log_as_written($1, $2, NULL) "
     "WHERE position IS NOT NULL"
 )
 

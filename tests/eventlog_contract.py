@@ -42,6 +42,21 @@ class EventLogContract:
         assert events[0].metadata == {"by": "t", "correlationId": "c-1"}
         assert events[0].event_type == "Counted" and events[0].occurred_at.tzinfo is not None
 
+    async def test_events_read_back_as_written(self, store: EventStore) -> None:
+        """Data and metadata keep their fields in the order written, one event alone or in a
+        batch, from every reader."""
+        stream, data = fresh(), '{"zulu": 1, "alpha": {"yankee": 2, "bravo": 3}, "mike": [4]}'
+        metadata = {"service": "t", "messageType": "Count", "userId": "u-1"}
+        await store.append([NewEvent("Counter", stream, 1, "Counted", data, metadata)])
+        await store.append([NewEvent("Counter", stream, v, "Counted", data, metadata)
+                            for v in (2, 3)])  # fmt: skip
+        async with aclosing(store.pages(0, 100_000)) as pages:
+            paged = [e async for page, _ in pages for e in page if e.aggregate_id == stream]
+        for events in (await store.read_stream("Counter", stream), paged):
+            assert [list(e.data) for e in events] == [["zulu", "alpha", "mike"]] * 3
+            assert [list(e.data["alpha"]) for e in events] == [["yankee", "bravo"]] * 3
+            assert [list(e.metadata) for e in events] == [list(metadata)] * 3
+
     async def test_each_event_keeps_the_schema_version_it_was_written_with(
         self, store: EventStore
     ) -> None:

@@ -324,7 +324,7 @@ async def test_refresh_rotates_and_reuse_revokes_the_session(auth, rpc, settings
 async def past_the_grace_window(auth, session_id: str) -> None:
     """As if the session's last refresh happened a minute ago."""
     await auth.runtime.pool.execute(
-        "UPDATE events SET data = jsonb_set(data, '{refreshedAt}', "
+        "UPDATE events SET data = jsonb_set(data::jsonb, '{refreshedAt}', "
         "to_jsonb(extract(epoch FROM now())::int - 60)) "
         "WHERE aggregate_id = $1 AND event_type = 'SessionRefreshed'",
         session_id,

@@ -7,7 +7,7 @@ from contextlib import aclosing
 import asyncpg
 import pytest
 
-from pipelines.eventstore import EventStore
+from pipelines.eventstore import EventStore, NewEvent
 from pipelines.instance import ServiceInstance
 from tests.eventlog_contract import EventLogContract, new
 
@@ -188,3 +188,13 @@ async def test_a_short_page_below_a_known_bound_reads_on_to_a_fresh_one(
     rest, covered = await store.read_page(covered, 1000)
     assert [e.version for e in rest if e.aggregate_id == stream] == [3, 4, 5]
     assert covered >= (later or 0)
+
+
+async def test_an_event_holding_the_nul_character_is_refused(store: EventStore) -> None:
+    """The log keeps events as written (json), yet refuses what projections' documents
+    (jsonb) could not hold: the append adds nothing."""
+    stream = uuid.uuid4().hex
+    for data, metadata in (('{"n": "a\\u0000b"}', {}), ("{}", {"by": "a\x00b"})):
+        with pytest.raises(asyncpg.CheckViolationError, match="events_without_nul"):
+            await store.append([NewEvent("Counter", stream, 1, "Counted", data, metadata)])
+    assert await store.read_stream("Counter", stream) == []
