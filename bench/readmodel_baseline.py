@@ -42,7 +42,8 @@ CHECKPOINT = "UPDATE bench_checkpoints SET position = $2 WHERE name = $1"
 
 async def connect(dsn: str, schema: str) -> asyncpg.Connection:
     conn = await asyncpg.connect(dsn, server_settings={"search_path": schema})
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    for name in ("jsonb", "json"):  # the read model's documents, the log's events
+        await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
     return conn
 
 
