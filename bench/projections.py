@@ -215,7 +215,7 @@ async def copy_log_in_new_shape(settings: Settings, current: Settings) -> None:
         old, new = settings.database_schema, current.database_schema
         await conn.execute(
             f'INSERT INTO "{new}".events SELECT * FROM "{old}".events; '
-            f'UPDATE "{new}".events SET data = data || \'{{"channel": "web"}}\', '
+            f'UPDATE "{new}".events SET data = data::jsonb || \'{{"channel": "web"}}\', '
             "schema_version = schema_version + 1; "
             f"SELECT setval('\"{new}\".events_position_seq', "
             f'(SELECT max(position) FROM "{new}".events))'
