@@ -310,7 +310,7 @@ async def bench_rpc(settings: Settings, sizes: Sizes, stack: AsyncExitStack) -> 
     await broker.connect()
     stack.push_async_callback(broker.stop)
     token = TokenCodec(settings).issue(Caller("bench-peers"), 86400)
-    dawdle = next(t for t in RPC_TARGETS if "Dawdle" in t.label)
+    dawdle = next(t for t in RPC_TARGETS if t.goal is not None)  # the handler that waits
     ours, theirs = rpc_ops(dawdle, rpc, broker, token)
     count = await timed_count([ours, theirs], RPC_CALLERS, 2 * RPC_CALLERS, sizes.rpc_seconds)
     return await compare(
