@@ -6,8 +6,11 @@ import os
 import signal
 import sys
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from examples.orders.contracts import PlaceOrder
+from pipelines.database import Pool
 from pipelines.eventstore import NewEvent
 from tests.conftest import eventually
 from tests.folds import caught_up, folded_orders, projected_orders
@@ -69,15 +72,28 @@ CREATE TRIGGER stall_rebuild BEFORE UPDATE ON projection_rebuilds
 STALLED = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 22 AND NOT granted"
 
 
+@asynccontextmanager
+async def rebuilds_stall_after_one_batch(pool: Pool) -> AsyncIterator[None]:
+    """Inside: a rebuild's second checkpoint waits. After: the trigger is gone and the pooled
+    connection holds no lock, whatever happened inside."""
+    async with pool.acquire() as holder:
+        await holder.execute(STALL_AFTER_ONE_BATCH)
+        await holder.execute("SELECT pg_advisory_lock(22)")
+        try:
+            yield
+        finally:
+            await holder.execute("SELECT pg_advisory_unlock(22)")
+            await holder.execute("DROP TRIGGER stall_rebuild ON projection_rebuilds")
+            await holder.execute("DROP FUNCTION stall_rebuild()")
+
+
 async def test_rebuild_killed_mid_way_resumes(settings, orders) -> None:
     store, pool = orders.runtime.store, orders.runtime.pool
     for _ in range(20):
         await store.append(placed_events(250))
     await eventually(lambda: caught_up(pool), timeout=30, what="the live runner")
     env = {"REBUILD_BATCH_SIZE": "100", "LOG_LEVEL": "WARNING"}
-    async with pool.acquire() as holder:
-        await holder.execute(STALL_AFTER_ONE_BATCH)
-        await holder.execute("SELECT pg_advisory_lock(22)")
+    async with rebuilds_stall_after_one_batch(pool):
         child = await spawn("-m", "pipelines.cli", "projections", "rebuild", "order_summary", **env)
         try:
             await eventually(
@@ -87,9 +103,6 @@ async def test_rebuild_killed_mid_way_resumes(settings, orders) -> None:
         finally:
             child.kill()
             output, _ = await child.communicate()
-        await holder.execute("SELECT pg_advisory_unlock(22)")
-        await holder.execute("DROP TRIGGER stall_rebuild ON projection_rebuilds")
-        await holder.execute("DROP FUNCTION stall_rebuild()")
     stopped = await pool.fetchval("SELECT position FROM projection_rebuilds")
     assert 0 < stopped < await store.head_position(), output.decode()
     child = await spawn("-m", "pipelines.cli", "projections", "rebuild", "order_summary", **env)
