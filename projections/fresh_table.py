@@ -44,16 +44,24 @@ class FreshTable:
         return True
 
 
-def binary_rows(docs: dict[str, Doc]) -> bytes:
-    """`(id, doc)` rows in COPY's binary format: text as UTF-8, jsonb as version 1 + text."""
-    parts = [HEADER]
+def binary_rows(docs: dict[str, Doc]) -> bytearray:
+    """`(id, doc)` rows in COPY's binary format: text as UTF-8, jsonb as version 1 + text.
+
+    Each document's JSON is copied out as soon as it is encoded: kept until the end, every
+    one took a fresh stretch of the C heap, which glibc handed back after the batch, and the
+    next batch paid a page fault per document for it (most of 8 µs per document).
+    """
+    rows = bytearray(HEADER)
     for doc_id, doc in docs.items():
         key, body = doc_id.encode(), encode_json_bytes(doc)
-        parts += (ID_FIELD.pack(2, len(key)), key, DOC_FIELD.pack(len(body) + 1, 1), body)
-    parts.append(TRAILER)
-    return b"".join(parts)
+        rows += ID_FIELD.pack(2, len(key))
+        rows += key
+        rows += DOC_FIELD.pack(len(body) + 1, 1)
+        rows += body
+    rows += TRAILER
+    return rows
 
 
-async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+async def _chunks(data: bytearray) -> AsyncIterator[bytearray]:
     """One chunk, as an async iterable: asyncpg reads a file-like source in a thread."""
     yield data
