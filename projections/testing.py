@@ -9,6 +9,9 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
+from pipelines.database import encode_json_bytes
 from pipelines.eventstore import RecordedEvent
 from projections.documents import MAX_OFFSET, Doc, DocumentReader, field_sql, page_size
 
@@ -76,8 +79,9 @@ class MemoryDocuments(DocumentReader):
 
 
 def _as_stored(value: Any) -> Any:
-    """A copy of `value` as it reads back once stored as JSON (dates as text, and so on)."""
-    return json.loads(json.dumps(value, default=str))
+    """A copy of `value` as it reads back once stored, encoded as `Documents` encodes it
+    (times as RFC 3339 text, dataclasses as objects, enums as their values...)."""
+    return orjson.loads(encode_json_bytes(value))
 
 
 def _text(value: Any) -> str | None:

@@ -6,7 +6,10 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from decimal import Decimal
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,7 @@ from pipelines import (
 from pipelines.errors import ServiceUnavailable
 from pipelines.testing import TestKit, user
 from projections import DocumentReader, Documents, Projection
+from projections.fresh_table import FreshTable
 from projections.testing import MemoryDocuments
 from tests.tcp_proxy import free_port
 
@@ -243,6 +247,48 @@ async def test_memory_documents_find_what_postgresql_finds(orders) -> None:
     for where, options in FINDS:
         assert await memory.find(where, **options) == await real.find(where, **options), where
     assert await memory.get("a") == await real.get("a") and await memory.get("x") is None
+
+
+class Colour(Enum):
+    RED = "red"
+
+
+@dataclass
+class Parcel:
+    weight: Decimal
+    sent: date
+
+
+UNTYPED_IN_JSON = {  # values JSON has no type for: stored as the platform encodes them
+    "at": datetime(2026, 12, 7, 5, 23, 19, 123456, tzinfo=UTC),
+    "noon": datetime(2026, 12, 7, 12, tzinfo=UTC),
+    "id": uuid.UUID("5d41402a-bc4b-2a76-b971-9d911017c592"),
+    "price": Decimal("12.50"),
+    "colour": Colour.RED,
+    "parcel": Parcel(Decimal("0.5"), date(2026, 12, 7)),
+}
+
+
+async def test_memory_documents_store_values_as_postgresql_does(orders) -> None:
+    """A handler may put values JSON has no type for (times, ids, enums, dataclasses): the
+    test kit reads them back as the real documents do. Before, it read a time back with a
+    space where PostgreSQL has a T, and a dataclass as its repr."""
+    pool = orders.runtime.pool
+    projection = Projection(f"kit_docs_{uuid.uuid4().hex[:8]}")
+    for statement in projection.ddl(1):
+        await pool.execute(statement)
+    memory = MemoryDocuments(projection)
+    async with pool.acquire() as conn:
+        for fresh in (None, FreshTable()):  # an upsert, and a rebuild's COPY
+            written = Documents(conn, projection.table(1), fresh)
+            written.put(f"doc-{fresh}", UNTYPED_IN_JSON)
+            written.patch(f"doc-{fresh}", {"patched": UNTYPED_IN_JSON["at"]})
+            await written.flush()
+            memory.put(f"doc-{fresh}", UNTYPED_IN_JSON)
+            memory.patch(f"doc-{fresh}", {"patched": UNTYPED_IN_JSON["at"]})
+            real = await DocumentReader(pool, projection.table(1)).get(f"doc-{fresh}")
+            assert real is not None and real["at"] == "2026-12-07T05:23:19.123456+00:00"
+            assert await memory.get(f"doc-{fresh}") == real
 
 
 async def test_a_race_that_never_took_place_is_reported() -> None:
