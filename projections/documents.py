@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import orjson
 
-from pipelines.database import encode_json
+from pipelines.database import encode_json, encode_json_bytes
 from projections.fresh_table import FreshTable
 
 Doc = dict[str, Any]
@@ -30,6 +31,12 @@ def field_sql(field: str) -> str:
     if not FIELD.match(field):
         raise ValueError(f"invalid document field name {field!r}")
     return f"(doc->>'{field}')"
+
+
+def as_stored(value: Any) -> Any:
+    """A copy of `value` as it reads back once stored: encoded as the store encodes it (times
+    as RFC 3339 text, dataclasses as objects, enums as their values...)."""
+    return orjson.loads(encode_json_bytes(value))
 
 
 @dataclass(frozen=True)
@@ -65,15 +72,16 @@ class Documents:
         self._deletes: set[str] = set()
 
     async def get(self, doc_id: str) -> Doc | None:
+        """The document as it reads back once this batch is written."""
         if doc_id in self._puts:
-            return dict(self._puts[doc_id])
+            return as_stored(self._puts[doc_id])  # type: ignore[no-any-return]
         if doc_id in self._deletes:
             return None
         if self.after is not None:  # what it wrote is read back once it is written
             await self.after
         stored = await self.conn.fetchval(f'SELECT doc FROM "{self.table}" WHERE id = $1', doc_id)
         if stored is not None and doc_id in self._patches:
-            stored.update(self._patches[doc_id])
+            stored.update(as_stored(self._patches[doc_id]))
         return stored  # type: ignore[no-any-return]
 
     def put(self, doc_id: str, doc: Doc) -> None:

@@ -9,11 +9,15 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from pipelines.database import encode_json_bytes
 from pipelines.eventstore import RecordedEvent
-from projections.documents import MAX_OFFSET, Doc, DocumentReader, field_sql, page_size
+from projections.documents import (
+    MAX_OFFSET,
+    Doc,
+    DocumentReader,
+    as_stored,
+    field_sql,
+    page_size,
+)
 
 if TYPE_CHECKING:
     from projections.projection import Projection
@@ -39,14 +43,14 @@ class MemoryDocuments(DocumentReader):
 
     async def get(self, doc_id: str) -> Doc | None:
         doc = self.docs.get(doc_id)
-        return _as_stored(doc) if doc is not None else None  # a copy, as read
+        return as_stored(doc) if doc is not None else None  # a copy, as read
 
     def put(self, doc_id: str, doc: Doc) -> None:
-        self.docs[doc_id] = _as_stored(doc)
+        self.docs[doc_id] = as_stored(doc)
 
     def patch(self, doc_id: str, changes: Doc) -> None:
         if doc_id in self.docs:
-            self.docs[doc_id].update(_as_stored(changes))
+            self.docs[doc_id].update(as_stored(changes))
 
     def delete(self, doc_id: str) -> None:
         self.docs.pop(doc_id, None)
@@ -74,14 +78,8 @@ class MemoryDocuments(DocumentReader):
         if order_by is not None:  # a stable sort: ties stay in id order, reversed or not
             found.sort(key=lambda item: _sort_key(_text(item[1].get(order_by))), reverse=descending)
         start = min(int(offset), MAX_OFFSET)
-        page = [_as_stored(doc) for _, doc in found[start : start + page_size(limit)]]
+        page = [as_stored(doc) for _, doc in found[start : start + page_size(limit)]]
         return page, len(found)
-
-
-def _as_stored(value: Any) -> Any:
-    """A copy of `value` as it reads back once stored, encoded as `Documents` encodes it
-    (times as RFC 3339 text, dataclasses as objects, enums as their values...)."""
-    return orjson.loads(encode_json_bytes(value))
 
 
 def _text(value: Any) -> str | None:

@@ -271,8 +271,9 @@ UNTYPED_IN_JSON = {  # values JSON has no type for: stored as the platform encod
 
 async def test_memory_documents_store_values_as_postgresql_does(orders) -> None:
     """A handler may put values JSON has no type for (times, ids, enums, dataclasses): the
-    test kit reads them back as the real documents do. Before, it read a time back with a
-    space where PostgreSQL has a T, and a dataclass as its repr."""
+    test kit reads them back as the real documents do, and so does a handler reading back
+    what it wrote in the same batch. Before, the kit read a time back with a space where
+    PostgreSQL has a T, and a dataclass as its repr; the batch handed back the objects."""
     pool = orders.runtime.pool
     projection = Projection(f"kit_docs_{uuid.uuid4().hex[:8]}")
     for statement in projection.ddl(1):
@@ -283,12 +284,14 @@ async def test_memory_documents_store_values_as_postgresql_does(orders) -> None:
             written = Documents(conn, projection.table(1), fresh)
             written.put(f"doc-{fresh}", UNTYPED_IN_JSON)
             written.patch(f"doc-{fresh}", {"patched": UNTYPED_IN_JSON["at"]})
+            in_batch = await written.get(f"doc-{fresh}")
             await written.flush()
             memory.put(f"doc-{fresh}", UNTYPED_IN_JSON)
             memory.patch(f"doc-{fresh}", {"patched": UNTYPED_IN_JSON["at"]})
             real = await DocumentReader(pool, projection.table(1)).get(f"doc-{fresh}")
             assert real is not None and real["at"] == "2026-12-07T05:23:19.123456+00:00"
             assert await memory.get(f"doc-{fresh}") == real
+            assert in_batch == real
 
 
 async def test_a_race_that_never_took_place_is_reported() -> None:
