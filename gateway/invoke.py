@@ -49,16 +49,29 @@ async def invoke(state: GatewayState, call: Call) -> Outcome:
     contract = call.route.contract
     state.auth.authorize(call.identity, contract)
     validate(call.route, call.payload)
+    body = encode_payload(call.payload)
     caller = call.identity.caller
     telemetry.set_user(caller.user_id if caller else None)
     admission = await state.admissions.admit(call)
     refuse_over_limit(admission.verdict, state.metrics.rate_limited.inc)
-    outcome = await _answer(state, call, admission)
+    outcome = await _answer(state, call, body, admission)
     outcome.headers.update(admission.verdict.headers())
     return outcome
 
 
-async def _answer(state: GatewayState, call: Call, admission: Admission) -> Outcome:
+def encode_payload(payload: dict[str, Any]) -> bytes:
+    """The payload as the bus carries it, UTF-8 JSON. Text holding a lone surrogate (which a
+    JSON `\\u` escape can name, and Python's parser takes) is refused here: it is no
+    Unicode, and the services' parser refuses it, from behind the bus."""
+    try:
+        return json.dumps(payload, ensure_ascii=False).encode()
+    except UnicodeEncodeError as exc:
+        raise GatewayError(
+            400, "VALIDATION_ERROR", "text must be Unicode: a lone surrogate is not"
+        ) from exc
+
+
+async def _answer(state: GatewayState, call: Call, body: bytes, admission: Admission) -> Outcome:
     route = call.route
     if not state.routes.health.get(route.service, True):
         raise GatewayError(503, "SERVICE_UNAVAILABLE", f"{route.service} has no healthy instance")
@@ -69,7 +82,7 @@ async def _answer(state: GatewayState, call: Call, admission: Admission) -> Outc
         raise GatewayError(503, "CIRCUIT_BREAKER_OPEN", f"{route.service} is failing; retry later")
     try:
         with telemetry.continuing(call.traceparent):  # no HTTP span: a websocket's call
-            response = await _request(state, call)
+            response = await _request(state, call, body)
     except PlatformError as exc:
         if exc.status < 500:  # the request could not even be sent: it says nothing of it
             raise
@@ -86,7 +99,7 @@ async def _answer(state: GatewayState, call: Call, admission: Admission) -> Outc
     return outcome
 
 
-async def _request(state: GatewayState, call: Call) -> Response:
+async def _request(state: GatewayState, call: Call, body: bytes) -> Response:
     contract = call.route.contract
     headers: dict[str, Any] = {h.MESSAGE_TYPE: contract.message_type}
     if call.identity.token:
@@ -104,7 +117,7 @@ async def _request(state: GatewayState, call: Call) -> Response:
     )
     return await state.rpc.request(
         state.queue(call.route),
-        json.dumps(call.payload).encode(),
+        body,
         timeout=timeout,
         headers=headers,
         message_id=call.idempotency_key or uuid.uuid4().hex,

@@ -266,6 +266,25 @@ async def test_deeply_nested_rest_bodies_are_a_validation_error(http, token, dep
     assert response.status_code == 400 and error_code(response) == "VALIDATION_ERROR"
 
 
+async def test_text_that_is_not_unicode_is_refused_at_the_gateway(http, token) -> None:
+    """A lone surrogate, spelled as a JSON escape: Python's parser takes it, the services'
+    refuses it. The gateway refuses it itself, over REST and GraphQL alike; it used to send it
+    over the bus, and the service answered from behind it."""
+    headers = {**JSON, **bearer(token("edge", *ALL))}
+    body = json.dumps({**ORDER, "customerId": "\ud800"})
+    rest = await http.post(PLACE, content=body, headers=headers)
+    assert rest.status_code == 400 and error_code(rest) == "VALIDATION_ERROR"
+    assert "lone surrogate" in rest.json()["error"]["message"]
+    place = "mutation($input: PlaceOrderInput!) { placeOrder(input: $input) { orderId } }"
+    variables = {"input": {**ORDER, "customerId": "\ud800"}}
+    graphql = await http.post(
+        "/graphql", content=json.dumps({"query": place, "variables": variables}), headers=headers
+    )
+    (error,) = graphql.json()["errors"]
+    assert error["extensions"]["code"] == "VALIDATION_ERROR"
+    assert "lone surrogate" in error["message"]
+
+
 @pytest.mark.parametrize(
     "content_type",
     ["application/x-www-form-urlencoded", "text/plain", "multipart/form-data; boundary=x", None],

@@ -206,6 +206,9 @@ CASES: dict[str, Bad] = {
     "json-string": Bad("POST", PLACE, 400, "VALIDATION_ERROR", body=b'"order"'),
     "json-null": Bad("POST", PLACE, 400, "VALIDATION_ERROR", body=b"null"),
     "not-utf8": Bad("POST", PLACE, 400, "VALIDATION_ERROR", body=b"\xff\xfe{}"),
+    # valid JSON text naming a character Unicode does not have: services refuse it, so the
+    # gateway must (it forwarded it, and the service answered 400 from behind the bus)
+    "lone-surrogate": Bad("POST", PLACE, 400, "VALIDATION_ERROR", body=order(customerId="\ud800")),
     "bad-min-position": Bad(
         "GET", GET, 400, "VALIDATION_ERROR", params={"orderId": "o"},
         headers={"X-Min-Position": "soon"},
