@@ -60,11 +60,17 @@ async def invoke(state: GatewayState, call: Call) -> Outcome:
 
 
 def encode_payload(payload: dict[str, Any]) -> bytes:
-    """The payload as the bus carries it, UTF-8 JSON. Text holding a lone surrogate (which a
-    JSON `\\u` escape can name, and Python's parser takes) is refused here: it is no
-    Unicode, and the services' parser refuses it, from behind the bus."""
+    """The payload as the bus carries it, UTF-8 JSON. What Python's JSON parser takes but is
+    no JSON (NaN, an infinity, text holding a lone surrogate, which a `\\u` escape can name)
+    is refused here: the services' parser refuses it, from behind the bus."""
     try:
-        return json.dumps(payload, ensure_ascii=False).encode()
+        text = json.dumps(payload, ensure_ascii=False, allow_nan=False)
+    except ValueError as exc:
+        raise GatewayError(
+            400, "VALIDATION_ERROR", "numbers must be finite: JSON has no NaN or Infinity"
+        ) from exc
+    try:
+        return text.encode()
     except UnicodeEncodeError as exc:
         raise GatewayError(
             400, "VALIDATION_ERROR", "text must be Unicode: a lone surrogate is not"

@@ -206,8 +206,12 @@ CASES: dict[str, Bad] = {
     "json-string": Bad("POST", PLACE, 400, "VALIDATION_ERROR", body=b'"order"'),
     "json-null": Bad("POST", PLACE, 400, "VALIDATION_ERROR", body=b"null"),
     "not-utf8": Bad("POST", PLACE, 400, "VALIDATION_ERROR", body=b"\xff\xfe{}"),
-    # valid JSON text naming a character Unicode does not have: services refuse it, so the
-    # gateway must (it forwarded it, and the service answered 400 from behind the bus)
+    # what Python's parser takes but the services' refuse (the gateway forwarded them, and
+    # the service answered 400 from behind the bus): not JSON, or text that is no Unicode
+    "nan-number": Bad("POST", PLACE, 400, "VALIDATION_ERROR",
+                      body=order(items=[{"sku": "a", "quantity": 1, "unitPrice": float("nan")}])),
+    "overflowing-number": Bad("POST", PLACE, 400, "VALIDATION_ERROR",
+                              body=order().replace(b'"0.40"', b'1e400')),
     "lone-surrogate": Bad("POST", PLACE, 400, "VALIDATION_ERROR", body=order(customerId="\ud800")),
     "bad-min-position": Bad(
         "GET", GET, 400, "VALIDATION_ERROR", params={"orderId": "o"},
