@@ -64,16 +64,14 @@ def encode_payload(payload: dict[str, Any]) -> bytes:
     no JSON (NaN, an infinity, text holding a lone surrogate, which a `\\u` escape can name)
     is refused here: the services' parser refuses it, from behind the bus."""
     try:
-        text = json.dumps(payload, ensure_ascii=False, allow_nan=False)
-    except ValueError as exc:
-        raise GatewayError(
-            400, "VALIDATION_ERROR", "numbers must be finite: JSON has no NaN or Infinity"
-        ) from exc
-    try:
-        return text.encode()
+        return json.dumps(payload, ensure_ascii=False, allow_nan=False).encode()
     except UnicodeEncodeError as exc:
         raise GatewayError(
             400, "VALIDATION_ERROR", "text must be Unicode: a lone surrogate is not"
+        ) from exc
+    except ValueError as exc:
+        raise GatewayError(
+            400, "VALIDATION_ERROR", "numbers must be finite: JSON has no NaN or Infinity"
         ) from exc
 
 
