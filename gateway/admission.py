@@ -7,7 +7,6 @@ of the query's canonical input and the invalidation counters of the events it de
 with the projection position the answer was computed at.
 """
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -62,7 +61,9 @@ class Admissions:
         self._misses = metrics.cache.labels("miss")
         self._count_and_lookup = limiter.pipe.script(COUNT_AND_LOOKUP)
 
-    async def admit(self, call: "Call") -> Admission:
+    async def admit(self, call: "Call", canonical: bytes) -> Admission:
+        """Count the call against its caller's limit and, for a cached query, look up its
+        answer under `canonical` (the payload as `encode_payload` gives it)."""
         contract = call.route.contract
         caller = call.identity.caller
         user = None if contract.limit_per_address else caller
@@ -73,7 +74,7 @@ class Admissions:
             contract.rate_limit,
             caller,
         )
-        base = self._cache_base(call)
+        base = self._cache_base(call, canonical)
         if base is None or contract.cache is None:
             return Admission(await self.limiter.check(window))
         counters = self._counters(call)
@@ -105,11 +106,10 @@ class Admissions:
         keyed = (info.key, value) if info.key and isinstance(value, str) else None
         return self.cache.counters(info.projection, info.event_types, keyed)
 
-    def _cache_base(self, call: "Call") -> str | None:
+    def _cache_base(self, call: "Call", canonical: bytes) -> str | None:
         info = call.route.contract.cache
         if info is None or call.route.contract.has_policies:
             return None
-        canonical = json.dumps(call.payload, sort_keys=True, separators=(",", ":")).encode()
         return self.cache.base_key(
             f"gateway:{call.route.service}",
             call.route.contract.message_type,

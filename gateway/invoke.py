@@ -52,7 +52,7 @@ async def invoke(state: GatewayState, call: Call) -> Outcome:
     body = encode_payload(call.payload)
     caller = call.identity.caller
     telemetry.set_user(caller.user_id if caller else None)
-    admission = await state.admissions.admit(call)
+    admission = await state.admissions.admit(call, body)
     refuse_over_limit(admission.verdict, state.metrics.rate_limited.inc)
     outcome = await _answer(state, call, body, admission)
     outcome.headers.update(admission.verdict.headers())
@@ -60,11 +60,14 @@ async def invoke(state: GatewayState, call: Call) -> Outcome:
 
 
 def encode_payload(payload: dict[str, Any]) -> bytes:
-    """The payload as the bus carries it, UTF-8 JSON. What Python's JSON parser takes but is
-    no JSON (NaN, an infinity, text holding a lone surrogate, which a `\\u` escape can name)
-    is refused here: the services' parser refuses it, from behind the bus."""
+    """The payload as the bus carries it, UTF-8 JSON with its keys sorted: canonical, so the
+    same bytes name its cached answer. What Python's JSON parser takes but is no JSON (NaN, an
+    infinity, text holding a lone surrogate, which a `\\u` escape can name) is refused here:
+    the services' parser refuses it, from behind the bus."""
     try:
-        return json.dumps(payload, ensure_ascii=False, allow_nan=False).encode()
+        return json.dumps(
+            payload, ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":")
+        ).encode()
     except UnicodeEncodeError as exc:
         raise GatewayError(
             400, "VALIDATION_ERROR", "text must be Unicode: a lone surrogate is not"
